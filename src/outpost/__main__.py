@@ -1,0 +1,5 @@
+"""``python -m outpost`` runs the CLI."""
+
+from outpost.cli import main
+
+main()

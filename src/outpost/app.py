@@ -1,0 +1,140 @@
+"""``Outpost``: the Python API over the local data path, for notebooks and for the CLI.
+
+    >>> from outpost import Outpost
+    >>> op = Outpost()                                   # OUTPOST_HOME or the per-user data dir
+    >>> op.ingest("~/docs", collection="handbook")
+    >>> ans = op.ask("How many vacation days do new hires get?", collection="handbook")
+    >>> ans.text, ans.sources
+    >>> for piece in op.ask("...", collection="handbook", stream=True): print(piece, end="")
+
+It holds one settings object and caches open stores and loaded models, so repeated calls are cheap.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal, overload
+
+from outpost.embed.base import Embedder
+from outpost.embed.factory import load_embedder
+from outpost.errors import CollectionNotFoundError
+from outpost.ingest.chunker import Chunker
+from outpost.ingest.discover import discover
+from outpost.ingest.pipeline import IngestReport, Progress, ingest
+from outpost.llm.base import ChatModel, GenerationParams
+from outpost.llm.factory import load_chat_model
+from outpost.rag import AnswerStream, pack_sources, to_sources
+from outpost.records import Answer, CollectionInfo, Hit
+from outpost.retrieve import Mode, Retriever
+from outpost.settings import Settings
+from outpost.store.sqlite import Store, check_collection_name
+
+__all__ = ["Outpost"]
+
+DEFAULT_COLLECTION = "default"
+
+
+class Outpost:
+    """Local ingest, search and answers over collections in one home folder."""
+
+    def __init__(self, home: str | Path | None = None, settings: Settings | None = None, **overrides: Any) -> None:
+        base = settings or Settings()
+        if home is not None:
+            overrides["home"] = Path(home).expanduser()
+        self.settings = base.with_overrides(**overrides)
+        self._stores: dict[str, Store] = {}
+
+    # -- collections --------------------------------------------------------------------------
+
+    def store(self, name: str, create: bool = False) -> Store:
+        """The open store of a collection; a missing one raises ``CollectionNotFoundError`` unless ``create``."""
+        check_collection_name(name)
+        if name not in self._stores:
+            try:
+                self._stores[name] = Store.open(
+                    self.settings.collections_dir, name, create=create, exact_below=self.settings.exact_search_below
+                )
+            except FileNotFoundError:
+                raise CollectionNotFoundError(name) from None
+        return self._stores[name]
+
+    def collections(self) -> list[CollectionInfo]:
+        folder = self.settings.collections_dir
+        names = sorted(p.name for p in folder.iterdir() if (p / "store.sqlite").is_file()) if folder.is_dir() else []
+        return [self.store(name).info() for name in names]
+
+    def delete_collection(self, name: str) -> None:
+        store = self.store(name)
+        store.close()
+        del self._stores[name]
+        shutil.rmtree(store.folder)
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def embedder(self) -> Embedder:
+        return load_embedder(self.settings)
+
+    def chunker(self, embedder: Embedder) -> Chunker:
+        limit = min(self.settings.chunk_tokens, embedder.max_tokens)
+        return Chunker(embedder.count_tokens, limit, self.settings.chunk_overlap, embedder.identity.name)
+
+    def ingest(
+        self,
+        *paths: str | Path,
+        collection: str = DEFAULT_COLLECTION,
+        sync: bool = False,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders into ``collection`` (created if new); ``sync`` also removes vanished files."""
+        files = discover([Path(p) for p in paths])
+        embedder = self.embedder()
+        return ingest(self.store(collection, create=True), files, embedder, self.chunker(embedder), sync, progress)
+
+    # -- retrieval and answers ----------------------------------------------------------------
+
+    def retriever(self, collection: str) -> Retriever:
+        store = self.store(collection)
+        embedder = self.embedder()
+        store.check_embedding(embedder.identity)
+        s = self.settings
+        return Retriever(store, embedder, s.rrf_k, s.bm25_weight, s.dense_weight)
+
+    def search(
+        self, query: str, collection: str = DEFAULT_COLLECTION, k: int | None = None, mode: Mode = "hybrid"
+    ) -> list[Hit]:
+        return self.retriever(collection).search(query, k or self.settings.top_k, mode)
+
+    def chat_model(self, name: str | None = None) -> ChatModel:
+        return load_chat_model(self.settings, name)
+
+    @overload
+    def ask(self, question: str, collection: str = ..., *, stream: Literal[False] = ..., **kw: Any) -> Answer: ...
+    @overload
+    def ask(self, question: str, collection: str = ..., *, stream: Literal[True], **kw: Any) -> AnswerStream: ...
+
+    def ask(
+        self,
+        question: str,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        stream: bool = False,
+        k: int | None = None,
+        mode: Mode = "hybrid",
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Answer | AnswerStream:
+        """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``."""
+        s = self.settings
+        hits = self.search(question, collection, k, mode)
+        chat = self.chat_model(model)
+        params = GenerationParams(
+            temperature=s.temperature if temperature is None else temperature,
+            max_tokens=max_tokens or s.max_tokens,
+            seed=seed,
+        )
+        messages, sources = pack_sources(chat, question, to_sources(hits), params.max_tokens)
+        answer = AnswerStream(chat, question, messages, sources, params, collection)
+        return answer if stream else answer.result()

@@ -1,0 +1,227 @@
+"""Local commands: ingest, search, ask, collections, quickstart."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from outpost.app import DEFAULT_COLLECTION, Outpost
+from outpost.cli.console import err, guarded, out, print_json, progress_bars
+from outpost.ingest.pipeline import IngestReport
+from outpost.records import Answer, Hit
+from outpost.retrieve import Mode
+
+QUICKSTART_QUESTION = "How many vacation days do new hires get?"
+
+Collection = Annotated[
+    str, typer.Option("--collection", "-c", help="Collection name (letters, digits, '.', '_', '-').")
+]
+K = Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, help="How many chunks to retrieve (default 5).")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="Retriever: hybrid (BM25 + vectors, fused), bm25 or dense.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+EmbedModel = Annotated[
+    Optional[str],
+    typer.Option("--embed-model", help="Embedding model: name or local folder (default all-MiniLM-L6-v2)."),
+]
+
+
+def _outpost(ctx: typer.Context, **overrides: object) -> Outpost:
+    return Outpost(home=ctx.obj.get("home"), **overrides)
+
+
+def _mode(value: str) -> Mode:
+    if value not in ("hybrid", "bm25", "dense"):
+        raise typer.BadParameter(f"--mode must be hybrid, bm25 or dense, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _hit_json(hit: Hit) -> dict[str, object]:
+    c = hit.chunk
+    return {
+        "document": c.doc_key,
+        "page": c.page,
+        "heading": c.heading,
+        "chunk_id": c.id,
+        "score": hit.score,
+        "bm25_rank": hit.bm25_rank,
+        "dense_rank": hit.dense_rank,
+        "text": c.text,
+    }
+
+
+def _answer_json(answer: Answer) -> dict[str, object]:
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "model": answer.model,
+        "collection": answer.collection,
+        "cited": answer.cited,
+        "sources": [
+            {
+                "number": s.number,
+                "document": s.document,
+                "page": s.page,
+                "heading": s.heading,
+                "chunk_id": s.chunk_id,
+                "score": s.score,
+                "text": s.text,
+            }
+            for s in answer.sources
+        ],
+    }
+
+
+def _print_report(report: IngestReport) -> None:
+    for key, reason in report.failures:
+        err.print(f"[red]skipped[/] {key}: {reason}", markup=True, highlight=False)
+    err.print(
+        f"{report.collection} v{report.version}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {report.unchanged} unchanged; "
+        f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused"
+        + (f"; {len(report.failures)} failed" if report.failures else "")
+    )
+
+
+def _print_sources(answer: Answer) -> None:
+    out.print("\nSources:")
+    for s in answer.sources:
+        mark = "*" if s.number in answer.cited else " "
+        out.print(f" {mark}{s.label()}  {s.heading}".rstrip())
+
+
+def ingest_cmd(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders (folders are read recursively).")],
+    collection: Collection = DEFAULT_COLLECTION,
+    sync: Annotated[bool, typer.Option("--sync", help="Also remove documents no longer present under PATHS.")] = False,
+    embed_model: EmbedModel = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Load, chunk and embed documents into a collection (unchanged files cost nothing).
+
+    Supported: PDF, DOCX, HTML, Markdown, text, CSV/TSV, JSON/JSONL. A file that cannot be read is
+    reported on stderr and skipped; the exit code is 1 when any file failed.
+    """
+    op = _outpost(ctx, embed_model=embed_model)
+    with progress_bars(not quiet) as progress:
+        report = op.ingest(*paths, collection=collection, sync=sync, progress=progress)
+    _print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def search_cmd(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: Collection = DEFAULT_COLLECTION,
+    k: K = None,
+    mode: ModeOpt = "hybrid",
+    json_out: Json = False,
+    embed_model: EmbedModel = None,
+) -> None:
+    """Show the chunks that best match a query (no LLM involved)."""
+    hits = _outpost(ctx, embed_model=embed_model).search(query, collection, k, _mode(mode))
+    if json_out:
+        print_json({"query": query, "collection": collection, "mode": mode, "results": [_hit_json(h) for h in hits]})
+        return
+    for rank, hit in enumerate(hits, start=1):
+        page = f" p.{hit.chunk.page}" if hit.chunk.page is not None else ""
+        out.print(f"[{rank}] {hit.chunk.doc_key}{page}  score={hit.score:.4f}  {hit.chunk.heading}")
+        out.print(f"    {hit.chunk.text[:300]}")
+
+
+def ask_cmd(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The question to answer from the collection.")],
+    collection: Collection = DEFAULT_COLLECTION,
+    k: K = None,
+    mode: ModeOpt = "hybrid",
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="Chat model: bundled name (smollm2) or .gguf path.")
+    ] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="Sampling temperature (default 0.2).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Most tokens in the answer (default 384).")] = None,
+    ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", min=256, help="Context window (default 4096).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed, for repeatable answers.")] = None,
+    json_out: Json = False,
+    embed_model: EmbedModel = None,
+) -> None:
+    """Answer a question from a collection with the local LLM, streaming, then list the sources."""
+    op = _outpost(ctx, embed_model=embed_model, n_ctx=ctx_tokens)
+    stream = op.ask(
+        question,
+        collection,
+        stream=True,
+        k=k,
+        mode=_mode(mode),
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    if json_out:
+        print_json(_answer_json(stream.result()))
+        return
+    for piece in stream:
+        out.print(piece, end="")
+    out.print()
+    _print_sources(stream.result())
+
+
+def collections_cmd(ctx: typer.Context, json_out: Json = False) -> None:
+    """List collections: documents, chunks, size on disk, version and embedding model."""
+    infos = _outpost(ctx).collections()
+    if json_out:
+        print_json([info for info in infos])
+        return
+    table = Table("name", "version", "documents", "chunks", "size", "embedding model")
+    for info in infos:
+        model = info.embedding.name if info.embedding else "-"
+        table.add_row(
+            info.name,
+            str(info.version),
+            str(info.documents),
+            str(info.chunks),
+            f"{info.bytes_on_disk / 1e6:.1f} MB",
+            model,
+        )
+    out.print(table if infos else "No collections yet: run `outpost ingest PATH --collection NAME`.")
+
+
+def sample_folder() -> Path:
+    return Path(str(files("outpost") / "data" / "sample"))
+
+
+def quickstart_cmd(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="Question to ask the sample collection.")] = QUICKSTART_QUESTION,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Ingest the bundled sample documents into `quickstart` and ask them a question, offline."""
+    op = _outpost(ctx)
+    out.print(f"Ingesting the sample documents from {sample_folder()} ...")
+    with progress_bars() as progress:
+        report = op.ingest(sample_folder(), collection="quickstart", sync=True, progress=progress)
+    _print_report(report)
+    out.print(f"\nQ: {question}\nA: ", end="")
+    stream = op.ask(question, "quickstart", stream=True, seed=seed)
+    for piece in stream:
+        out.print(piece, end="")
+    out.print()
+    _print_sources(stream.result())
+    out.print('\nNext: outpost ingest ~/docs --collection mydocs && outpost ask "..." --collection mydocs')
+
+
+def register(app: typer.Typer) -> None:
+    for name, fn in [
+        ("quickstart", quickstart_cmd),
+        ("ingest", ingest_cmd),
+        ("ask", ask_cmd),
+        ("search", search_cmd),
+        ("collections", collections_cmd),
+    ]:
+        app.command(name)(guarded(fn))

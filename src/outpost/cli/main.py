@@ -1,0 +1,53 @@
+"""Entry point: global options, then the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from outpost import __version__
+from outpost.cli import local
+from outpost.cli.console import quiet_libraries
+
+app = typer.Typer(
+    name="outpost",
+    help="Private, offline-first question answering over your own documents.\n\n"
+    "Start with `outpost quickstart`, then `outpost ingest PATH --collection NAME` and "
+    '`outpost ask "QUESTION" --collection NAME`. All state lives in OUTPOST_HOME.',
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"outpost {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--home", envvar="OUTPOST_HOME", help="Folder for all Outpost state (default: per-user data dir)."
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    quiet_libraries()
+    ctx.obj = {"home": home}
+
+
+local.register(app)
+
+
+def main() -> None:
+    app()

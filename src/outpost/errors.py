@@ -1,0 +1,89 @@
+"""One exception tree for Outpost; the edges (CLI, HTTP) convert it, the core only raises it.
+
+::
+
+    OutpostError                   anything Outpost raises on purpose; message says how to fix it
+    ├── ConfigError                bad settings or home
+    ├── LoadError                  one file could not be read (ingest skips it and goes on)
+    │   └── UnsupportedFileError   no loader for this kind of file
+    ├── CollectionNotFoundError    no collection by that name
+    ├── ModelMismatchError         a collection was embedded with another model
+    ├── VersionConflictError       a changeset's base is not the store's current version
+    ├── ModelNotFoundError         no embedding or chat model by that name or path
+    └── ContextOverflowError       a prompt cannot fit the model's context window
+
+Each class carries ``exit_code`` (CLI) and ``http_status`` (servers) so the edges stay thin.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CollectionNotFoundError",
+    "ConfigError",
+    "ContextOverflowError",
+    "LoadError",
+    "ModelMismatchError",
+    "ModelNotFoundError",
+    "OutpostError",
+    "UnsupportedFileError",
+    "VersionConflictError",
+]
+
+
+class OutpostError(Exception):
+    """Base of every deliberate Outpost error."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class ConfigError(OutpostError):
+    exit_code = 2
+    http_status = 400
+
+
+class LoadError(OutpostError):
+    """A file could not be loaded; ``path`` says which."""
+
+    http_status = 422
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class UnsupportedFileError(LoadError):
+    pass
+
+
+class CollectionNotFoundError(OutpostError):
+    exit_code = 3
+    http_status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"No collection named {name!r}: run `outpost collections` to list them, "
+            f"or `outpost ingest PATH --collection {name}` to create it"
+        )
+        self.name = name
+
+
+class ModelMismatchError(OutpostError):
+    exit_code = 4
+    http_status = 409
+
+
+class VersionConflictError(OutpostError):
+    exit_code = 5
+    http_status = 409
+
+
+class ModelNotFoundError(OutpostError):
+    exit_code = 6
+    http_status = 404
+
+
+class ContextOverflowError(OutpostError):
+    exit_code = 7
+    http_status = 400

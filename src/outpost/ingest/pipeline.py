@@ -1,0 +1,172 @@
+"""Ingest: files → documents → chunks → int8 vectors → one Changeset → ``store.apply``.
+
+The stages are pure functions over batches (``read_batch``, ``Chunker.chunk_batch``,
+``embed_chunks``), so a hub can later run them on Ray Data ``map_batches`` unchanged; ``plan``
+and ``ingest`` only glue them to one store.
+
+What is skipped, and why it is cheap to re-run:
+- a document whose key and sha256 are unchanged is not even parsed;
+- a changed document's chunks that kept their id (same chunker, key and embedded text) reuse the
+  stored vector; only new text is embedded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from outpost.embed.base import Embedder
+from outpost.embed.quantize import quantize
+from outpost.errors import LoadError
+from outpost.ingest.chunker import Chunker, embedding_text
+from outpost.ingest.discover import SourceFile
+from outpost.ingest.loaders import load_bytes, supported
+from outpost.records import Changeset, Chunk, Document, DocumentRecord
+from outpost.store.sqlite import Store
+
+__all__ = ["IngestReport", "embed_chunks", "ingest", "read_batch"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, advance, total)
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; ``failures`` are (document key, reason)."""
+
+    collection: str
+    version: int
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def read_batch(files: list[SourceFile], known: dict[str, str]) -> tuple[list[Document], list[str], list[LoadError]]:
+    """Read and parse files whose content hash differs from ``known``; returns (docs, unchanged keys, errors)."""
+    docs: list[Document] = []
+    unchanged: list[str] = []
+    errors: list[LoadError] = []
+    for item in files:
+        try:
+            if not supported(item.path):
+                raise LoadError(item.key, f"unsupported file type {item.path.suffix or '(no suffix)'!r}")
+            data = item.path.read_bytes()
+            if known.get(item.key) == hashlib.sha256(data).hexdigest():
+                unchanged.append(item.key)
+                continue
+            docs.append(load_bytes(data, item.key))
+        except LoadError as exc:
+            errors.append(exc)
+        except OSError as exc:
+            errors.append(LoadError(item.key, f"cannot read file: {exc.strerror or exc}"))
+    return docs, unchanged, errors
+
+
+def embed_chunks(
+    chunks: list[Chunk],
+    embedder: Embedder,
+    reuse: dict[str, tuple[np.ndarray, float]],
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """int8 vectors and scales aligned with ``chunks``; ids in ``reuse`` are not re-embedded.
+
+    Returns (vectors, scales, number embedded).
+    """
+    dim = embedder.identity.dimension
+    vectors = np.zeros((len(chunks), dim), dtype=np.int8)
+    scales = np.zeros(len(chunks), dtype=np.float32)
+    todo = [i for i, c in enumerate(chunks) if c.id not in reuse]
+    for i, chunk in enumerate(chunks):
+        if chunk.id in reuse:
+            vectors[i], scales[i] = reuse[chunk.id]
+    if todo:
+        tick = (lambda n: progress("embed", n, len(todo))) if progress else None
+        floats = embedder.embed([embedding_text(chunks[i]) for i in todo], progress=tick)
+        q, s = quantize(floats)
+        vectors[todo], scales[todo] = q, s
+    return vectors, scales, len(todo)
+
+
+def _moved(old: dict[str, tuple[int, int | None]], chunk: Chunk) -> bool:
+    return chunk.id in old and old[chunk.id] != (chunk.ordinal, chunk.page)
+
+
+def ingest(
+    store: Store,
+    files: list[SourceFile],
+    embedder: Embedder,
+    chunker: Chunker,
+    sync: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring ``store`` in line with ``files`` in one changeset (one new version, or none)."""
+    store.check_embedding(embedder.identity)
+    known = store.document_hashes()
+    docs, unchanged, errors = _read_with_progress(files, known, progress)
+    chunks = chunker.chunk_batch(docs)
+    old = store.chunk_positions([d.key for d in docs if d.key in known])
+    gone = sorted(set(known) - {f.key for f in files}) if sync else []
+
+    new_ids = {c.id for c in chunks}
+    upserts = [c for c in chunks if c.id not in old or _moved(old, c)]
+    delete_chunks = [i for i in old if i not in new_ids or i in {c.id for c in upserts}]
+    delete_chunks += store.chunk_ids(gone)
+    vectors, scales, embedded = embed_chunks(upserts, embedder, store.stored_vectors(list(old)), progress)
+
+    per_doc = {d.key: 0 for d in docs}
+    for c in chunks:
+        per_doc[c.doc_key] += 1
+    changeset = Changeset(
+        collection=store.name,
+        base_version=store.version,
+        upserts=upserts,
+        vectors=vectors,
+        scales=scales,
+        documents=[DocumentRecord(d.key, d.sha256, d.title, d.kind, d.size, per_doc[d.key]) for d in docs],
+        delete_chunks=delete_chunks,
+        delete_documents=gone,
+        embedding=embedder.identity,
+        chunker_id=chunker.id,
+    )
+    version = store.apply(changeset) if not changeset.is_empty() else store.version
+    return IngestReport(
+        collection=store.name,
+        version=version,
+        added=[d.key for d in docs if d.key not in known],
+        updated=[d.key for d in docs if d.key in known],
+        removed=gone,
+        unchanged=len(unchanged),
+        chunks_embedded=embedded,
+        chunks_reused=len(upserts) - embedded,
+        failures=[(e.path, e.reason) for e in errors],
+    )
+
+
+def _read_with_progress(
+    files: list[SourceFile], known: dict[str, str], progress: Progress | None, batch: int = 32
+) -> tuple[list[Document], list[str], list[LoadError]]:
+    docs: list[Document] = []
+    unchanged: list[str] = []
+    errors: list[LoadError] = []
+    for start in range(0, len(files), batch):
+        part = files[start : start + batch]
+        d, u, e = read_batch(part, known)
+        docs += d
+        unchanged += u
+        errors += e
+        if progress:
+            progress("load", len(part), len(files))
+    return docs, unchanged, errors

@@ -1,0 +1,42 @@
+"""The chat-model interface every runtime implements (llama.cpp now; remote APIs later).
+
+Generation takes a list of chat messages, not one string, so chat history, a Modelfile's
+``SYSTEM``/``MESSAGE`` and the HTTP APIs all share one path.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["ChatModel", "GenerationParams", "Message"]
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    temperature: float = 0.2
+    max_tokens: int = 384
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+
+
+class ChatModel(abc.ABC):
+    """A loaded chat model with a fixed context window."""
+
+    name: str
+    n_ctx: int
+
+    @abc.abstractmethod
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        """Tokens the rendered prompt (chat template applied) takes in the context window."""
+
+    @abc.abstractmethod
+    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
+        """Yield the reply as text pieces, as they are generated."""
+
+    def complete(self, messages: list[Message], params: GenerationParams) -> str:
+        return "".join(self.stream(messages, params))

@@ -1,0 +1,111 @@
+"""llama.cpp runtime through llama-cpp-python, using the model's own chat template and stop tokens.
+
+The prompt is rendered here with the GGUF's ``tokenizer.chat_template`` (Jinja) and tokenised once,
+so the token count used for context packing is exactly what the model is fed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from outpost.errors import ContextOverflowError, ModelNotFoundError
+from outpost.llm.base import ChatModel, GenerationParams, Message
+
+__all__ = ["LlamaCppModel"]
+
+log = logging.getLogger(__name__)
+
+# Used only for a GGUF that carries no chat template of its own.
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _physical_cores() -> int:
+    return max(1, (os.cpu_count() or 2))
+
+
+class LlamaCppModel(ChatModel):
+    """A GGUF model loaded once; ``n_ctx`` set explicitly (llama.cpp's 512 default is too small for RAG)."""
+
+    def __init__(self, path: Path, n_ctx: int = 4096, n_threads: int | None = None, name: str = "") -> None:
+        if not path.is_file():
+            raise ModelNotFoundError(f"No GGUF file at {path}")
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - a broken install
+            raise ModelNotFoundError("llama-cpp-python is not installed: pip install llama-cpp-python") from exc
+        self.path = path
+        self.name = name or path.stem
+        self.llm = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or _physical_cores(),
+            n_gpu_layers=-1,  # offload everything when llama.cpp was built with a GPU backend; no-op on CPU
+            verbose=False,
+        )
+        self.n_ctx = self.llm.n_ctx()
+        trained = int(self.llm.metadata.get(f"{self.architecture}.context_length", self.n_ctx) or self.n_ctx)
+        if self.n_ctx > trained:
+            log.warning("n_ctx %d exceeds the %d tokens %s was trained on", self.n_ctx, trained, self.name)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.llm.metadata.get("general.architecture", ""))
+
+    @cached_property
+    def _formatter(self) -> Any:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos_id, bos_id = self.llm.token_eos(), self.llm.token_bos()
+        return Jinja2ChatFormatter(
+            template=self.llm.metadata.get("tokenizer.chat_template") or CHATML,
+            eos_token=self._token_text(eos_id),
+            bos_token=self._token_text(bos_id),
+            stop_token_ids=[eos_id],
+        )
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    def _render(self, messages: list[Message]) -> tuple[list[int], list[str]]:
+        """Prompt tokens and stop strings for ``messages`` under the model's chat template."""
+        result = self._formatter(messages=messages)
+        tokens = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
+        return tokens, [s for s in stop if s]
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return len(self._render(messages)[0])
+
+    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
+        tokens, stop = self._render(messages)
+        room = self.n_ctx - len(tokens)
+        if room < 16:
+            raise ContextOverflowError(
+                f"The prompt takes {len(tokens)} tokens of {self.name}'s {self.n_ctx}-token context; "
+                "shorten it or raise --ctx"
+            )
+        self.llm.reset()
+        pieces = self.llm.create_completion(
+            tokens,
+            max_tokens=min(params.max_tokens, room),
+            temperature=params.temperature,
+            top_p=params.top_p,
+            repeat_penalty=params.repeat_penalty,
+            seed=params.seed,
+            stop=stop,
+            stream=True,
+        )
+        for piece in pieces:
+            text = piece["choices"][0]["text"]
+            if text:
+                yield text

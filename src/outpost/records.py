@@ -1,0 +1,209 @@
+"""Plain records that every Outpost module speaks.
+
+This module sits at the bottom of the package: it imports nothing else of Outpost, so the ingest
+stages, the store, retrieval, packs and the servers can all exchange these values without import
+cycles. Records are dataclasses, cheap to build and easy to serialise (``dataclasses.asdict``).
+
+Data flows one way through them::
+
+    Path ─load→ Document(blocks) ─chunk→ Chunk ─embed→ (int8 vector, scale) ─→ Changeset ─apply→ Store
+    query ─retrieve→ Hit ─prompt→ Source ─LLM→ Answer
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Answer",
+    "Block",
+    "Changeset",
+    "Chunk",
+    "CollectionInfo",
+    "Document",
+    "DocumentRecord",
+    "EmbeddingIdentity",
+    "Hit",
+    "Source",
+]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A structural unit of a loaded file: a paragraph, a table row, a page's text.
+
+    ``headings`` is the path of section titles above the block (outermost first), so the chunker
+    can keep a section together and prefix a chunk with where it came from.
+    """
+
+    text: str
+    page: int | None = None
+    headings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file as loaded: its identity (key + content hash) and its text as ordered blocks.
+
+    ``key`` is the path relative to the ingest root in POSIX form: never absolute, since the hub's
+    paths mean nothing on a laptop.
+    """
+
+    key: str
+    sha256: str
+    title: str
+    kind: str
+    blocks: tuple[Block, ...]
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What the store keeps of a document once its text lives in chunks."""
+
+    key: str
+    sha256: str
+    title: str
+    kind: str
+    size: int
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token-bounded piece of a document, the unit of retrieval.
+
+    ``id`` is ``sha256(chunker_id ‖ document key ‖ text)[:32]``: stable across runs and machines.
+    """
+
+    id: str
+    doc_key: str
+    ordinal: int
+    text: str
+    page: int | None = None
+    heading: str = ""
+    token_count: int = 0
+
+
+@dataclass(frozen=True)
+class EmbeddingIdentity:
+    """What makes two vectors comparable: same model weights, dimension and normalisation."""
+
+    name: str
+    weights_sha256: str
+    dimension: int
+    max_seq_length: int
+    normalized: bool = True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> EmbeddingIdentity:
+        return cls(**json.loads(text))
+
+    def short(self) -> str:
+        return f"{self.name} (dim {self.dimension}, weights {self.weights_sha256[:12]})"
+
+
+@dataclass
+class Changeset:
+    """The only way to change a collection: applied by ``Store.apply`` in one transaction.
+
+    ``vectors`` is an ``(len(upserts), dim)`` int8 array and ``scales`` its float32 per-row scales,
+    aligned with ``upserts``. A local ingest, a hub ingest and a sync all end here.
+    """
+
+    collection: str
+    base_version: int
+    upserts: list[Chunk] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int8))
+    scales: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    documents: list[DocumentRecord] = field(default_factory=list)
+    delete_chunks: list[str] = field(default_factory=list)
+    delete_documents: list[str] = field(default_factory=list)
+    embedding: EmbeddingIdentity | None = None
+    chunker_id: str = ""
+
+    @property
+    def version(self) -> int:
+        return self.base_version + 1
+
+    def is_empty(self) -> bool:
+        return not (self.upserts or self.documents or self.delete_chunks or self.delete_documents)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and the rank it had in each retriever (1-based)."""
+
+    chunk: Chunk
+    score: float
+    bm25_rank: int | None = None
+    dense_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A chunk placed in the prompt, numbered as the model saw it (``[n]``)."""
+
+    number: int
+    document: str
+    chunk_id: str
+    score: float
+    text: str
+    page: int | None = None
+    heading: str = ""
+
+    def label(self) -> str:
+        page = f" p.{self.page}" if self.page is not None else ""
+        return f"[{self.number}] {self.document}{page}"
+
+
+@dataclass
+class Answer:
+    """A generated answer with the sources that were in its prompt."""
+
+    question: str
+    text: str
+    sources: list[Source]
+    model: str = ""
+    collection: str = ""
+    cited: list[int] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def _repr_html_(self) -> str:
+        """Notebook view: the answer, then its sources as a numbered list."""
+        items = "".join(
+            f"<li><b>{html.escape(s.label())}</b> "
+            f"<small>score {s.score:.4f}</small><br><small>{html.escape(s.text[:300])}</small></li>"
+            for s in self.sources
+        )
+        return (
+            f"<div><p><i>{html.escape(self.question)}</i></p>"
+            f"<p>{html.escape(self.text)}</p><ol style='list-style:none;padding-left:0'>{items}</ol></div>"
+        )
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """One row of ``outpost collections``."""
+
+    name: str
+    version: int
+    documents: int
+    chunks: int
+    bytes_on_disk: int
+    embedding: EmbeddingIdentity | None
+    chunker_id: str

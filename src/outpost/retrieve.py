@@ -1,0 +1,69 @@
+"""Hybrid retrieval: BM25 (FTS5) and dense (int8 cosine) fused by weighted reciprocal rank.
+
+RRF needs no score calibration between retrievers, which is why it is the default in hybrid
+search: ``score(d) = Σ_r w_r / (k + rank_r(d))`` with ``k = 60``. Each retriever contributes a
+deeper list (``depth``) than the final ``k``, so a chunk ranked well by one retriever alone can
+still surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from outpost.embed.base import Embedder
+from outpost.embed.quantize import quantize
+from outpost.records import Hit
+from outpost.store.sqlite import Store
+
+__all__ = ["Mode", "Retriever", "rrf"]
+
+Mode = Literal["hybrid", "bm25", "dense"]
+
+
+def rrf(rankings: list[tuple[list[int], float]], k: int = 60) -> list[tuple[int, float]]:
+    """Weighted reciprocal-rank fusion of ranked key lists; returns (key, score), best first."""
+    scores: dict[int, float] = {}
+    for keys, weight in rankings:
+        for rank, key in enumerate(keys, start=1):
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+@dataclass
+class Retriever:
+    """Searches one store; ``mode`` picks BM25, dense or both."""
+
+    store: Store
+    embedder: Embedder
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    depth: int = 50
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """The int8 query vector, quantised exactly like the stored ones."""
+        q, _ = quantize(self.embedder.embed_query(text))
+        return q[0]
+
+    def search(self, text: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
+        depth = max(self.depth, k)
+        bm25 = self.store.bm25(text, depth) if mode in ("hybrid", "bm25") else []
+        dense = self.store.dense(self.query_vector(text), depth) if mode in ("hybrid", "dense") else []
+        bm25_rank = {key: r for r, (key, _) in enumerate(bm25, start=1)}
+        dense_rank = {key: r for r, (key, _) in enumerate(dense, start=1)}
+        if mode == "bm25":
+            fused = bm25[:k]
+        elif mode == "dense":
+            fused = dense[:k]
+        else:
+            fused = rrf(
+                [([key for key, _ in bm25], self.bm25_weight), ([key for key, _ in dense], self.dense_weight)],
+                self.rrf_k,
+            )[:k]
+        chunks = self.store.chunks_by_rowid([key for key, _ in fused])
+        return [
+            Hit(chunks[key], score, bm25_rank.get(key), dense_rank.get(key)) for key, score in fused if key in chunks
+        ]

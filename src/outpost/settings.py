@@ -1,0 +1,81 @@
+"""One settings model for the CLI, the Python API and (later) the servers.
+
+Precedence: defaults < ``$OUTPOST_HOME/config.toml`` < ``OUTPOST_*`` environment variables <
+explicit arguments (CLI flags pass them as keyword arguments). All state lives under ``home``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "default_home"]
+
+
+def default_home() -> Path:
+    """``$OUTPOST_HOME`` if set, else the per-user data directory (e.g. ~/.local/share/outpost)."""
+    env = os.environ.get("OUTPOST_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("outpost"))
+
+
+class Settings(BaseSettings):
+    """Every knob of a local Outpost; field docs double as CLI help."""
+
+    model_config = SettingsConfigDict(env_prefix="OUTPOST_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="Where all Outpost state lives.")
+    embed_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Embedding model: a sentence-transformers name or a local folder.",
+    )
+    embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    device: str | None = Field(None, description="Torch device for embeddings (default: cuda if present).")
+    chunk_tokens: int = Field(200, ge=16, description="Chunk size in the embedder's word pieces.")
+    chunk_overlap: int = Field(30, ge=0, description="Word pieces shared by consecutive chunks.")
+    llm_model: str = Field("smollm2", description="Chat model: a bundled name or a .gguf path.")
+    n_ctx: int = Field(4096, ge=256, description="LLM context window in tokens.")
+    n_threads: int | None = Field(None, description="llama.cpp threads (default: physical cores).")
+    temperature: float = Field(0.2, ge=0.0, description="Sampling temperature.")
+    max_tokens: int = Field(384, ge=1, description="Most tokens to generate for an answer.")
+    top_k: int = Field(5, ge=1, description="Chunks retrieved for an answer.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    bm25_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 ranks in fusion.")
+    dense_weight: float = Field(1.0, ge=0.0, description="Weight of vector ranks in fusion.")
+    exact_search_below: int = Field(
+        5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        return (init_settings, env_settings, toml)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given fields replaced; ``None`` values (unset CLI flags) are ignored."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        return self.model_copy(update=changes) if changes else self
+
+    @property
+    def collections_dir(self) -> Path:
+        return self.home / "collections"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"

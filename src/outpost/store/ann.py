@@ -1,0 +1,110 @@
+"""Vector search over the int8 vectors: exact for small collections, usearch HNSW above that.
+
+The SQLite store is the truth; the usearch file is derived, named ``index-<version>.usearch`` and
+switched by an atomic rename, so a reader never sees a half-written index. If the file for the
+current version is missing (a crash between commit and index write, or a fresh sync), it is
+rebuilt from the store. Keys are the chunks' SQLite rowids. Vectors go in as int8 arrays, never
+floats: usearch would otherwise quantise them itself, far more coarsely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["AnnIndex", "exact_search"]
+
+log = logging.getLogger(__name__)
+
+
+def exact_search(query: np.ndarray, vectors: np.ndarray, keys: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Brute-force cosine over int8 rows (also the oracle the ANN path is tested against)."""
+    if len(keys) == 0:
+        return []
+    q = query.astype(np.float32)
+    mat = vectors.astype(np.float32)
+    norms = np.linalg.norm(mat, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
+    sims = (mat @ q) / np.where(norms > 0, norms, 1.0)
+    k = min(k, len(keys))
+    top = np.argpartition(-sims, k - 1)[:k]
+    top = top[np.argsort(-sims[top], kind="stable")]
+    return [(int(keys[i]), float(sims[i])) for i in top]
+
+
+class AnnIndex:
+    """usearch ``i8`` cosine index over one collection's chunks, one file per version."""
+
+    def __init__(self, folder: Path, ndim: int) -> None:
+        self.folder = folder
+        self.ndim = ndim
+
+    def path(self, version: int) -> Path:
+        return self.folder / f"index-{version}.usearch"
+
+    def _new(self):  # type: ignore[no-untyped-def]
+        from usearch.index import Index
+
+        return Index(ndim=self.ndim, metric="cos", dtype="i8", connectivity=16, expansion_add=128, expansion_search=64)
+
+    def load(self, version: int):  # type: ignore[no-untyped-def]
+        """The index for ``version``, or ``None`` if its file is missing or unreadable."""
+        path = self.path(version)
+        if not path.is_file():
+            return None
+        index = self._new()
+        try:
+            index.load(str(path))
+        except Exception as exc:  # a damaged derived file is rebuilt, never trusted
+            log.warning("ignoring unreadable index %s: %s", path, exc)
+            return None
+        return index
+
+    def build(self, version: int, keys: np.ndarray, vectors: np.ndarray):  # type: ignore[no-untyped-def]
+        index = self._new()
+        if len(keys):
+            index.add(keys.astype(np.uint64), vectors.astype(np.int8), threads=os.cpu_count() or 1)
+        self.save(index, version)
+        return index
+
+    def update(
+        self,
+        index,  # type: ignore[no-untyped-def]
+        version: int,
+        removed: np.ndarray,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+    ):  # type: ignore[no-untyped-def]
+        """Apply one changeset's removals and additions, then save as ``version``."""
+        if len(removed):
+            index.remove(removed.astype(np.uint64))
+        if len(keys):
+            index.add(keys.astype(np.uint64), vectors.astype(np.int8), threads=os.cpu_count() or 1)
+        self.save(index, version)
+        return index
+
+    def save(self, index, version: int) -> None:  # type: ignore[no-untyped-def]
+        """Write to a temp file, fsync, rename into place, then drop older versions' files."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        final = self.path(version)
+        tmp = final.with_suffix(".usearch.tmp")
+        index.save(str(tmp))
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        for old in self.folder.glob("index-*.usearch"):
+            if old != final:
+                old.unlink(missing_ok=True)
+
+    def drop(self) -> None:
+        for old in self.folder.glob("index-*.usearch*"):
+            old.unlink(missing_ok=True)
+
+    @staticmethod
+    def search(index, query: np.ndarray, k: int) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]
+        if len(index) == 0:
+            return []
+        matches = index.search(query.astype(np.int8), min(k, len(index)))
+        return [(int(key), 1.0 - float(dist)) for key, dist in zip(matches.keys, matches.distances)]

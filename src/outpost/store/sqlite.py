@@ -1,0 +1,495 @@
+"""One collection's store: SQLite (WAL) for documents, chunks, vectors and FTS5; a derived ANN file.
+
+Every change goes through :meth:`Store.apply` with a :class:`Changeset`: one ``BEGIN IMMEDIATE``
+transaction that checks the base version, writes, and bumps the version. Readers see the old
+version or the new one, never a mix. The schema opens through numbered migrations.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from outpost.errors import ConfigError, ModelMismatchError, VersionConflictError
+from outpost.records import Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
+from outpost.store.ann import AnnIndex, exact_search
+
+__all__ = ["Store", "check_collection_name", "fts_query"]
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE documents (
+        key TEXT PRIMARY KEY, sha256 TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
+        size INTEGER NOT NULL, chunk_count INTEGER NOT NULL
+    );
+    CREATE TABLE chunks (
+        rowid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        doc_key TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        page INTEGER,
+        heading TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL,
+        token_count INTEGER NOT NULL DEFAULT 0,
+        vector BLOB NOT NULL,
+        scale REAL NOT NULL
+    );
+    CREATE INDEX chunks_doc ON chunks (doc_key, ordinal);
+    CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+        heading, text, content='chunks', content_rowid='rowid', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+        INSERT INTO chunks_fts (rowid, heading, text) VALUES (new.rowid, new.heading, new.text);
+    END;
+    CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+        INSERT INTO chunks_fts (chunks_fts, rowid, heading, text)
+        VALUES ('delete', old.rowid, old.heading, old.text);
+    END;
+    INSERT INTO meta VALUES ('version', '0');
+    """,
+]
+
+# Words that carry no retrieval signal; dropping them halves FTS5 latency at the same quality.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+    ]
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def check_collection_name(name: str) -> str:
+    """Collection names become folder names: allow only a safe, portable alphabet."""
+    if not _NAME.match(name):
+        raise ConfigError(
+            f"Invalid collection name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return name
+
+
+def fts_query(text: str) -> str:
+    """A user's text → a safe FTS5 query: quoted word tokens, stopwords and repeats dropped, OR-ed.
+
+    Raw text never reaches ``MATCH``: a ``?``, a quote, ``C++`` or ``AND`` must not be an error.
+    """
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text.lower()):
+        if word not in STOPWORDS:
+            seen.setdefault(word, None)
+    return " OR ".join(f'"{w}"' for w in seen)
+
+
+def _chunk_from_row(row: sqlite3.Row) -> Chunk:
+    return Chunk(
+        id=row["id"],
+        doc_key=row["doc_key"],
+        ordinal=row["ordinal"],
+        text=row["text"],
+        page=row["page"],
+        heading=row["heading"],
+        token_count=row["token_count"],
+    )
+
+
+class Store:
+    """A collection on disk: ``<folder>/store.sqlite`` plus ``index-<version>.usearch``."""
+
+    def __init__(self, folder: Path, name: str, exact_below: int = 5000) -> None:
+        self.folder = folder
+        self.name = name
+        self.exact_below = exact_below
+        self.path = folder / "store.sqlite"
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+        self._vectors: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, keys, int8 rows)
+        self._ann: tuple[int, object] | None = None  # (version, usearch index)
+
+    @classmethod
+    def open(cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000) -> Store:
+        """Open a collection; ``create`` makes its folder. Missing and not ``create`` → FileNotFoundError."""
+        folder = collections_dir / check_collection_name(name)
+        if not (folder / "store.sqlite").is_file():
+            if not create:
+                raise FileNotFoundError(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder, name, exact_below)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        current = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            # executescript runs the whole migration (and its version bump) as one transaction
+            self.db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    @property
+    def version(self) -> int:
+        return int(self._meta("version") or 0)
+
+    @property
+    def embedding(self) -> EmbeddingIdentity | None:
+        raw = self._meta("embedding")
+        return EmbeddingIdentity.from_json(raw) if raw else None
+
+    @property
+    def chunker_id(self) -> str:
+        return self._meta("chunker_id") or ""
+
+    def check_embedding(self, identity: EmbeddingIdentity) -> None:
+        """Refuse vectors from another model: they would be silently incomparable."""
+        mine = self.embedding
+        if mine is not None and mine != identity:
+            raise ModelMismatchError(
+                f"Collection {self.name!r} was embedded with {mine.short()}, not {identity.short()}. "
+                f"Use --embed-model {mine.name!r}, or ingest into a new collection."
+            )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def document_hashes(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, sha256 FROM documents").fetchall())
+
+    def chunk_ids(self, doc_keys: Iterable[str]) -> list[str]:
+        keys = list(doc_keys)
+        return [
+            row[0]
+            for batch in _batches(keys)
+            for row in self.db.execute(f"SELECT id FROM chunks WHERE doc_key IN ({_marks(batch)})", batch)
+        ]
+
+    def chunk_positions(self, doc_keys: Iterable[str]) -> dict[str, tuple[int, int | None]]:
+        """Chunk id → (ordinal, page) for these documents: what a re-ingest compares against."""
+        keys = list(doc_keys)
+        return {
+            row[0]: (row[1], row[2])
+            for batch in _batches(keys)
+            for row in self.db.execute(
+                f"SELECT id, ordinal, page FROM chunks WHERE doc_key IN ({_marks(batch)})", batch
+            )
+        }
+
+    def stored_vectors(self, ids: Sequence[str]) -> dict[str, tuple[np.ndarray, float]]:
+        """Vectors already stored for these chunk ids (so unchanged text is never re-embedded)."""
+        found: dict[str, tuple[np.ndarray, float]] = {}
+        for batch in _batches(list(ids)):
+            for row in self.db.execute(f"SELECT id, vector, scale FROM chunks WHERE id IN ({_marks(batch)})", batch):
+                found[row[0]] = (np.frombuffer(row[1], dtype=np.int8), row[2])
+        return found
+
+    def chunks_by_rowid(self, rowids: Sequence[int]) -> dict[int, Chunk]:
+        out: dict[int, Chunk] = {}
+        for batch in _batches(list(rowids)):
+            for row in self.db.execute(f"SELECT rowid, * FROM chunks WHERE rowid IN ({_marks(batch)})", batch):
+                out[row["rowid"]] = _chunk_from_row(row)
+        return out
+
+    def documents(self) -> list[DocumentRecord]:
+        rows = self.db.execute("SELECT * FROM documents ORDER BY key").fetchall()
+        return [DocumentRecord(**dict(row)) for row in rows]
+
+    def counts(self) -> tuple[int, int]:
+        docs = self.db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return docs, chunks
+
+    def info(self) -> CollectionInfo:
+        docs, chunks = self.counts()
+        size = sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
+        return CollectionInfo(self.name, self.version, docs, chunks, size, self.embedding, self.chunker_id)
+
+    # -- search -------------------------------------------------------------------------------
+
+    def bm25(self, text: str, k: int) -> list[tuple[int, float]]:
+        """FTS5 BM25 top-k as (rowid, score), higher is better."""
+        query = fts_query(text)
+        if not query:
+            return []
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            (query, k),
+        ).fetchall()
+        return [(row[0], -row[1]) for row in rows]
+
+    def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Cosine top-k over int8 vectors as (rowid, similarity): exact when small, ANN above."""
+        _, chunks = self.counts()
+        if chunks < self.exact_below:
+            version, keys, vectors = self._all_vectors()
+            return exact_search(query, vectors, keys, k)
+        return AnnIndex.search(self._ann_index(), query, k)
+
+    def _all_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
+        if self._vectors is None or self._vectors[0] != self.version:
+            rows = self.db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid").fetchall()
+            dim = self.embedding.dimension if self.embedding else 0
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vectors = (
+                np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int8).reshape(len(rows), dim)
+                if rows
+                else np.zeros((0, dim), dtype=np.int8)
+            )
+            self._vectors = (self.version, keys, vectors)
+        return self._vectors
+
+    def _ann_files(self) -> AnnIndex:
+        dim = self.embedding.dimension if self.embedding else 0
+        return AnnIndex(self.folder, dim)
+
+    def _ann_index(self):  # type: ignore[no-untyped-def]
+        """The ANN index for the current version: cached, loaded from disk, or rebuilt from the store."""
+        version = self.version
+        if self._ann is not None and self._ann[0] == version:
+            return self._ann[1]
+        files = self._ann_files()
+        index = files.load(version)
+        if index is None or len(index) != self.counts()[1]:
+            log.info("building ANN index for %s at version %d", self.name, version)
+            _, keys, vectors = self._all_vectors()
+            index = files.build(version, keys, vectors)
+        self._ann = (version, index)
+        return index
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def apply(self, changeset: Changeset) -> int:
+        """Apply one changeset atomically; returns the new version."""
+        with self._transaction():
+            if self.version != changeset.base_version:
+                raise VersionConflictError(
+                    f"Collection {self.name!r} is at version {self.version}, "
+                    f"but the change was built on version {changeset.base_version}"
+                )
+            if changeset.embedding is not None:
+                self.check_embedding(changeset.embedding)
+                self._set_meta("embedding", changeset.embedding.to_json())
+            if changeset.chunker_id:
+                self._set_meta("chunker_id", changeset.chunker_id)
+            removed = self._delete(changeset)
+            added = self._insert(changeset)
+            self._set_meta("version", str(changeset.version))
+        self._after_apply(changeset.version, removed, added, changeset.vectors)
+        return changeset.version
+
+    def _delete(self, changeset: Changeset) -> list[int]:
+        ids = list(changeset.delete_chunks)
+        removed: list[int] = []
+        for batch in _batches(ids):
+            removed += [r[0] for r in self.db.execute(f"SELECT rowid FROM chunks WHERE id IN ({_marks(batch)})", batch)]
+            self.db.execute(f"DELETE FROM chunks WHERE id IN ({_marks(batch)})", batch)
+        for batch in _batches(list(changeset.delete_documents)):
+            self.db.execute(f"DELETE FROM documents WHERE key IN ({_marks(batch)})", batch)
+        return removed
+
+    def _insert(self, changeset: Changeset) -> list[int]:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
+            [(d.key, d.sha256, d.title, d.kind, d.size, d.chunk_count) for d in changeset.documents],
+        )
+        added: list[int] = []
+        for chunk, vector, scale in zip(changeset.upserts, changeset.vectors, changeset.scales):
+            cursor = self.db.execute(
+                "INSERT INTO chunks (id, doc_key, ordinal, page, heading, text, token_count, vector, scale) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    chunk.id,
+                    chunk.doc_key,
+                    chunk.ordinal,
+                    chunk.page,
+                    chunk.heading,
+                    chunk.text,
+                    chunk.token_count,
+                    np.ascontiguousarray(vector, dtype=np.int8).tobytes(),
+                    float(scale),
+                ),
+            )
+            added.append(int(cursor.lastrowid or 0))
+        return added
+
+    def _after_apply(self, version: int, removed: list[int], added: list[int], vectors: np.ndarray) -> None:
+        """Keep the ANN file in step (incrementally when the previous one is loaded)."""
+        self._vectors = None
+        _, chunks = self.counts()
+        files = self._ann_files()
+        if chunks < self.exact_below:
+            files.drop()
+            self._ann = None
+            return
+        previous = self._ann[1] if self._ann is not None and self._ann[0] == version - 1 else files.load(version - 1)
+        if previous is None:
+            _, keys, all_vectors = self._all_vectors()
+            index = files.build(version, keys, all_vectors)
+        else:
+            index = files.update(previous, version, np.asarray(removed), np.asarray(added), vectors)
+        self._ann = (version, index)
+
+
+def _marks(items: Sequence[object]) -> str:
+    return ",".join("?" * len(items))
+
+
+def _batches(items: list, size: int = 500) -> Iterator[list]:  # type: ignore[type-arg]
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

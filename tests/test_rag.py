@@ -1,0 +1,88 @@
+"""Answers end to end with the real bundled SmolLM2 GGUF through llama.cpp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outpost import Answer, Outpost
+from outpost.errors import ContextOverflowError, ModelNotFoundError
+from outpost.llm import resolve_gguf
+from outpost.llm.llamacpp import LlamaCppModel
+from outpost.rag import build_messages, cited_numbers, pack_sources, to_sources
+from outpost.records import Chunk, Hit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def small_ctx_model() -> LlamaCppModel:
+    return LlamaCppModel(resolve_gguf("smollm2"), n_ctx=512, n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def outpost_with_samples(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Outpost:
+    op = Outpost(home=tmp_path_factory.mktemp("rag-home"))
+    op.ingest(sample_dir, collection="samples")
+    return op
+
+
+def _hits(n: int, words: int) -> list[Hit]:
+    text = " ".join(f"fact{i}" for i in range(words))
+    return [Hit(Chunk(f"id{i}", f"doc{i}.txt", 0, f"Source {i}: {text}"), 1.0 / (i + 1)) for i in range(n)]
+
+
+def test_the_bundled_model_uses_its_own_chat_template(small_ctx_model: LlamaCppModel) -> None:
+    template = small_ctx_model.llm.metadata.get("tokenizer.chat_template", "")
+    assert "<|im_start|>" in template  # SmolLM2 is ChatML
+    tokens, stop = small_ctx_model._render([{"role": "user", "content": "hi"}])
+    assert "<|im_end|>" in stop
+    text = small_ctx_model.llm.detokenize(tokens, special=True).decode()
+    assert text.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_packing_drops_the_lowest_ranked_sources_first(small_ctx_model: LlamaCppModel) -> None:
+    sources = to_sources(_hits(6, 60))
+    messages, kept = pack_sources(small_ctx_model, "What is fact3?", sources, max_tokens=100)
+    assert 0 < len(kept) < 6
+    assert [s.number for s in kept] == list(range(1, len(kept) + 1))  # a prefix: best ranks kept
+    assert small_ctx_model.prompt_tokens(messages) + 100 <= small_ctx_model.n_ctx
+    assert small_ctx_model.prompt_tokens(build_messages("What is fact3?", sources[: len(kept) + 1])) + 100 > 512
+
+
+def test_a_question_too_long_for_the_context_is_a_clear_error(small_ctx_model: LlamaCppModel) -> None:
+    with pytest.raises(ContextOverflowError, match="context tokens"):
+        pack_sources(small_ctx_model, "why " * 600, [], max_tokens=50)
+
+
+def test_ask_answers_from_the_samples_and_lists_the_prompt_sources(outpost_with_samples: Outpost) -> None:
+    answer = outpost_with_samples.ask(
+        "How many vacation days do new hires get?", "samples", temperature=0.0, seed=0, max_tokens=64
+    )
+    assert isinstance(answer, Answer) and answer.text.strip()
+    assert answer.sources[0].document == "employee-handbook.md"
+    assert "20 vacation days" in answer.sources[0].text
+    assert [s.number for s in answer.sources] == list(range(1, len(answer.sources) + 1))
+    html = answer._repr_html_()
+    assert "employee-handbook.md" in html and "<ol" in html
+
+
+def test_streaming_yields_the_same_text_as_the_final_answer(outpost_with_samples: Outpost) -> None:
+    stream = outpost_with_samples.ask(
+        "What is the hotel limit in capital cities?", "samples", stream=True, temperature=0.0, seed=1, max_tokens=48
+    )
+    pieces = list(stream)
+    assert len(pieces) > 1
+    assert stream.result().text == "".join(pieces).strip()
+
+
+def test_citations_are_parsed_within_range() -> None:
+    assert cited_numbers("See [2] and [1], again [2]; not [9] or [0].", 3) == [2, 1]
+
+
+def test_unknown_chat_model_names_say_what_exists() -> None:
+    with pytest.raises(ModelNotFoundError, match="smollm2"):
+        resolve_gguf("no-such-model")
+    with pytest.raises(ModelNotFoundError, match="No GGUF file"):
+        resolve_gguf("/nowhere/model.gguf")
