@@ -18,7 +18,7 @@ from typing import Any, Literal, overload
 
 from outpost.embed.base import Embedder
 from outpost.embed.factory import load_embedder
-from outpost.errors import CollectionNotFoundError
+from outpost.errors import CollectionNotFoundError, ReadOnlyError
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
@@ -88,8 +88,15 @@ class Outpost:
     ) -> IngestReport:
         """Ingest files and folders into ``collection`` (created if new); ``sync`` also removes vanished files."""
         files = discover([Path(p) for p in paths])
+        store = self.store(collection, create=True)
+        origin = store.get_meta("hub")
+        if origin:
+            raise ReadOnlyError(
+                f"Collection {collection!r} is synced from {origin} and read-only here; ingest on the hub, "
+                "or into another local collection"
+            )
         embedder = self.embedder()
-        return ingest(self.store(collection, create=True), files, embedder, self.chunker(embedder), sync, progress)
+        return ingest(store, files, embedder, self.chunker(embedder), sync, progress)
 
     # -- retrieval and answers ----------------------------------------------------------------
 

@@ -10,7 +10,11 @@
     ├── ModelMismatchError         a collection was embedded with another model
     ├── VersionConflictError       a changeset's base is not the store's current version
     ├── ModelNotFoundError         no embedding or chat model by that name or path
-    └── ContextOverflowError       a prompt cannot fit the model's context window
+    ├── ContextOverflowError       a prompt cannot fit the model's context window
+    ├── PackError                  a pack is malformed, tampered with, or signed by another key
+    ├── HubError                   the hub is unreachable or answered with an error
+    ├── AuthError                  a missing, unknown or revoked token
+    └── ReadOnlyError              a synced collection was asked to change locally
 
 Each class carries ``exit_code`` (CLI) and ``http_status`` (servers) so the edges stay thin.
 """
@@ -24,7 +28,11 @@ __all__ = [
     "LoadError",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "AuthError",
+    "HubError",
     "OutpostError",
+    "PackError",
+    "ReadOnlyError",
     "UnsupportedFileError",
     "VersionConflictError",
 ]
@@ -87,3 +95,23 @@ class ModelNotFoundError(OutpostError):
 class ContextOverflowError(OutpostError):
     exit_code = 7
     http_status = 400
+
+
+class PackError(OutpostError):
+    exit_code = 8
+    http_status = 422
+
+
+class HubError(OutpostError):
+    exit_code = 9
+    http_status = 503
+
+
+class AuthError(OutpostError):
+    exit_code = 10
+    http_status = 401
+
+
+class ReadOnlyError(OutpostError):
+    exit_code = 11
+    http_status = 409

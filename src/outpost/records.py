@@ -129,10 +129,13 @@ class Changeset:
     delete_documents: list[str] = field(default_factory=list)
     embedding: EmbeddingIdentity | None = None
     chunker_id: str = ""
+    version: int = 0
+    snapshot: bool = False
 
-    @property
-    def version(self) -> int:
-        return self.base_version + 1
+    def __post_init__(self) -> None:
+        # A local change moves one version forward; a pack names its target version explicitly.
+        if not self.version:
+            self.version = self.base_version + 1
 
     def is_empty(self) -> bool:
         return not (self.upserts or self.documents or self.delete_chunks or self.delete_documents)

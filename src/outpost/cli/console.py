@@ -68,7 +68,12 @@ def print_json(value: Any) -> None:
 @contextmanager
 def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A ``(stage, advance, total)`` callback that drives one rich bar per stage, on stderr."""
-    labels = {"load": "Reading files", "embed": "Embedding chunks"}
+    labels = {
+        "load": "Reading files",
+        "embed": "Embedding chunks",
+        "download": "Downloading (bytes)",
+        "apply": "Applying",
+    }
     with Progress(
         TextColumn("{task.description:<18}"),
         BarColumn(),

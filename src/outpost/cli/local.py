@@ -75,7 +75,7 @@ def _answer_json(answer: Answer) -> dict[str, object]:
     }
 
 
-def _print_report(report: IngestReport) -> None:
+def print_report(report: IngestReport) -> None:
     for key, reason in report.failures:
         err.print(f"[red]skipped[/] {key}: {reason}", markup=True, highlight=False)
     err.print(
@@ -109,7 +109,7 @@ def ingest_cmd(
     op = _outpost(ctx, embed_model=embed_model)
     with progress_bars(not quiet) as progress:
         report = op.ingest(*paths, collection=collection, sync=sync, progress=progress)
-    _print_report(report)
+    print_report(report)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -206,7 +206,7 @@ def quickstart_cmd(
     out.print(f"Ingesting the sample documents from {sample_folder()} ...")
     with progress_bars() as progress:
         report = op.ingest(sample_folder(), collection="quickstart", sync=True, progress=progress)
-    _print_report(report)
+    print_report(report)
     out.print(f"\nQ: {question}\nA: ", end="")
     stream = op.ask(question, "quickstart", stream=True, seed=seed)
     for piece in stream:

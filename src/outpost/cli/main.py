@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from outpost import __version__
-from outpost.cli import local
+from outpost.cli import local, sync
 from outpost.cli.console import quiet_libraries
+from outpost.cli.hub import hub_app
 
 app = typer.Typer(
     name="outpost",
@@ -47,6 +48,8 @@ def root(
 
 
 local.register(app)
+sync.register(app)
+app.add_typer(hub_app, name="hub")
 
 
 def main() -> None:

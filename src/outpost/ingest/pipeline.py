@@ -28,7 +28,7 @@ from outpost.ingest.loaders import load_bytes, supported
 from outpost.records import Changeset, Chunk, Document, DocumentRecord
 from outpost.store.sqlite import Store
 
-__all__ = ["IngestReport", "embed_chunks", "ingest", "read_batch"]
+__all__ = ["IngestReport", "embed_chunks", "ingest", "plan", "read_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,15 @@ def _moved(old: dict[str, tuple[int, int | None]], chunk: Chunk) -> bool:
     return chunk.id in old and old[chunk.id] != (chunk.ordinal, chunk.page)
 
 
-def ingest(
+def plan(
     store: Store,
     files: list[SourceFile],
     embedder: Embedder,
     chunker: Chunker,
     sync: bool = False,
     progress: Progress | None = None,
-) -> IngestReport:
-    """Bring ``store`` in line with ``files`` in one changeset (one new version, or none)."""
+) -> tuple[Changeset, IngestReport]:
+    """The changeset that brings ``store`` in line with ``files`` (not yet applied), and its report."""
     store.check_embedding(embedder.identity)
     known = store.document_hashes()
     docs, unchanged, errors = _read_with_progress(files, known, progress)
@@ -122,7 +122,8 @@ def ingest(
 
     new_ids = {c.id for c in chunks}
     upserts = [c for c in chunks if c.id not in old or _moved(old, c)]
-    delete_chunks = [i for i in old if i not in new_ids or i in {c.id for c in upserts}]
+    upsert_ids = {c.id for c in upserts}
+    delete_chunks = [i for i in old if i not in new_ids or i in upsert_ids]
     delete_chunks += store.chunk_ids(gone)
     vectors, scales, embedded = embed_chunks(upserts, embedder, store.stored_vectors(list(old)), progress)
 
@@ -141,10 +142,9 @@ def ingest(
         embedding=embedder.identity,
         chunker_id=chunker.id,
     )
-    version = store.apply(changeset) if not changeset.is_empty() else store.version
-    return IngestReport(
+    report = IngestReport(
         collection=store.name,
-        version=version,
+        version=store.version,
         added=[d.key for d in docs if d.key not in known],
         updated=[d.key for d in docs if d.key in known],
         removed=gone,
@@ -153,6 +153,22 @@ def ingest(
         chunks_reused=len(upserts) - embedded,
         failures=[(e.path, e.reason) for e in errors],
     )
+    return changeset, report
+
+
+def ingest(
+    store: Store,
+    files: list[SourceFile],
+    embedder: Embedder,
+    chunker: Chunker,
+    sync: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring ``store`` in line with ``files`` in one changeset (one new version, or none)."""
+    changeset, report = plan(store, files, embedder, chunker, sync, progress)
+    if not changeset.is_empty():
+        report.version = store.apply(changeset)
+    return report
 
 
 def _read_with_progress(

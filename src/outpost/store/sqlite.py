@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from outpost.errors import ConfigError, ModelMismatchError, VersionConflictError
+from outpost.faults import fault
 from outpost.records import Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, exact_search
 
@@ -360,6 +361,33 @@ class Store:
         size = sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
         return CollectionInfo(self.name, self.version, docs, chunks, size, self.embedding, self.chunker_id)
 
+    def snapshot(self) -> Changeset:
+        """The whole collection as a changeset from version 0 (what a snapshot pack carries)."""
+        rows = self.db.execute("SELECT * FROM chunks ORDER BY doc_key, ordinal").fetchall()
+        dim = self.embedding.dimension if self.embedding else 0
+        vectors = np.frombuffer(b"".join(r["vector"] for r in rows), dtype=np.int8).reshape(len(rows), dim)
+        return Changeset(
+            collection=self.name,
+            base_version=0,
+            version=self.version,
+            snapshot=True,
+            upserts=[_chunk_from_row(r) for r in rows],
+            vectors=vectors,
+            scales=np.array([r["scale"] for r in rows], dtype=np.float32),
+            documents=self.documents(),
+            embedding=self.embedding,
+            chunker_id=self.chunker_id,
+        )
+
+    def get_meta(self, key: str) -> str | None:
+        """Free-form collection metadata (e.g. the hub a synced collection came from)."""
+        return self._meta(f"x:{key}")
+
+    def set_meta(self, **values: str) -> None:
+        with self._transaction():
+            for key, value in values.items():
+                self._set_meta(f"x:{key}", value)
+
     # -- search -------------------------------------------------------------------------------
 
     def bm25(self, text: str, k: int) -> list[tuple[int, float]]:
@@ -417,23 +445,40 @@ class Store:
     def apply(self, changeset: Changeset) -> int:
         """Apply one changeset atomically; returns the new version."""
         with self._transaction():
-            if self.version != changeset.base_version:
-                raise VersionConflictError(
-                    f"Collection {self.name!r} is at version {self.version}, "
-                    f"but the change was built on version {changeset.base_version}"
-                )
+            self._check_versions(changeset)
             if changeset.embedding is not None:
                 self.check_embedding(changeset.embedding)
                 self._set_meta("embedding", changeset.embedding.to_json())
             if changeset.chunker_id:
                 self._set_meta("chunker_id", changeset.chunker_id)
             removed = self._delete(changeset)
+            fault("apply:after-delete")
             added = self._insert(changeset)
             self._set_meta("version", str(changeset.version))
+            fault("apply:before-commit")
+        fault("apply:after-commit")
         self._after_apply(changeset.version, removed, added, changeset.vectors)
         return changeset.version
 
+    def _check_versions(self, changeset: Changeset) -> None:
+        """A delta applies on exactly its base; nothing may move a collection backwards (replay)."""
+        current = self.version
+        if changeset.version <= current:
+            raise VersionConflictError(
+                f"Refusing version {changeset.version} of {self.name!r}: it already is at version {current}"
+            )
+        if not changeset.snapshot and current != changeset.base_version:
+            raise VersionConflictError(
+                f"Collection {self.name!r} is at version {current}, "
+                f"but the change was built on version {changeset.base_version}"
+            )
+
     def _delete(self, changeset: Changeset) -> list[int]:
+        if changeset.snapshot:  # a snapshot replaces everything, inside the same transaction
+            removed = [r[0] for r in self.db.execute("SELECT rowid FROM chunks")]
+            self.db.execute("DELETE FROM chunks")
+            self.db.execute("DELETE FROM documents")
+            return removed
         ids = list(changeset.delete_chunks)
         removed: list[int] = []
         for batch in _batches(ids):

@@ -1,0 +1,136 @@
+"""`outpost hub ...`: run a hub (init, ingest, tokens, serve)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from outpost.app import Outpost
+from outpost.cli.console import err, guarded, out, print_json, progress_bars
+from outpost.cli.local import print_report
+from outpost.hub.home import HubHome
+from outpost.hub.service import Hub
+from outpost.hub.tokens import Tokens
+from outpost.settings import Settings
+
+hub_app = typer.Typer(
+    help="Run a hub: ingest centrally, publish signed packs, serve them to outposts.", no_args_is_help=True
+)
+token_app = typer.Typer(help="Create, list and revoke hub tokens.", no_args_is_help=True)
+hub_app.add_typer(token_app, name="token")
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    home = ctx.obj.get("home")
+    return Settings(home=home) if home else Settings()
+
+
+def _hub_home(ctx: typer.Context) -> HubHome:
+    return HubHome.at(_settings(ctx).home)
+
+
+@hub_app.command("init")
+@guarded
+def init_cmd(ctx: typer.Context) -> None:
+    """Create the hub home and its Ed25519 signing key (once); print the public key clients pin."""
+    home = _hub_home(ctx)
+    existed = home.exists()
+    key = home.init()
+    err.print(f"{'Hub already initialised' if existed else 'Hub initialised'} at {home.root}")
+    out.print(key)
+
+
+@hub_app.command("ingest")
+@guarded
+def ingest_cmd(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection name.")],
+    sync: Annotated[bool, typer.Option("--sync", help="Also remove documents no longer present.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Ingest into a hub collection; any change publishes exactly one new version, atomically."""
+    settings = _settings(ctx)
+    op = Outpost(settings=settings)
+    embedder = op.embedder()
+    hub = Hub(_hub_home(ctx), settings.exact_search_below)
+    with progress_bars(not quiet) as progress:
+        report = hub.ingest(paths, collection, embedder, op.chunker(embedder), sync, progress)
+    print_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@hub_app.command("collections")
+@guarded
+def collections_cmd(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List hub collections and their latest published versions."""
+    hub = Hub(_hub_home(ctx))
+    infos = [hub.info(n) for n in hub.names()]
+    if json_out:
+        print_json(infos)
+        return
+    table = Table("name", "version", "documents", "chunks")
+    for i in infos:
+        table.add_row(i.name, str(i.version), str(i.documents), str(i.chunks))
+    out.print(table)
+
+
+@hub_app.command("serve")
+@guarded
+def serve_cmd(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+) -> None:
+    """Serve the hub API (collections, signed packs with HTTP Range) with uvicorn."""
+    import uvicorn
+
+    from outpost.hub.server import create_app
+
+    app = create_app(_settings(ctx).home)
+    err.print(f"Outpost hub on http://{host}:{port} — public key {_hub_home(ctx).public_key}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@token_app.command("create")
+@guarded
+def token_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Who or what the token is for.")],
+    read: Annotated[Optional[list[str]], typer.Option("--read", help="Collection it may read (repeatable).")] = None,
+    write: Annotated[Optional[list[str]], typer.Option("--write", help="Collection it may write (repeatable).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May read and write everything.")] = False,
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    secret, info = Tokens(_hub_home(ctx).require()).create(name, read or [], write or [], admin)
+    err.print(f"Token {info.id} for {name!r}; store it now, it is not shown again:")
+    out.print(secret)
+
+
+@token_app.command("list")
+@guarded
+def token_list(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List tokens (never their secrets): id, name, scopes, created, revoked."""
+    infos = Tokens(_hub_home(ctx).require()).list()
+    if json_out:
+        print_json(infos)
+        return
+    table = Table("id", "name", "scopes", "created", "revoked")
+    for i in infos:
+        scopes = "admin" if i.admin else ", ".join(f"{r}:{n}" for _, n, r in i.scopes)
+        table.add_row(str(i.id), i.name, scopes, i.created_at, i.revoked_at or "")
+    out.print(table)
+
+
+@token_app.command("revoke")
+@guarded
+def token_revoke(
+    ctx: typer.Context, token: Annotated[str, typer.Argument(help="Token id, or name (revokes all of that name).")]
+) -> None:
+    """Revoke a token: it is refused from the next request on."""
+    for info in Tokens(_hub_home(ctx).require()).revoke(token):
+        err.print(f"revoked token {info.id} ({info.name})")

@@ -1,0 +1,110 @@
+"""`outpost sync` and `outpost status`: the laptop side of a hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from outpost.app import Outpost
+from outpost.cli.console import err, guarded, out, print_json, progress_bars
+from outpost.errors import ConfigError
+from outpost.sync import HubConfig, SyncReport, hub_name, hub_versions, load_hubs, sync_hub
+
+
+def _home(ctx: typer.Context) -> Path:
+    return Outpost(home=ctx.obj.get("home")).settings.home
+
+
+def _targets(home: Path, url: str | None, token: str | None) -> list[HubConfig]:
+    saved = {h.url: h for h in load_hubs(home)}
+    if url:
+        url = url.rstrip("/")
+        config = saved.get(url) or HubConfig(hub_name(url), url, token or "")
+        if token:
+            config.token = token
+        if not config.token:
+            raise ConfigError(f"No token for {url}: pass --token")
+        return [config]
+    if not saved:
+        raise ConfigError("No hub configured yet: outpost sync --hub URL --token TOKEN")
+    return list(saved.values())
+
+
+def _print(report: SyncReport) -> None:
+    for name, (old, new, pack) in report.updated.items():
+        err.print(f"{name}: v{old} → v{new} ({pack})")
+    for name in report.current:
+        err.print(f"{name}: up to date")
+    for name, why in report.failed.items():
+        err.print(f"[red]{name}: {why}[/]", markup=True)
+    for name in report.unshared:
+        err.print(f"{name}: no longer shared by {report.hub} (run with --prune to delete it)")
+
+
+def sync_cmd(
+    ctx: typer.Context,
+    hub: Annotated[Optional[str], typer.Option("--hub", help="Hub URL, e.g. http://server:8765 (saved).")] = None,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="OUTPOST_HUB_TOKEN", help="Hub token.")] = None,
+    hub_key: Annotated[
+        Optional[str],
+        typer.Option("--hub-key", help="The hub's public key (ed25519:...) to pin; else pinned on first use."),
+    ] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Delete local copies the token no longer sees.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Download and apply every collection the token may read (delta when possible), verified and atomic."""
+    home = _home(ctx)
+    failed = False
+    for config in _targets(home, hub, token):
+        with progress_bars(not quiet) as progress:
+            report = sync_hub(home, config, hub_key, prune, progress=progress)
+        _print(report)
+        failed |= bool(report.failed)
+    if failed:
+        raise typer.Exit(1)
+
+
+def status_cmd(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Local collections: version, hub version when reachable, last sync, size."""
+    op = Outpost(home=ctx.obj.get("home"))
+    hubs = {h.url: h for h in load_hubs(op.settings.home)}
+    remote = {url: hub_versions(h) for url, h in hubs.items()}
+    rows = []
+    for info in op.collections():
+        store = op.store(info.name)
+        origin = store.get_meta("hub") or ""
+        versions = remote.get(origin) if origin else None
+        rows.append(
+            {
+                "name": info.name,
+                "version": info.version,
+                "hub": origin or None,
+                "hub_version": versions.get(info.name) if versions else None,
+                "hub_reachable": versions is not None if origin else None,
+                "last_sync": store.get_meta("last_sync"),
+                "bytes_on_disk": info.bytes_on_disk,
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("name", "version", "hub version", "source", "last sync", "size")
+    for r in rows:
+        hub_v = "local" if not r["hub"] else (str(r["hub_version"]) if r["hub_reachable"] else "unreachable")
+        table.add_row(
+            r["name"],
+            str(r["version"]),
+            hub_v,
+            r["hub"] or "local",
+            r["last_sync"] or "",
+            f"{r['bytes_on_disk'] / 1e6:.1f} MB",
+        )
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sync")(guarded(sync_cmd))
+    app.command("status")(guarded(status_cmd))

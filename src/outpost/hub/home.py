@@ -1,0 +1,119 @@
+"""The hub's home: signing key, metadata database, collections (stores) and packs.
+
+::
+
+    $OUTPOST_HOME/hub/
+      signing-key.pem          Ed25519 private key (0600); its public half is what clients pin
+      hub.sqlite               tokens, their scopes, published versions
+      collections/<name>/      one Store per collection (the current version)
+      packs/<name>/            delta-<v-1>-<v> per published version, snapshots and squashed deltas on demand
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from outpost.errors import ConfigError
+from outpost.packs.signing import generate_key, load_private_key, public_key_text
+
+__all__ = ["HubHome"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS scopes (
+    token_id INTEGER NOT NULL REFERENCES tokens(id),
+    kind TEXT NOT NULL CHECK (kind IN ('collection', 'model')),
+    name TEXT NOT NULL,
+    right TEXT NOT NULL CHECK (right IN ('read', 'write')),
+    PRIMARY KEY (token_id, kind, name, right)
+);
+CREATE TABLE IF NOT EXISTS versions (
+    collection TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    published_at TEXT NOT NULL DEFAULT (datetime('now')),
+    chunks INTEGER NOT NULL,
+    PRIMARY KEY (collection, version)
+);
+"""
+
+
+@dataclass(frozen=True)
+class HubHome:
+    root: Path
+
+    @classmethod
+    def at(cls, home: Path) -> HubHome:
+        return cls(home / "hub")
+
+    @property
+    def key_path(self) -> Path:
+        return self.root / "signing-key.pem"
+
+    @property
+    def collections_dir(self) -> Path:
+        return self.root / "collections"
+
+    @property
+    def packs_dir(self) -> Path:
+        return self.root / "packs"
+
+    def exists(self) -> bool:
+        return self.key_path.is_file()
+
+    def init(self) -> str:
+        """Create the hub home and its signing key (once); returns the public key text."""
+        if not self.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            generate_key(self.key_path)
+        self.db().close()
+        return self.public_key
+
+    def require(self) -> HubHome:
+        if not self.exists():
+            raise ConfigError(f"No hub at {self.root}: run `outpost hub init` first")
+        return self
+
+    @cached_property
+    def signing_key(self) -> Ed25519PrivateKey:
+        return load_private_key(self.require().key_path)
+
+    @property
+    def public_key(self) -> str:
+        return public_key_text(self.signing_key)
+
+    def db(self) -> sqlite3.Connection:
+        """A new connection (one per thread): WAL, foreign keys, schema ensured."""
+        conn = sqlite3.connect(self.root / "hub.sqlite", isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(SCHEMA)
+        return conn
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on hub.sqlite, closed afterwards."""
+        conn = self.db()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()

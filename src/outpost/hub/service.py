@@ -1,0 +1,165 @@
+"""The hub's core: versioned collections, atomic publishing, and the packs clients download.
+
+Publishing a version is: plan the changeset → write its signed delta pack → ``store.apply``. The
+store's version is what the hub serves, and its pack always exists before it (the pack is written
+first), so a crash at any point publishes nothing: a pack beyond the store's version is an orphan
+that the next ingest removes before it redoes the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from outpost.embed.base import Embedder
+from outpost.errors import CollectionNotFoundError
+from outpost.faults import fault
+from outpost.hub.home import HubHome
+from outpost.ingest.chunker import Chunker
+from outpost.ingest.discover import discover
+from outpost.ingest.pipeline import IngestReport, Progress, plan
+from outpost.packs.format import pack_name, read_pack, write_pack
+from outpost.packs.squash import squash
+from outpost.records import Changeset, CollectionInfo
+from outpost.store.sqlite import Store, check_collection_name
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+
+
+def _pack_versions(folder: Path) -> tuple[int, int] | None:
+    """(base, version) from a pack folder name, or None for anything else."""
+    parts = folder.name.split("-")
+    try:
+        if parts[0] == "snapshot" and len(parts) == 2:
+            return 0, int(parts[1])
+        if parts[0] == "delta" and len(parts) == 3:
+            return int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    return None
+
+
+class Hub:
+    """Collections on the hub and their packs."""
+
+    def __init__(self, home: HubHome, exact_below: int = 5000) -> None:
+        self.home = home.require()
+        self.exact_below = exact_below
+        self._lock = threading.Lock()
+
+    # -- collections --------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        folder = self.home.collections_dir
+        return sorted(p.name for p in folder.iterdir() if (p / "store.sqlite").is_file()) if folder.is_dir() else []
+
+    def store(self, name: str, create: bool = False) -> Store:
+        check_collection_name(name)
+        try:
+            return Store.open(self.home.collections_dir, name, create=create, exact_below=self.exact_below)
+        except FileNotFoundError:
+            raise CollectionNotFoundError(name) from None
+
+    def info(self, name: str) -> CollectionInfo:
+        store = self.store(name)
+        try:
+            return store.info()
+        finally:
+            store.close()
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: list[Path],
+        collection: str,
+        embedder: Embedder,
+        chunker: Chunker,
+        sync: bool = False,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Ingest into a hub collection; anything that changed becomes exactly one new version."""
+        files = discover(paths)
+        store = self.store(collection, create=True)
+        try:
+            self._drop_orphans(store)
+            changeset, report = plan(store, files, embedder, chunker, sync, progress)
+            if not changeset.is_empty():
+                report.version = self.publish(store, changeset)
+            return report
+        finally:
+            store.close()
+
+    def publish(self, store: Store, changeset: Changeset) -> int:
+        folder = self._packs(store.name) / pack_name(changeset.base_version, changeset.version)
+        fault("hub:before-pack")
+        if changeset.base_version == 0:
+            changeset.snapshot = True
+        write_pack(changeset, folder, self.home.signing_key)
+        fault("hub:after-pack")
+        version = store.apply(changeset)
+        with self.home.connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO versions (collection, version, chunks) VALUES (?, ?, ?)",
+                (store.name, version, store.counts()[1]),
+            )
+        log.info("published %s version %d", store.name, version)
+        return version
+
+    def _packs(self, name: str) -> Path:
+        folder = self.home.packs_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _drop_orphans(self, store: Store) -> None:
+        """Remove packs of versions the store never reached (a crash between pack and apply)."""
+        for folder in self._packs(store.name).iterdir():
+            versions = _pack_versions(folder)
+            if folder.name.startswith(".") or (versions is not None and versions[1] > store.version):
+                log.warning("removing unpublished pack %s", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def pack_for(self, name: str, have: int) -> Path | None:
+        """The smallest pack that takes a client from ``have`` to the latest version (None: up to date)."""
+        store = self.store(name)
+        try:
+            current = store.version
+            if have == current:
+                return None
+            with self._lock:
+                if 0 < have < current:
+                    delta = self._delta(store.name, have, current)
+                    if delta is not None:
+                        return delta
+                return self._snapshot(store, current)
+        finally:
+            store.close()
+
+    def _snapshot(self, store: Store, version: int) -> Path:
+        folder = self._packs(store.name) / pack_name(0, version)
+        if not folder.is_dir():
+            write_pack(store.snapshot(), folder, self.home.signing_key)
+        return folder
+
+    def _delta(self, name: str, have: int, current: int) -> Path | None:
+        """The cached delta have→current, squashing the per-version chain once if needed."""
+        packs = self._packs(name)
+        folder = packs / pack_name(have, current)
+        if folder.is_dir():
+            return folder
+        links = [packs / pack_name(v - 1, v) for v in range(have + 1, current + 1)]
+        if not all(link.is_dir() for link in links):
+            return None  # history was pruned: a snapshot it is
+        key = self.home.public_key
+        chain = [read_pack(link, key)[1] for link in links]
+        write_pack(squash(chain), folder, self.home.signing_key)
+        return folder
+
+    def public_packs_dir(self, name: str) -> Path:
+        return self._packs(check_collection_name(name))

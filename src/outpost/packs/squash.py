@@ -1,0 +1,55 @@
+"""Compose consecutive deltas M→…→N into one delta M→N (what the hub serves to a client at M).
+
+The result, applied on version M, leaves exactly the state that applying each delta in turn would:
+every delete is kept (deleting an id the client lacks is a no-op), and an id's last upsert wins
+unless a later delta deleted it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from outpost.errors import PackError
+from outpost.records import Changeset, Chunk, DocumentRecord
+
+__all__ = ["squash"]
+
+
+def squash(chain: list[Changeset]) -> Changeset:
+    if not chain:
+        raise PackError("nothing to squash")
+    for prev, nxt in zip(chain, chain[1:]):
+        if nxt.base_version != prev.version:
+            raise PackError(f"deltas are not consecutive: {prev.version} then base {nxt.base_version}")
+    upserts: dict[str, tuple[Chunk, np.ndarray, float]] = {}
+    deletes: dict[str, None] = {}
+    documents: dict[str, DocumentRecord] = {}
+    doc_deletes: dict[str, None] = {}
+    for cs in chain:
+        for cid in cs.delete_chunks:
+            upserts.pop(cid, None)
+            deletes[cid] = None
+        for key in cs.delete_documents:
+            documents.pop(key, None)
+            doc_deletes[key] = None
+        for i, chunk in enumerate(cs.upserts):
+            upserts[chunk.id] = (chunk, cs.vectors[i], float(cs.scales[i]))
+        for doc in cs.documents:
+            documents[doc.key] = doc
+    first, last = chain[0], chain[-1]
+    dim = last.embedding.dimension if last.embedding else last.vectors.shape[1]
+    rows = list(upserts.values())
+    return Changeset(
+        collection=last.collection,
+        base_version=first.base_version,
+        version=last.version,
+        snapshot=first.snapshot,
+        upserts=[r[0] for r in rows],
+        vectors=np.array([r[1] for r in rows], dtype=np.int8).reshape(len(rows), dim),
+        scales=np.array([r[2] for r in rows], dtype=np.float32),
+        documents=list(documents.values()),
+        delete_chunks=list(deletes),
+        delete_documents=list(doc_deletes),
+        embedding=last.embedding,
+        chunker_id=last.chunker_id,
+    )

@@ -1,0 +1,121 @@
+"""Test helpers for the hub: a real uvicorn server on 127.0.0.1, and a loopback TCP proxy that can cut
+a connection mid-download (the only way to test resume without a real flaky network)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+
+from outpost.hub.server import create_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HubServer:
+    """The real hub app under uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(create_app(home), host="127.0.0.1", port=self.port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> HubServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("hub did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:<port> to the hub; while armed, closes a connection once it has carried
+    ``cut_after`` response bytes, then disarms. Records the requests' first lines and Range headers."""
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after: int | None = cut_after
+        self.port = free_port()
+        self.requests: list[str] = []
+        self.cuts = 0
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.listener.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> CuttingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump_requests, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump_responses, args=(upstream, client), daemon=True).start()
+
+    def _pump_requests(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                text = data.decode("latin-1")
+                self.requests += [line for line in text.split("\r\n") if line.startswith(("GET ", "range:", "Range:"))]
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(src, dst)
+
+    def _pump_responses(self, src: socket.socket, dst: socket.socket) -> None:
+        carried = 0
+        try:
+            while data := src.recv(4096):
+                if self.cut_after is not None and carried + len(data) > self.cut_after:
+                    dst.sendall(data[: self.cut_after - carried])
+                    self.cut_after = None
+                    self.cuts += 1
+                    break
+                carried += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(src, dst)
+
+
+def _close(*socks: socket.socket) -> None:
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()

@@ -1,0 +1,338 @@
+"""A real hub (uvicorn on 127.0.0.1) and real clients in separate homes: sync, tampering, scopes, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hubkit import CuttingProxy, HubServer
+from outpost import Outpost
+from outpost.errors import HubError, PackError, VersionConflictError
+from outpost.hub.home import HubHome
+from outpost.hub.service import Hub
+from outpost.hub.tokens import Tokens
+from outpost.ingest import Chunker
+from outpost.packs import generate_key, read_pack
+from outpost.packs.signing import sign
+from outpost.store import Store
+from outpost.sync import HubConfig, hub_name, save_hub, sync_hub
+
+QUERIES = ["alpha launch date", "who is on call", "budget risks", "coffee machine"]
+
+
+def write_docs(root: Path, version: int) -> Path:
+    """Version 1 of a small document tree, or version 2 with one file added, one changed, one removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for f in root.iterdir():
+        f.unlink()
+    (root / "alpha.md").write_text(
+        "# Alpha\n\nThe alpha project launches on 3 March.\n\n## Risks\n\nBudget risks are low.\n"
+    )
+    (root / "oncall.txt").write_text("On call this week: Ada. Escalate to Grace after one hour.\n")
+    if version == 1:
+        (root / "coffee.txt").write_text("The coffee machine is descaled every Friday.\n")
+        (root / "beta.md").write_text("# Beta\n\nBeta ships in June.\n")
+    else:
+        (root / "beta.md").write_text("# Beta\n\nBeta slips to September because of budget risks.\n")
+        (root / "gamma.md").write_text("# Gamma\n\nGamma is a new research track on retrieval.\n")
+    return root
+
+
+class HubFixture:
+    def __init__(self, home: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+        self.home = home
+        self.hub_home = HubHome.at(home)
+        self.public_key = self.hub_home.init()
+        self.embedder = embedder
+        self.tokens = Tokens(self.hub_home)
+
+    def publish(self, folder: Path, name: str = "docs") -> int:
+        hub = Hub(self.hub_home)
+        chunker = Chunker(self.embedder.count_tokens, 200, 30, self.embedder.identity.name)
+        return hub.ingest([folder], name, self.embedder, chunker, sync=True).version
+
+    def token(self, *read: str) -> str:
+        return self.tokens.create("t", list(read))[0]
+
+
+@pytest.fixture
+def hub(tmp_path: Path, embedder) -> HubFixture:  # type: ignore[no-untyped-def]
+    return HubFixture(tmp_path / "hub-home", embedder)
+
+
+def client_sync(home: Path, url: str, token: str, key: str | None = None, **kw):  # type: ignore[no-untyped-def]
+    return sync_hub(home, HubConfig(hub_name(url), url, token), key, **kw)
+
+
+def state(home: Path, name: str = "docs") -> tuple[int, set[tuple]]:
+    store = Store.open(home / "collections", name)
+    rows = store.db.execute("SELECT id, doc_key, ordinal, page, heading, text, vector, scale FROM chunks").fetchall()
+    docs = store.db.execute("SELECT key, sha256 FROM documents").fetchall()
+    version = store.version
+    store.close()
+    return version, {tuple(r) for r in rows} | {tuple(d) for d in docs}
+
+
+def results(home: Path, name: str = "docs") -> list[list[str]]:
+    op = Outpost(home=home)
+    return [[h.chunk.id for h in op.search(q, name, 3)] for q in QUERIES]
+
+
+def test_snapshot_then_delta_equals_a_fresh_snapshot(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    assert hub.publish(docs) == 1
+    token = hub.token("docs")
+    a, b = tmp_path / "client-a", tmp_path / "client-b"
+    with HubServer(hub.home) as server:
+        first = client_sync(a, server.url, token)
+        assert first.updated == {"docs": (0, 1, "snapshot-1")}
+        assert hub.publish(write_docs(docs, 2)) == 2
+        second = client_sync(a, server.url, token)
+        assert second.updated == {"docs": (1, 2, "delta-1-2")}
+        fresh = client_sync(b, server.url, token)
+        assert fresh.updated == {"docs": (0, 2, "snapshot-2")}
+        assert client_sync(a, server.url, token).current == ["docs"]
+    assert state(a) == state(b)
+    assert state(a)[0] == 2
+    assert results(a) == results(b)
+    assert Outpost(home=a).search("gamma research track", "docs", 1)[0].chunk.doc_key == "gamma.md"
+    assert not Outpost(home=a).search("descaled", "docs", 3, mode="bm25")  # removed document is gone
+    # The delta carried only what changed, not the whole collection.
+    delta = read_pack(hub.hub_home.packs_dir / "docs" / "delta-1-2", hub.public_key)[1]
+    assert (
+        0
+        < len(delta.upserts)
+        < len(read_pack(hub.hub_home.packs_dir / "docs" / "snapshot-2", hub.public_key)[1].upserts)
+    )
+    assert delta.delete_documents == ["coffee.txt"]
+
+
+def test_a_long_delta_chain_is_squashed_into_one_pack(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    token = hub.token("docs")
+    with HubServer(hub.home) as server:
+        client_sync(tmp_path / "a", server.url, token)
+        write_docs(docs, 2)
+        hub.publish(docs)
+        (docs / "delta.txt").write_text("Delta team notes: standup at nine.\n")
+        hub.publish(docs)
+        report = client_sync(tmp_path / "a", server.url, token)
+        assert report.updated == {"docs": (1, 3, "delta-1-3")}
+        client_sync(tmp_path / "b", server.url, token)
+    assert state(tmp_path / "a") == state(tmp_path / "b")
+
+
+def test_a_cut_download_resumes_with_a_range_request(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    for i in range(40):  # make the chunks file big enough to cut in the middle
+        (docs / f"filler{i}.txt").write_text(f"Filler document {i} about topic {i * 7} and nothing else. " * 8)
+    hub.publish(docs)
+    token = hub.token("docs")
+    with HubServer(hub.home) as server, CuttingProxy(server.port, cut_after=12_000) as proxy:
+        home = tmp_path / "client"
+        cut = client_sync(home, proxy.url, token)
+        assert proxy.cuts == 1 and "docs" in cut.failed and "resume" in cut.failed["docs"]
+        parts = list((home / "staging").rglob("*.part"))
+        assert len(parts) == 1 and parts[0].stat().st_size > 0
+        done = client_sync(home, proxy.url, token)
+        assert done.updated == {"docs": (0, 1, "snapshot-1")}
+        assert any(line.lower().startswith("range: bytes=") for line in proxy.requests)
+        assert not (home / "staging" / hub_name(proxy.url) / "docs").exists()
+        client_sync(tmp_path / "direct", server.url, token)
+    assert state(home) == state(tmp_path / "direct")
+
+
+def _tamper(kind: str, pack: Path) -> None:
+    if kind == "manifest":
+        manifest = json.loads((pack / "manifest.json").read_text())
+        manifest["counts"]["chunks"] += 1
+        (pack / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    elif kind == "data":
+        data = bytearray((pack / "chunks.parquet").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (pack / "chunks.parquet").write_bytes(bytes(data))
+    else:  # a valid signature, but by another key
+        other = generate_key(pack.parent / "attacker.pem")
+        (pack / "manifest.sig").write_bytes(sign(other, (pack / "manifest.json").read_bytes()))
+
+
+@pytest.mark.parametrize("kind", ["manifest", "data", "signature"])
+def test_a_tampered_pack_is_refused_and_local_data_stays(hub: HubFixture, tmp_path: Path, kind: str) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    token = hub.token("docs")
+    home = tmp_path / "client"
+    with HubServer(hub.home) as server:
+        client_sync(home, server.url, token)
+        before = state(home)
+        hub.publish(write_docs(docs, 2))
+        _tamper(kind, hub.hub_home.packs_dir / "docs" / "delta-1-2")
+        report = client_sync(home, server.url, token)
+    assert "docs" in report.failed and not report.updated
+    assert ("signature" in report.failed["docs"]) if kind != "data" else ("hash" in report.failed["docs"])
+    assert state(home) == before
+    assert Outpost(home=home).search("coffee machine", "docs", 1)[0].chunk.doc_key == "coffee.txt"
+
+
+def test_an_older_version_is_refused(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    old_hub = tmp_path / "hub-at-v1"
+    shutil.copytree(hub.home, old_hub)  # the same hub (same key), rolled back to version 1
+    token = hub.token("docs")
+    home = tmp_path / "client"
+    hub.publish(write_docs(docs, 2))
+    with HubServer(hub.home) as server:
+        client_sync(home, server.url, token)
+    assert state(home)[0] == 2
+    old_token = Tokens(HubHome.at(old_hub)).create("old", ["docs"])[0]
+    with HubServer(old_hub, port=server.port) as rolled_back:  # same address, same key, older data
+        config = HubConfig(hub_name(rolled_back.url), rolled_back.url, old_token, hub.public_key)
+        report = sync_hub(home, config)
+    assert "not newer" in report.failed["docs"]
+    assert state(home)[0] == 2
+    # The store refuses a replayed pack on its own too, whatever a hub says.
+    _, replay = read_pack(old_hub / "hub" / "packs" / "docs" / "snapshot-1", hub.public_key)
+    store = Store.open(home / "collections", "docs")
+    with pytest.raises(VersionConflictError, match="already is at version 2"):
+        store.apply(replay)
+
+
+def test_tokens_scopes_and_revocation(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs, "docs")
+    hub.publish(docs, "secret")
+    reader = hub.token("docs")
+    revoked, info = hub.tokens.create("gone", ["docs"])
+    hub.tokens.revoke(str(info.id))
+    with HubServer(hub.home) as server:
+        http = httpx.Client(base_url=server.url)
+        auth = {"Authorization": f"Bearer {reader}"}
+        assert http.get("/health").json()["status"] == "ok"
+        for path in [
+            "/v1/collections",
+            "/v1/collections/docs",
+            "/v1/collections/docs/sync",
+            "/v1/collections/docs/packs/snapshot-1/manifest.json",
+            "/v1/hub",
+        ]:
+            assert http.get(path).status_code == 401
+            assert http.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert http.get(path, headers={"Authorization": f"Bearer {revoked}"}).status_code == 401
+        assert [c["name"] for c in http.get("/v1/collections", headers=auth).json()] == ["docs"]
+        hidden = http.get("/v1/collections/secret", headers=auth)
+        missing = http.get("/v1/collections/nothing", headers=auth)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["detail"].replace("secret", "X") == missing.json()["detail"].replace("nothing", "X")
+        assert http.get("/v1/collections/secret/sync", headers=auth).status_code == 404
+        assert http.get("/v1/collections/secret/packs/snapshot-1/manifest.json", headers=auth).status_code == 404
+        for bad in ["../../hub/signing-key.pem", "snapshot-1/../../../signing-key.pem", "snapshot-1/x"]:
+            assert http.get(f"/v1/collections/docs/packs/{bad}", headers=auth).status_code == 404
+        client = tmp_path / "client"
+        report = client_sync(client, server.url, reader)
+        assert list(report.updated) == ["docs"] and not (client / "collections" / "secret").exists()
+        with pytest.raises(Exception, match="refused the token"):
+            client_sync(tmp_path / "other", server.url, revoked)
+
+
+def test_a_changed_hub_key_is_refused_loudly(hub: HubFixture, tmp_path: Path) -> None:
+    hub.publish(write_docs(tmp_path / "docs", 1))
+    token = hub.token("docs")
+    with HubServer(hub.home) as server:
+        with pytest.raises(PackError, match="now presents key"):
+            client_sync(tmp_path / "c1", server.url, token, key="ed25519:" + "A" * 43 + "=")
+        home = tmp_path / "c2"
+        client_sync(home, server.url, token)  # pins the key on first use
+        saved = json.loads(next((home / "hubs").glob("*.json")).read_text())
+        assert saved["hub_key"] == hub.public_key
+        assert oct((next((home / "hubs").glob("*.json"))).stat().st_mode & 0o777) == "0o600"
+        saved["hub_key"] = "ed25519:" + "B" * 43 + "="
+        next((home / "hubs").glob("*.json")).write_text(json.dumps(saved))
+        with pytest.raises(PackError, match="Refusing to sync"):
+            sync_hub(home, HubConfig(**saved))
+
+
+def test_an_unreachable_hub_fails_fast_and_leaves_local_data(hub: HubFixture, tmp_path: Path) -> None:
+    hub.publish(write_docs(tmp_path / "docs", 1))
+    home = tmp_path / "client"
+    with HubServer(hub.home) as server:
+        client_sync(home, server.url, hub.token("docs"))
+        url = server.url
+    before = state(home)
+    start = time.monotonic()
+    with pytest.raises(HubError, match="Cannot reach the hub"):
+        client_sync(home, url, "whatever")
+    assert time.monotonic() - start < 5
+    assert state(home) == before
+
+
+def _cli(*args: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("OUTPOST_FAULT", None)
+    if fault:
+        env["OUTPOST_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "outpost", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_a_client_killed_during_apply_keeps_the_old_or_the_new_version(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    token = hub.token("docs")
+    with HubServer(hub.home) as server:
+        reference = tmp_path / "reference"
+        client_sync(reference, server.url, token)
+        old = state(reference)
+        hub.publish(write_docs(docs, 2))
+        client_sync(reference, server.url, token)
+        new = state(reference)
+        for point in ["apply:after-delete", "apply:before-commit", "apply:after-commit"]:
+            # A client still at version 1: built from the v1 snapshot pack, the same bytes the hub served.
+            home = tmp_path / point.replace(":", "-")
+            _, v1 = read_pack(hub.hub_home.packs_dir / "docs" / "snapshot-1", hub.public_key)
+            store = Store.open(home / "collections", "docs", create=True)
+            store.set_meta(hub=server.url)
+            store.apply(v1)
+            store.close()
+            save_hub(home, HubConfig(hub_name(server.url), server.url, token, hub.public_key))
+            assert state(home) == old
+            killed = _cli("sync", "-q", home=home, fault=point)
+            assert killed.returncode == -9, killed.stderr
+            after = state(home)
+            assert after in (old, new), point
+            expected = new if point == "apply:after-commit" else old
+            assert after == expected, point
+            assert Outpost(home=home).search("alpha launch", "docs", 1)  # opens and answers
+            assert _cli("sync", "-q", home=home).returncode == 0
+            assert state(home) == new
+
+
+@pytest.mark.slow
+def test_a_hub_killed_during_ingest_publishes_nothing(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    write_docs(docs, 2)
+    for point in ["hub:after-pack", "apply:after-delete", "apply:before-commit"]:
+        killed = _cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "-q", home=hub.home, fault=point)
+        assert killed.returncode == -9, killed.stderr
+        h = Hub(hub.hub_home)
+        assert h.info("docs").version == 1, point
+        assert h.pack_for("docs", 0).name == "snapshot-1"
+    done = _cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "-q", home=hub.home)
+    assert done.returncode == 0, done.stderr
+    assert "docs v2:" in done.stderr
+    assert Hub(hub.hub_home).info("docs").version == 2
+    with HubServer(hub.home) as server:
+        report = client_sync(tmp_path / "client", server.url, hub.token("docs"))
+    assert report.updated == {"docs": (0, 2, "snapshot-2")}
