@@ -3,6 +3,7 @@ a connection mid-download (the only way to test resume without a real flaky netw
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -114,8 +115,6 @@ class CuttingProxy:
 
 def _close(*socks: socket.socket) -> None:
     for s in socks:
-        try:
+        with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         s.close()

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     bm25_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 ranks in fusion.")
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of vector ranks in fusion.")
+    keep_alive: float = Field(300.0, ge=0, description="Seconds an idle model stays loaded in `outpost serve`.")
+    api_key: str | None = Field(None, description="If set, `outpost serve` requires `Authorization: Bearer KEY`.")
     exact_search_below: int = Field(
         5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
     )

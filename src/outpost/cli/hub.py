@@ -14,6 +14,7 @@ from outpost.cli.local import print_report
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
+from outpost.models.registry import Registry
 from outpost.settings import Settings
 
 hub_app = typer.Typer(
@@ -96,6 +97,25 @@ def serve_cmd(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+models_app = typer.Typer(
+    help="Approved GGUF models the hub serves to tokens allowed to read them.", no_args_is_help=True
+)
+hub_app.add_typer(models_app, name="models")
+
+
+@models_app.command("add")
+@guarded
+def models_add(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The .gguf file to host.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Name clients pull (hub://NAME).")] = None,
+) -> None:
+    """Host a GGUF model on the hub (copied, hashed); grant it with `hub token create --model NAME`."""
+    with progress_bars() as progress:
+        entry = Registry(_hub_home(ctx).require().root).pull_file(file, name, progress)
+    err.print(f"hub model {entry.name}: {entry.size / 1e6:.0f} MB, sha256 {entry.sha256[:12]}")
+
+
 @token_app.command("create")
 @guarded
 def token_create(
@@ -104,9 +124,10 @@ def token_create(
     read: Annotated[Optional[list[str]], typer.Option("--read", help="Collection it may read (repeatable).")] = None,
     write: Annotated[Optional[list[str]], typer.Option("--write", help="Collection it may write (repeatable).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="May read and write everything.")] = False,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="Hub model it may pull (repeatable).")] = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
-    secret, info = Tokens(_hub_home(ctx).require()).create(name, read or [], write or [], admin)
+    secret, info = Tokens(_hub_home(ctx).require()).create(name, read or [], write or [], admin, model or [])
     err.print(f"Token {info.id} for {name!r}; store it now, it is not shown again:")
     out.print(secret)
 

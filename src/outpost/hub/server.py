@@ -5,6 +5,7 @@ token's scope answers 404 exactly like one that does not exist. Pack files are s
 a fixed list, inside a folder whose name is validated, with HTTP Range so downloads resume.
 """
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,9 @@ from outpost.errors import CollectionNotFoundError, ConfigError, OutpostError
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import TokenInfo, Tokens
+from outpost.models.registry import ModelEntry, Registry
 from outpost.packs.format import PACK_FILES
+from outpost.packs.signing import sign
 
 __all__ = ["create_app"]
 
@@ -126,5 +129,37 @@ def create_app(home: Path) -> FastAPI:
         if not path.is_file():
             raise HTTPException(404, "No such pack file")
         return FileResponse(path, media_type="application/octet-stream")
+
+    models = Registry(hub_home.root)
+
+    def model_entry(name: str, tok: TokenInfo) -> ModelEntry:
+        if tok.can("read", name, kind="model"):
+            try:
+                return models.get(name)
+            except OutpostError:
+                pass
+        raise HTTPException(404, f"No model named {name!r}")
+
+    @app.get("/v1/models")
+    def list_models(tok: Token) -> list[dict[str, Any]]:
+        return [
+            {"name": e.name, "sha256": e.sha256, "size": e.size, "metadata": e.metadata}
+            for e in models.list()
+            if e.source != "bundled" and tok.can("read", e.name, kind="model")
+        ]
+
+    @app.get("/v1/models/{name}")
+    def model(name: str, tok: Token) -> dict[str, Any]:
+        """The model's manifest, signed by the hub key, so a client can verify what it downloads."""
+        entry = model_entry(name, tok)
+        manifest = json.dumps(
+            {"name": entry.name, "sha256": entry.sha256, "size": entry.size, "metadata": entry.metadata}, sort_keys=True
+        )
+        signature = sign(hub_home.signing_key, manifest.encode("utf-8")).decode("ascii").strip()
+        return {"manifest": manifest, "signature": signature}
+
+    @app.get("/v1/models/{name}/blob")
+    def model_blob(name: str, tok: Token) -> FileResponse:
+        return FileResponse(model_entry(name, tok).path, media_type="application/octet-stream")
 
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from outpost.errors import AuthError, ConfigError
@@ -43,21 +44,25 @@ class Tokens:
         self.hub = hub
 
     def create(
-        self, name: str, read: list[str] = (), write: list[str] = (), admin: bool = False
-    ) -> tuple[str, TokenInfo]:  # type: ignore[assignment]
+        self,
+        name: str,
+        read: Sequence[str] = (),
+        write: Sequence[str] = (),
+        admin: bool = False,
+        models: Sequence[str] = (),
+    ) -> tuple[str, TokenInfo]:
         """A new token; the secret is returned once and never stored."""
         if not name:
             raise ConfigError("A token needs a --name")
         secret = PREFIX + secrets.token_urlsafe(32)
+        scopes = [("collection", c, "read") for c in read] + [("collection", c, "write") for c in write]
+        scopes += [("model", m, "read") for m in models]
         with self.hub.connect() as db:
             cur = db.execute(
                 "INSERT INTO tokens (name, hash, admin) VALUES (?, ?, ?)", (name, _hash(secret), int(admin))
             )
             token_id = int(cur.lastrowid or 0)
-            db.executemany(
-                "INSERT OR IGNORE INTO scopes VALUES (?, 'collection', ?, ?)",
-                [(token_id, c, "read") for c in read] + [(token_id, c, "write") for c in write],
-            )
+            db.executemany("INSERT OR IGNORE INTO scopes VALUES (?, ?, ?, ?)", [(token_id, *s) for s in scopes])
         return secret, self.get(token_id)
 
     def get(self, token_id: int) -> TokenInfo:

@@ -10,6 +10,8 @@ import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from outpost.errors import ContextOverflowError
+
 __all__ = ["ChatModel", "GenerationParams", "Message"]
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
@@ -35,8 +37,27 @@ class ChatModel(abc.ABC):
         """Tokens the rendered prompt (chat template applied) takes in the context window."""
 
     @abc.abstractmethod
-    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
+    def stream(
+        self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None
+    ) -> Iterator[str]:
         """Yield the reply as text pieces, as they are generated."""
+
+    def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
+        """Plain text completion of ``prompt``, no chat template (``/v1/completions``, ``raw`` generate)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support raw completion")
+
+    def check_prompt(self, messages: list[Message], reserve: int = 16) -> int:
+        """Tokens the prompt takes; a clear error if it leaves no room to answer."""
+        used = self.prompt_tokens(messages)
+        if used + reserve > self.n_ctx:
+            raise ContextOverflowError(
+                f"The prompt takes {used} tokens of {self.name}'s {self.n_ctx}-token context; shorten it or raise the context"
+            )
+        return used
+
+    def default_params(self, base: GenerationParams) -> GenerationParams:
+        """Generation defaults for this model (a Modelfile's PARAMETERs override the settings')."""
+        return base
 
     def complete(self, messages: list[Message], params: GenerationParams) -> str:
         return "".join(self.stream(messages, params))

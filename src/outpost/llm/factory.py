@@ -1,22 +1,43 @@
-"""Load a chat model by name or path, once per process (a GGUF load costs seconds)."""
+"""Load a chat model by name (registry, bundled) or path, once per process (a GGUF load costs seconds)."""
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 from outpost.llm.base import ChatModel
-from outpost.llm.bundled import resolve_gguf
 from outpost.settings import Settings
 
-__all__ = ["load_chat_model"]
+__all__ = ["load_chat_model", "unload_all"]
 
-_LOADED: dict[tuple[str, int, int | None], ChatModel] = {}
+_LOADED: dict[tuple[str, int, int | None, str | None], ChatModel] = {}
+_LOCK = threading.Lock()
+
+
+def _base_model(path: Path, n_ctx: int, n_threads: int | None, lora: str | None, name: str) -> ChatModel:
+    from outpost.llm.llamacpp import LlamaCppModel
+
+    key = (str(path), n_ctx, n_threads, lora)
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = LlamaCppModel(path, n_ctx=n_ctx, n_threads=n_threads, name=name, lora=lora)
+        return _LOADED[key]
 
 
 def load_chat_model(settings: Settings, name: str | None = None) -> ChatModel:
-    from outpost.llm.llamacpp import LlamaCppModel
+    """The model for ``name`` (default: the settings'); a Modelfile-derived one wraps its shared base."""
+    from outpost.llm.derived import DerivedModel
+    from outpost.models.resolve import resolve_model
 
-    name = name or settings.llm_model
-    path = resolve_gguf(name)
-    key = (str(path), settings.n_ctx, settings.n_threads)
-    if key not in _LOADED:
-        _LOADED[key] = LlamaCppModel(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads, name=name)
-    return _LOADED[key]
+    resolved = resolve_model(settings.home, name or settings.llm_model)
+    mf = resolved.modelfile
+    n_ctx = (mf.n_ctx() if mf else None) or settings.n_ctx
+    lora = mf.adapters[0] if mf and mf.adapters else None
+    base = _base_model(resolved.path, n_ctx, settings.n_threads, lora, resolved.base_name)
+    return DerivedModel(resolved.name, base, mf) if mf else base
+
+
+def unload_all() -> None:
+    """Drop every loaded model (the API server's idle timeout calls this)."""
+    with _LOCK:
+        _LOADED.clear()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +35,9 @@ def _physical_cores() -> int:
 class LlamaCppModel(ChatModel):
     """A GGUF model loaded once; ``n_ctx`` set explicitly (llama.cpp's 512 default is too small for RAG)."""
 
-    def __init__(self, path: Path, n_ctx: int = 4096, n_threads: int | None = None, name: str = "") -> None:
+    def __init__(
+        self, path: Path, n_ctx: int = 4096, n_threads: int | None = None, name: str = "", lora: str | None = None
+    ) -> None:
         if not path.is_file():
             raise ModelNotFoundError(f"No GGUF file at {path}")
         try:
@@ -43,11 +46,13 @@ class LlamaCppModel(ChatModel):
             raise ModelNotFoundError("llama-cpp-python is not installed: pip install llama-cpp-python") from exc
         self.path = path
         self.name = name or path.stem
+        self._lock = threading.Lock()
         self.llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_threads=n_threads or _physical_cores(),
             n_gpu_layers=-1,  # offload everything when llama.cpp was built with a GPU backend; no-op on CPU
+            lora_path=lora,
             verbose=False,
         )
         self.n_ctx = self.llm.n_ctx()
@@ -86,14 +91,27 @@ class LlamaCppModel(ChatModel):
     def prompt_tokens(self, messages: list[Message]) -> int:
         return len(self._render(messages)[0])
 
-    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
+    def stream(
+        self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None
+    ) -> Iterator[str]:
+        self.check_prompt(messages)
         tokens, stop = self._render(messages)
-        room = self.n_ctx - len(tokens)
-        if room < 16:
+        yield from self._locked(tokens, stop + (extra_stop or []), params)
+
+    def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        if len(tokens) + 16 > self.n_ctx:
             raise ContextOverflowError(
-                f"The prompt takes {len(tokens)} tokens of {self.name}'s {self.n_ctx}-token context; "
-                "shorten it or raise --ctx"
+                f"The prompt takes {len(tokens)} tokens of {self.name}'s {self.n_ctx}-token context; shorten it"
             )
+        yield from self._locked(tokens, stop or [], params)
+
+    def _locked(self, tokens: list[int], stop: list[str], params: GenerationParams) -> Iterator[str]:
+        room = self.n_ctx - len(tokens)
+        with self._lock:  # one generation at a time per llama.cpp context; others queue here
+            yield from self._generate(tokens, stop, room, params)
+
+    def _generate(self, tokens: list[int], stop: list[str], room: int, params: GenerationParams) -> Iterator[str]:
         self.llm.reset()
         pieces = self.llm.create_completion(
             tokens,

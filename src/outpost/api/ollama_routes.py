@@ -1,0 +1,206 @@
+"""Ollama-compatible routes: /api/version, /api/tags, /api/show, /api/ps, /api/chat, /api/generate, /api/embed.
+
+Shapes follow Ollama's API docs so the official ``ollama`` client works unchanged; streaming (the
+default there) is newline-delimited JSON. Errors are ``{"error": "message"}``.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from outpost import __version__
+from outpost.api.service import RAG_PREFIX, ApiService, Generation
+from outpost.models.registry import ModelEntry
+
+__all__ = ["ollama_router"]
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    num_predict: int | None = None
+    stop: list[str] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[dict[str, Any]] = []
+    stream: bool = True
+    options: Options | None = None
+    keep_alive: str | float | None = None
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    prompt: str = ""
+    system: str | None = None
+    raw: bool = False
+    stream: bool = True
+    options: Options | None = None
+
+
+class ShowRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    name: str | None = None
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: str | list[str] = ""
+    prompt: str | None = None  # the older /api/embeddings form
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _params(options: Options | None) -> dict[str, Any]:
+    o = options or Options()
+    return {"temperature": o.temperature, "top_p": o.top_p, "seed": o.seed, "max_tokens": o.num_predict}
+
+
+def _details(entry: ModelEntry) -> dict[str, Any]:
+    meta = entry.metadata
+    params = meta.get("parameters") or 0
+    size = f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.0f}M"
+    return {
+        "parent_model": entry.base or "",
+        "format": "gguf",
+        "family": entry.family,
+        "families": [entry.family],
+        "parameter_size": size,
+        "quantization_level": meta.get("quantization", ""),
+    }
+
+
+def _tag(entry: ModelEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "model": entry.name,
+        "modified_at": entry.created_at or _now(),
+        "size": entry.size,
+        "digest": entry.sha256,
+        "details": _details(entry),
+    }
+
+
+def _final(gen: Generation) -> dict[str, Any]:
+    elapsed = int((time.perf_counter() - gen.started) * 1e9)
+    return {
+        "done": True,
+        "done_reason": gen.finish_reason,
+        "total_duration": elapsed,
+        "load_duration": 0,
+        "prompt_eval_count": gen.prompt_tokens,
+        "eval_count": gen.completion_tokens,
+        "eval_duration": elapsed,
+        "sources": [s.__dict__ for s in gen.sources],
+    }
+
+
+def _ndjson(events: Iterator[dict[str, Any]]) -> StreamingResponse:
+    return StreamingResponse((json.dumps(e) + "\n" for e in events), media_type="application/x-ndjson")
+
+
+def ollama_router(service: ApiService) -> APIRouter:
+    router = APIRouter(prefix="/api")
+
+    @router.get("/version")
+    def version() -> dict[str, str]:
+        return {"version": __version__}
+
+    @router.get("/tags")
+    def tags() -> dict[str, Any]:
+        return {"models": [_tag(e) for e in service.registry.list()]}
+
+    @router.get("/ps")
+    def ps() -> dict[str, Any]:
+        from outpost.llm.factory import _LOADED
+
+        return {"models": [{"name": m.name, "model": m.name, "size": 0} for m in _LOADED.values()]}
+
+    @router.post("/show")
+    def show(request: ShowRequest) -> dict[str, Any]:
+        entry = service.registry.get(request.model or request.name or "")
+        meta = dict(entry.metadata)
+        template = meta.pop("chat_template", "")
+        return {
+            "modelfile": entry.modelfile or f"FROM {entry.path}\n",
+            "parameters": "",
+            "template": template,
+            "details": _details(entry),
+            "model_info": meta,
+            "license": meta.get("license", ""),
+            "modified_at": entry.created_at,
+            "capabilities": ["completion"],
+        }
+
+    @router.post("/chat", response_model=None)
+    def chat(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+        messages = [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in request.messages]
+        gen = service.chat(request.model, messages, **_params(request.options))
+        head = {"model": request.model}
+        if request.stream:
+
+            def events() -> Iterator[dict[str, Any]]:
+                for piece in gen:
+                    yield {
+                        **head,
+                        "created_at": _now(),
+                        "message": {"role": "assistant", "content": piece},
+                        "done": False,
+                    }
+                yield {**head, "created_at": _now(), "message": {"role": "assistant", "content": ""}, **_final(gen)}
+
+            return _ndjson(events())
+        text = "".join(gen)
+        return {**head, "created_at": _now(), "message": {"role": "assistant", "content": text}, **_final(gen)}
+
+    @router.post("/generate", response_model=None)
+    def generate(request: GenerateRequest) -> dict[str, Any] | StreamingResponse:
+        if not request.prompt:  # Ollama: an empty prompt just loads the model
+            service.chat_model(request.model)
+            return {"model": request.model, "created_at": _now(), "response": "", "done": True, "done_reason": "load"}
+        if request.raw and not request.model.startswith(RAG_PREFIX):
+            gen = service.complete(request.model, request.prompt, **_params(request.options))
+        else:
+            messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
+                {"role": "user", "content": request.prompt}
+            ]
+            gen = service.chat(request.model, messages, **_params(request.options))
+        head = {"model": request.model}
+        if request.stream:
+
+            def events() -> Iterator[dict[str, Any]]:
+                for piece in gen:
+                    yield {**head, "created_at": _now(), "response": piece, "done": False}
+                yield {**head, "created_at": _now(), "response": "", **_final(gen)}
+
+            return _ndjson(events())
+        text = "".join(gen)
+        return {**head, "created_at": _now(), "response": text, **_final(gen)}
+
+    @router.post("/embed")
+    def embed(request: EmbedRequest) -> dict[str, Any]:
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        vectors, tokens = service.embed(request.model, texts)
+        return {"model": request.model, "embeddings": vectors.tolist(), "prompt_eval_count": tokens}
+
+    @router.post("/embeddings")
+    def embeddings(request: EmbedRequest) -> dict[str, Any]:
+        vectors, _ = service.embed(request.model, [request.prompt or ""])
+        return {"embedding": vectors[0].tolist()}
+
+    return router

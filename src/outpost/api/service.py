@@ -1,0 +1,147 @@
+"""What both API dialects share: resolving a model name, RAG over a collection, warm models, embeddings.
+
+``rag:<collection>`` as a model name answers from that collection with the default chat model; the
+answer's sources come back in an extra ``sources`` field. Models stay loaded until they have been
+idle for ``keep_alive`` seconds; llama.cpp contexts serialise concurrent requests themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from outpost.app import Outpost
+from outpost.errors import ModelNotFoundError
+from outpost.llm.base import ChatModel, GenerationParams, Message
+from outpost.llm.factory import load_chat_model, unload_all
+from outpost.models.registry import Registry
+from outpost.rag import pack_sources, to_sources
+from outpost.records import Source
+from outpost.settings import Settings
+
+__all__ = ["ApiService", "Generation", "RAG_PREFIX"]
+
+RAG_PREFIX = "rag:"
+
+
+@dataclass
+class Generation:
+    """One request's generation: iterate ``pieces``; counts and sources are filled as it runs."""
+
+    model: str
+    pieces: Iterator[str]
+    prompt_tokens: int
+    max_tokens: int
+    sources: list[Source] = field(default_factory=list)
+    completion_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self.pieces:
+            self.completion_tokens += 1
+            yield piece
+
+    @property
+    def finish_reason(self) -> str:
+        return "length" if self.completion_tokens >= self.max_tokens else "stop"
+
+
+class ApiService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.outpost = Outpost(settings=settings)
+        self.registry = Registry(settings.home)
+        self.last_used = time.monotonic()
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    # -- models -------------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        names = [e.name for e in self.registry.list()]
+        return names + [RAG_PREFIX + c.name for c in self.outpost.collections()]
+
+    def chat_model(self, name: str) -> ChatModel:
+        self.touch()
+        if name.startswith(RAG_PREFIX):
+            name = self.settings.llm_model
+        return load_chat_model(self.settings, name)
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def unload_if_idle(self) -> bool:
+        if self.in_flight == 0 and time.monotonic() - self.last_used > self.settings.keep_alive:
+            unload_all()
+            return True
+        return False
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def params(self, model: ChatModel, **given: Any) -> GenerationParams:
+        """Settings < the model's Modelfile PARAMETERs < the request's own values."""
+        base = GenerationParams(temperature=self.settings.temperature, max_tokens=self.settings.max_tokens)
+        params = model.default_params(base)
+        return replace(params, **{k: v for k, v in given.items() if v is not None})
+
+    def chat(self, name: str, messages: list[Message], **given: Any) -> Generation:
+        model = self.chat_model(name)
+        params = self.params(model, **given)
+        sources: list[Source] = []
+        if name.startswith(RAG_PREFIX):
+            messages, sources = self._rag_messages(name.removeprefix(RAG_PREFIX), model, messages, params)
+        used = model.check_prompt(messages)
+        return Generation(
+            name, _primed(self._tracked(model.stream(messages, params))), used, params.max_tokens, sources
+        )
+
+    def complete(self, name: str, prompt: str, stop: list[str] | None = None, **given: Any) -> Generation:
+        model = self.chat_model(name)
+        params = self.params(model, **given)
+        return Generation(name, _primed(self._tracked(model.stream_raw(prompt, params, stop))), 0, params.max_tokens)
+
+    def _rag_messages(
+        self, collection: str, model: ChatModel, messages: list[Message], params: GenerationParams
+    ) -> tuple[list[Message], list[Source]]:
+        question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        hits = self.outpost.search(question, collection)
+        return pack_sources(model, question, to_sources(hits), params.max_tokens)
+
+    def _tracked(self, pieces: Iterator[str]) -> Iterator[str]:
+        """Count requests in flight (so the idle timer never unloads a model mid-answer)."""
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield from pieces
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+            self.touch()
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    def embed(self, name: str, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors from the embedding model; any other name is a 404 like an unknown chat model."""
+        embedder = self.outpost.embedder()
+        known = {self.settings.embed_model.lower(), embedder.identity.name.lower(), "all-minilm", "all-minilm-l6-v2"}
+        if name.lower() not in known:
+            raise ModelNotFoundError(f"No embedding model named {name!r}: use {self.settings.embed_model!r}")
+        return embedder.embed(texts), sum(embedder.count_tokens(texts))
+
+
+def _primed(pieces: Iterator[str]) -> Iterator[str]:
+    """Start generating now, so a bad request fails before a streaming response has begun."""
+    iterator = iter(pieces)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], iterator)

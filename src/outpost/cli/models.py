@@ -1,0 +1,142 @@
+"""`outpost models ...` (list, pull, create, show, rm, fit) and `outpost serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from outpost.app import Outpost
+from outpost.cli.console import err, guarded, out, print_json, progress_bars
+from outpost.errors import ConfigError
+from outpost.models.modelfile import load_modelfile
+from outpost.models.pull import pull
+from outpost.models.registry import ModelEntry, Registry
+
+models_app = typer.Typer(
+    help="Manage local GGUF models: list, pull, create from a Modelfile, show, remove, fit.", no_args_is_help=True
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _home(ctx: typer.Context) -> Path:
+    return Outpost(home=ctx.obj.get("home")).settings.home
+
+
+def _params(entry: ModelEntry) -> str:
+    n = entry.metadata.get("parameters") or 0
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+@models_app.command("list")
+@guarded
+def list_cmd(ctx: typer.Context, json_out: Json = False) -> None:
+    """Models: name, family, parameters, quantisation, size, context, source."""
+    entries = Registry(_home(ctx)).list()
+    if json_out:
+        print_json(entries)
+        return
+    table = Table("name", "family", "parameters", "quant", "size", "context", "source")
+    for e in entries:
+        table.add_row(
+            e.name,
+            e.family,
+            _params(e),
+            str(e.metadata.get("quantization", "")),
+            f"{e.size / 1e6:.0f} MB",
+            str(e.metadata.get("context_length", "")),
+            e.source + (f" ← {e.base}" if e.base else ""),
+        )
+    out.print(table)
+
+
+@models_app.command("pull")
+@guarded
+def pull_cmd(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="A .gguf file, hub://NAME (a synced hub), or hf://OWNER/REPO/FILE.gguf.")
+    ],
+    name: Annotated[Optional[str], typer.Option("--name", help="Name to register it under.")] = None,
+) -> None:
+    """Copy a model into the registry, hashed and verified; a half copy never shows up."""
+    with progress_bars() as progress:
+        entry = pull(_home(ctx), source, name, progress)
+    err.print(f"pulled {entry.name} ({entry.size / 1e6:.0f} MB, sha256 {entry.sha256[:12]})")
+
+
+@models_app.command("create")
+@guarded
+def create_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name of the new model.")],
+    file: Annotated[Path, typer.Option("-f", "--file", help="Modelfile (Ollama syntax: FROM, SYSTEM, PARAMETER ...).")],
+) -> None:
+    """Create a model from a Modelfile: the base's weights (shared, not copied) plus its overlay."""
+    home = _home(ctx)
+    modelfile = load_modelfile(file)
+    registry = Registry(home)
+    base_ref = modelfile.from_
+    if base_ref.lower().endswith(".gguf"):
+        base = registry.pull_file(Path(base_ref), Path(base_ref).stem.lower())
+    else:
+        base = registry.get(base_ref)
+    for adapter in modelfile.adapters:
+        if not Path(adapter).is_file():
+            raise ConfigError(f"ADAPTER {adapter} is not a file (llama.cpp loads LoRA adapters in GGUF form)")
+    entry = registry.derive(name, base, modelfile.to_text())
+    err.print(f"created {entry.name} from {base.name}")
+
+
+@models_app.command("show")
+@guarded
+def show_cmd(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name.")], json_out: Json = False
+) -> None:
+    """Everything known about a model: file, hash, GGUF header metadata, Modelfile."""
+    entry = Registry(_home(ctx)).get(name)
+    if json_out:
+        print_json(entry)
+        return
+    for key in ("name", "source", "base", "path", "sha256", "size", "created_at"):
+        out.print(f"{key:>12}: {getattr(entry, key)}")
+    for key, value in entry.metadata.items():
+        if key != "chat_template":
+            out.print(f"{key:>12}: {value}")
+    if entry.modelfile:
+        out.print("\nModelfile:\n" + entry.modelfile)
+
+
+@models_app.command("rm")
+@guarded
+def rm_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name.")]) -> None:
+    """Remove a model (its file goes once no other model uses it; bundled files stay)."""
+    entry = Registry(_home(ctx)).remove(name)
+    err.print(f"removed {entry.name}")
+
+
+def serve_cmd(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to bind (default loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (11434 is Ollama's).")] = 11434,
+    api_key: Annotated[Optional[str], typer.Option(envvar="OUTPOST_API_KEY", help="Require this bearer key.")] = None,
+    keep_alive: Annotated[Optional[float], typer.Option(help="Seconds an idle model stays loaded.")] = None,
+) -> None:
+    """Serve the OpenAI- and Ollama-compatible local API (with RAG as model `rag:COLLECTION`)."""
+    import uvicorn
+
+    from outpost.api.app import create_app
+
+    settings = Outpost(home=ctx.obj.get("home"), api_key=api_key, keep_alive=keep_alive).settings
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        err.print("warning: serving beyond this machine without --api-key")
+    err.print(f"Outpost API on http://{host}:{port} (OpenAI: /v1, Ollama: /api)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
+    app.command("serve")(guarded(serve_cmd))

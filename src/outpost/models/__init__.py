@@ -1,0 +1,1 @@
+"""Local model management: registry, Modelfiles, pulls, and the hardware advisor."""

@@ -1,0 +1,82 @@
+"""Pull models into the local registry: from a file, from a hub (``hub://name``), or Hugging Face (``hf://``).
+
+A hub pull is resumable (HTTP Range into a ``.part`` file) and verified twice: the hub's signed
+model manifest (Ed25519, the key pinned at first sync) names the sha256 and size, and the copied
+bytes must hash to it before the model is listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from outpost.errors import ConfigError, ModelNotFoundError, PackError
+from outpost.models.registry import ModelEntry, Registry, sha256_file
+from outpost.packs.signing import verify
+from outpost.sync import HubClient, HubConfig, load_hubs
+
+__all__ = ["pull"]
+
+Progress = Callable[[str, int, int], None]
+
+
+def _hub_for(home: Path, url: str | None) -> HubConfig:
+    hubs = load_hubs(home)
+    if url:
+        hubs = [h for h in hubs if h.url == url.rstrip("/")]
+    if not hubs:
+        raise ConfigError("No hub configured: run `outpost sync --hub URL --token TOKEN` first")
+    if not hubs[0].hub_key:
+        raise ConfigError(f"No pinned key for {hubs[0].url}: run `outpost sync` once to pin it")
+    return hubs[0]
+
+
+def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: Progress | None = None) -> ModelEntry:
+    hub = _hub_for(home, hub_url)
+    client = HubClient(hub.url, hub.token)
+    try:
+        listing = client.get(f"/v1/models/{name}")
+        verify(hub.hub_key, listing["manifest"].encode("utf-8"), listing["signature"].encode("ascii"))
+        manifest = json.loads(listing["manifest"])
+        if manifest["name"] != name:
+            raise PackError(f"The hub's manifest is for {manifest['name']!r}, not {name!r}")
+        registry = Registry(home)
+        registry.blobs.mkdir(parents=True, exist_ok=True)
+        staged = registry.blobs / f".pull-{manifest['sha256']}.gguf"
+        tick = (lambda n: progress("download", n, manifest["size"])) if progress else None
+        client.download(f"/v1/models/{name}/blob", staged, manifest["size"], tick)
+    finally:
+        client.close()
+    if sha256_file(staged) != manifest["sha256"]:
+        staged.unlink()
+        raise PackError(f"Model {name!r} from {hub.url} does not match its signed sha256: removed")
+    blob = registry.blobs / f"sha256-{manifest['sha256']}.gguf"
+    os.replace(staged, blob)
+    return registry.register_file(blob, manifest["sha256"], name, "hub")
+
+
+def pull_from_huggingface(home: Path, spec: str, name: str | None, progress: Progress | None = None) -> ModelEntry:
+    """``hf://owner/repo/file.gguf``: download with huggingface_hub when online, then register."""
+    parts = spec.removeprefix("hf://").split("/")
+    if len(parts) < 3 or not parts[-1].endswith(".gguf"):
+        raise ConfigError(f"Expected hf://OWNER/REPO/FILE.gguf, not {spec!r}")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), cache_dir=str(home / "cache" / "hf"))
+    except Exception as exc:  # offline, unknown repo or file, network errors: one clear message
+        raise ModelNotFoundError(
+            f"Cannot download {spec} from Hugging Face ({type(exc).__name__}): this needs the network. "
+            "Offline, copy the .gguf file here and run `outpost models pull FILE`."
+        ) from exc
+    return Registry(home).pull_file(Path(path), name or Path(parts[-1]).stem.lower(), progress)
+
+
+def pull(home: Path, source: str, name: str | None = None, progress: Progress | None = None) -> ModelEntry:
+    if source.startswith("hub://"):
+        return pull_from_hub(home, source.removeprefix("hub://"), None, progress)
+    if source.startswith("hf://"):
+        return pull_from_huggingface(home, source, name, progress)
+    return Registry(home).pull_file(Path(source), name, progress)
