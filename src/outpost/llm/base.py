@@ -51,7 +51,8 @@ class ChatModel(abc.ABC):
         used = self.prompt_tokens(messages)
         if used + reserve > self.n_ctx:
             raise ContextOverflowError(
-                f"The prompt takes {used} tokens of {self.name}'s {self.n_ctx}-token context; shorten it or raise the context"
+                f"The prompt takes {used} tokens of {self.name}'s {self.n_ctx}-token context; "
+                "shorten it or raise the context"
             )
         return used
 
