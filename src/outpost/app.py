@@ -13,12 +13,14 @@ It holds one settings object and caches open stores and loaded models, so repeat
 from __future__ import annotations
 
 import shutil
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from outpost.embed.base import Embedder
 from outpost.embed.factory import load_embedder
 from outpost.errors import CollectionNotFoundError, ReadOnlyError
+from outpost.feedback import FeedbackQueue
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
@@ -135,7 +137,9 @@ class Outpost:
     ) -> Answer | AnswerStream:
         """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``."""
         s = self.settings
-        hits = self.search(question, collection, k, mode)
+        retriever = self.retriever(collection)
+        query = retriever.embedder.embed_query(question)
+        hits = retriever.search(question, k or s.top_k, mode, query=query)
         chat = self.chat_model(model)
         params = GenerationParams(
             temperature=s.temperature if temperature is None else temperature,
@@ -143,5 +147,16 @@ class Outpost:
             seed=seed,
         )
         messages, sources = pack_sources(chat, question, to_sources(hits), params.max_tokens)
-        answer = AnswerStream(chat, question, messages, sources, params, collection)
+        answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in sources])
+        answer = AnswerStream(chat, question, messages, sources, params, collection, id=answer_id)
         return answer if stream else answer.result()
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    @cached_property
+    def feedback(self) -> FeedbackQueue:
+        return FeedbackQueue(self.settings.home)
+
+    def vote(self, answer: Answer | str, helpful: bool | None = None, sources: dict[int, bool] | None = None) -> None:
+        """Record a vote on an answer (and/or its sources by number); ``outpost sync`` uploads it."""
+        self.feedback.vote(answer.id if isinstance(answer, Answer) else answer, helpful, sources)

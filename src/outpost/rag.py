@@ -84,6 +84,7 @@ class AnswerStream:
     params: GenerationParams
     collection: str = ""
     answer: Answer | None = None
+    id: str = ""
 
     def __iter__(self) -> Iterator[str]:
         pieces: list[str] = []
@@ -99,6 +100,7 @@ class AnswerStream:
             collection=self.collection,
             cited=cited_numbers(text, len(self.sources)),
             usage={"prompt_tokens": self.model.prompt_tokens(self.messages), "completion_pieces": len(pieces)},
+            id=self.id,
         )
 
     def result(self) -> Answer:

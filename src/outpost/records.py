@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "Adapter",
     "Answer",
     "Block",
     "Changeset",
@@ -111,6 +112,27 @@ class EmbeddingIdentity:
         return f"{self.name} (dim {self.dimension}, weights {self.weights_sha256[:12]})"
 
 
+@dataclass(frozen=True)
+class Adapter:
+    """A query-side linear map learned on the hub from feedback: ``q' = normalise(matrix @ q)``.
+
+    Document vectors never change, so a new adapter travels as one small matrix in the next pack.
+    """
+
+    version: int
+    matrix: np.ndarray  # float32 (dim, dim)
+
+    def apply(self, query: np.ndarray) -> np.ndarray:
+        out = np.asarray(query, dtype=np.float32) @ self.matrix.T
+        norms = np.linalg.norm(out, axis=-1, keepdims=True)
+        return out / np.where(norms > 0, norms, 1.0)
+
+    def sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self.matrix, dtype=np.float32).tobytes()).hexdigest()
+
+
 @dataclass
 class Changeset:
     """The only way to change a collection: applied by ``Store.apply`` in one transaction.
@@ -131,6 +153,7 @@ class Changeset:
     chunker_id: str = ""
     version: int = 0
     snapshot: bool = False
+    adapter: Adapter | None = None
 
     def __post_init__(self) -> None:
         # A local change moves one version forward; a pack names its target version explicitly.
@@ -138,7 +161,8 @@ class Changeset:
             self.version = self.base_version + 1
 
     def is_empty(self) -> bool:
-        return not (self.upserts or self.documents or self.delete_chunks or self.delete_documents)
+        changes = (self.upserts, self.documents, self.delete_chunks, self.delete_documents)
+        return not any(changes) and self.adapter is None
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,7 @@ class Answer:
     collection: str = ""
     cited: list[int] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    id: str = ""  # the feedback id: vote on this answer with it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

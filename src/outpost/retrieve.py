@@ -15,7 +15,7 @@ import numpy as np
 
 from outpost.embed.base import Embedder
 from outpost.embed.quantize import quantize
-from outpost.records import Hit
+from outpost.records import Adapter, Hit
 from outpost.store.sqlite import Store
 
 __all__ = ["Mode", "Retriever", "rrf"]
@@ -42,16 +42,27 @@ class Retriever:
     bm25_weight: float = 1.0
     dense_weight: float = 1.0
     depth: int = 50
+    adapter: Adapter | None = None  # overrides the collection's own (evaluation of a candidate adapter)
 
     def query_vector(self, text: str) -> np.ndarray:
-        """The int8 query vector, quantised exactly like the stored ones."""
-        q, _ = quantize(self.embedder.embed_query(text))
+        """The int8 query vector: embedded, passed through the collection's adapter, quantised like the stored ones."""
+        return self.quantized(self.embedder.embed_query(text))
+
+    def quantized(self, query: np.ndarray) -> np.ndarray:
+        adapter = self.adapter if self.adapter is not None else self.store.adapter
+        if adapter is not None:
+            query = adapter.apply(query)
+        q, _ = quantize(query)
         return q[0]
 
-    def search(self, text: str, k: int = 5, mode: Mode = "hybrid") -> list[Hit]:
+    def search(self, text: str, k: int = 5, mode: Mode = "hybrid", query: np.ndarray | None = None) -> list[Hit]:
+        """Top-``k`` chunks; ``query`` is the text's raw embedding when the caller already has it."""
         depth = max(self.depth, k)
         bm25 = self.store.bm25(text, depth) if mode in ("hybrid", "bm25") else []
-        dense = self.store.dense(self.query_vector(text), depth) if mode in ("hybrid", "dense") else []
+        dense: list[tuple[int, float]] = []
+        if mode in ("hybrid", "dense"):
+            raw = self.embedder.embed_query(text) if query is None else query
+            dense = self.store.dense(self.quantized(raw), depth)
         bm25_rank = {key: r for r, (key, _) in enumerate(bm25, start=1)}
         dense_rank = {key: r for r, (key, _) in enumerate(dense, start=1)}
         if mode == "bm25":

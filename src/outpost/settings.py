@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of vector ranks in fusion.")
     keep_alive: float = Field(300.0, ge=0, description="Seconds an idle model stays loaded in `outpost serve`.")
     api_key: str | None = Field(None, description="If set, `outpost serve` requires `Authorization: Bearer KEY`.")
+    share_query_text: bool = Field(False, description="Upload query text with feedback (else only vectors and ids).")
+    hub_train_every: int = Field(200, ge=0, description="Hub: train an adapter after this many new votes (0: never).")
     exact_search_below: int = Field(
         5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
     )

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from outpost.errors import AuthError, CollectionNotFoundError, HubError, OutpostError, PackError
+from outpost.feedback import FeedbackQueue
 from outpost.packs.format import read_pack
 from outpost.store.sqlite import Store, check_collection_name
 
@@ -88,6 +89,9 @@ class HubClient:
             response = self.http.get(path, params=params)
         except httpx.TransportError as exc:
             raise HubError(f"Cannot reach the hub at {self.url}: {exc}") from exc
+        return self._check(response, path)
+
+    def _check(self, response: httpx.Response, path: str) -> Any:
         if response.status_code == 401:
             raise AuthError(f"The hub at {self.url} refused the token (missing, wrong or revoked)")
         if response.status_code == 404:
@@ -95,6 +99,13 @@ class HubClient:
         if response.status_code >= 400:
             raise HubError(f"The hub at {self.url} answered {response.status_code}: {response.text[:200]}")
         return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self.http.post(path, json=body)
+        except httpx.TransportError as exc:
+            raise HubError(f"Cannot reach the hub at {self.url}: {exc}") from exc
+        return self._check(response, path)
 
     def download(self, path: str, dest: Path, size: int, on_bytes: Callable[[int], None] | None = None) -> None:
         """Fetch ``path`` into ``dest``, resuming a ``dest.part`` left by an earlier, cut download."""
@@ -132,6 +143,7 @@ class SyncReport:
     current: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     unshared: list[str] = field(default_factory=list)  # synced from this hub before, no longer visible
+    feedback_uploaded: int = 0
 
 
 def pin_key(client: HubClient, config: HubConfig, given: str | None) -> str:
@@ -209,6 +221,7 @@ def sync_hub(
     prune: bool = False,
     exact_below: int = 5000,
     progress: Progress | None = None,
+    share_text: bool = False,
 ) -> SyncReport:
     """Sync every collection the token may read; one failing collection does not stop the others."""
     client = HubClient(hub.url, hub.token)
@@ -228,11 +241,35 @@ def sync_hub(
             else:
                 report.updated[name] = result
         report.unshared = _unshared(home, hub, set(visible), prune)
+        report.feedback_uploaded = upload_feedback(client, home, hub, visible, share_text)
         hub.last_sync = datetime.now(timezone.utc).isoformat(timespec="seconds")
         save_hub(home, hub)
         return report
     finally:
         client.close()
+
+
+def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list[str], share_text: bool) -> int:
+    """Send queued votes for this hub's collections; marked uploaded only after the hub took them."""
+    queue = FeedbackQueue(home)
+    sent = 0
+    try:
+        for name in visible:
+            path = home / "collections" / name / "store.sqlite"
+            if not path.is_file():
+                continue
+            store = Store.open(home / "collections", name)
+            origin = store.get_meta("hub")
+            store.close()
+            items = queue.pending(name) if origin == hub.url else []
+            for start in range(0, len(items), 500):
+                batch = items[start : start + 500]
+                client.post(f"/v1/collections/{name}/feedback", {"items": [i.payload(share_text) for i in batch]})
+                queue.mark_uploaded([i.id for i in batch])
+                sent += len(batch)
+    finally:
+        queue.close()
+    return sent
 
 
 def _unshared(home: Path, hub: HubConfig, visible: set[str], prune: bool) -> list[str]:

@@ -65,6 +65,57 @@ def ingest_cmd(
         raise typer.Exit(1)
 
 
+@hub_app.command("train")
+@guarded
+def train_cmd(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection to adapt.")],
+    min_examples: Annotated[int, typer.Option(help="Fewest judged queries to train on.")] = 20,
+    min_gain: Annotated[float, typer.Option(help="Held-out MRR@10 gain needed to publish.")] = 0.005,
+) -> None:
+    """Fit a query adapter from the collection's feedback; publish it only if it beats the current one."""
+    from outpost.hub.learning import train_and_publish
+
+    report = train_and_publish(Hub(_hub_home(ctx)), collection, min_examples, min_gain)
+    err.print(f"{collection}: {report.reason} ({report.train_examples} train / {report.heldout_examples} held out)")
+    if report.published:
+        out.print(f"published adapter v{report.adapter_version} in collection version {report.collection_version}")
+
+
+@hub_app.command("rollback")
+@guarded
+def rollback_cmd(
+    ctx: typer.Context, collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection.")]
+) -> None:
+    """Restore the previous query adapter (as a new version: versions only move forward)."""
+    from outpost.hub.learning import rollback
+
+    version, adapter = rollback(Hub(_hub_home(ctx)), collection)
+    out.print(f"{collection} v{version} now carries adapter v{adapter}" + (" (identity)" if adapter == 0 else ""))
+
+
+feedback_app = typer.Typer(help="Feedback the hub learns from.", no_args_is_help=True)
+hub_app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("import")
+@guarded
+def feedback_import(
+    ctx: typer.Context,
+    qrels: Annotated[Path, typer.Argument(help="Judgements: query-id, doc-id, grade (TSV, BEIR qrels).")],
+    queries: Annotated[Path, typer.Argument(help="Queries: JSONL with _id and text (BEIR).")],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection the doc ids belong to.")],
+) -> None:
+    """Turn labelled queries into feedback, so the learning loop can be measured on public data."""
+    from outpost.evaluate import load_qrels, load_queries
+    from outpost.hub.learning import import_qrels
+
+    settings = _settings(ctx)
+    embedder = Outpost(settings=settings).embedder()
+    added = import_qrels(Hub(_hub_home(ctx)), collection, embedder, load_qrels(qrels), load_queries(queries))
+    err.print(f"imported {added} labelled queries as feedback for {collection}")
+
+
 @hub_app.command("collections")
 @guarded
 def collections_cmd(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:

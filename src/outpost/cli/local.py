@@ -60,6 +60,7 @@ def _answer_json(answer: Answer) -> dict[str, object]:
         "model": answer.model,
         "collection": answer.collection,
         "cited": answer.cited,
+        "id": answer.id,
         "sources": [
             {
                 "number": s.number,
@@ -170,6 +171,10 @@ def ask_cmd(
         out.print(piece, end="")
     out.print()
     _print_sources(stream.result())
+    err.print(
+        f"answer id {stream.result().id[:12]} — rate it: outpost feedback vote {stream.result().id[:12]} up|down "
+        "[--source N:up|down]"
+    )
 
 
 def collections_cmd(ctx: typer.Context, json_out: Json = False) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from outpost import __version__
-from outpost.cli import local, models, sync
+from outpost.cli import learn, local, models, sync
 from outpost.cli.console import quiet_libraries
 from outpost.cli.hub import hub_app
 
@@ -50,6 +50,7 @@ def root(
 local.register(app)
 sync.register(app)
 models.register(app)
+learn.register(app)
 app.add_typer(hub_app, name="hub")
 
 

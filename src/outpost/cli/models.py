@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -116,6 +116,92 @@ def rm_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model n
     """Remove a model (its file goes once no other model uses it; bundled files stay)."""
     entry = Registry(_home(ctx)).remove(name)
     err.print(f"removed {entry.name}")
+
+
+PLANNING_SIZES = (0.5, 1.5, 3, 7, 14, 32, 70)
+
+
+def _plan_json(p: Any) -> dict[str, Any]:
+    return {
+        "model": p.spec.name,
+        "quant": p.spec.quant,
+        "params_b": round(p.spec.params_b, 2),
+        "fits": p.fits,
+        "where": p.where,
+        "gpu_layers": p.gpu_layers,
+        "n_ctx": p.n_ctx,
+        "tokens_per_s": round(p.tokens_per_s, 1),
+        "memory_bytes": p.memory.total,
+        "reason": p.reason,
+        "explain": p.explain(),
+    }
+
+
+@models_app.command("fit")
+@guarded
+def fit_cmd(
+    ctx: typer.Context,
+    models: Annotated[
+        Optional[list[str]],
+        typer.Argument(
+            help="Registered model names, .gguf paths, or sizes like 32B or 32B:Q8_0 (default: registered models "
+            "plus the best quant for common sizes)."
+        ),
+    ] = None,
+    profile: Annotated[
+        Optional[str],
+        typer.Option(help="Plan for a synthetic machine instead of this one: laptop-8gb, gpu-24gb, h100-80gb."),
+    ] = None,
+    n_ctx: Annotated[
+        Optional[int], typer.Option("--ctx", help="Context to plan for (default: the largest that fits).")
+    ] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic behind each plan.")] = False,
+    json_out: Json = False,
+) -> None:
+    """Which models, quantisations and contexts fit this machine, how fast, and why (arithmetic shown)."""
+    from outpost.models import advisor
+
+    op = Outpost(home=ctx.obj.get("home"))
+    hardware = advisor.Hardware.profile(profile) if profile else advisor.detect_hardware()
+    index_bytes = sum(info.bytes_on_disk for info in op.collections())
+    specs: list[advisor.ModelSpec] = []
+    registry = Registry(op.settings.home)
+    for name in models or [e.name for e in registry.list()]:
+        sized = advisor.spec_from_size(name)
+        specs.append(
+            sized
+            or advisor.ModelSpec.from_gguf(Path(name) if name.endswith(".gguf") else Path(registry.get(name).path))
+        )
+    plans = [advisor.plan(hardware, spec, n_ctx, index_bytes) for spec in specs]
+    if not models:
+        for size in PLANNING_SIZES:
+            plans.append(advisor.plan(hardware, advisor.candidate_quants(size), n_ctx, index_bytes))
+    if json_out:
+        print_json(
+            {"hardware": hardware.describe(), "index_bytes": index_bytes, "plans": [_plan_json(p) for p in plans]}
+        )
+        return
+    for line in hardware.describe():
+        out.print(line)
+    out.print(f"local vector index and collections: {index_bytes / 1e6:.1f} MB (counted against RAM)")
+    table = Table("model", "quant", "fits", "where", "GPU layers", "context", "tok/s", "memory")
+    for p in plans:
+        table.add_row(
+            p.spec.name,
+            p.spec.quant,
+            "yes" if p.fits else "no",
+            p.where,
+            str(p.gpu_layers),
+            str(p.n_ctx),
+            f"{p.tokens_per_s:.1f}",
+            f"{p.memory.total / 1e9:.2f} GB",
+        )
+    out.print(table)
+    for p in plans:
+        if explain or not p.fits:
+            out.print(f"\n{p.spec.name} {p.spec.quant}:")
+            for line in p.explain() if explain else [p.reason]:
+                out.print(f"  {line}")
 
 
 def serve_cmd(

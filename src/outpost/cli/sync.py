@@ -14,10 +14,6 @@ from outpost.errors import ConfigError
 from outpost.sync import HubConfig, SyncReport, hub_name, hub_versions, load_hubs, sync_hub
 
 
-def _home(ctx: typer.Context) -> Path:
-    return Outpost(home=ctx.obj.get("home")).settings.home
-
-
 def _targets(home: Path, url: str | None, token: str | None) -> list[HubConfig]:
     saved = {h.url: h for h in load_hubs(home)}
     if url:
@@ -40,6 +36,8 @@ def _print(report: SyncReport) -> None:
         err.print(f"{name}: up to date")
     for name, why in report.failed.items():
         err.print(f"[red]{name}: {why}[/]", markup=True)
+    if report.feedback_uploaded:
+        err.print(f"uploaded {report.feedback_uploaded} feedback votes")
     for name in report.unshared:
         err.print(f"{name}: no longer shared by {report.hub} (run with --prune to delete it)")
 
@@ -56,11 +54,14 @@ def sync_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Download and apply every collection the token may read (delta when possible), verified and atomic."""
-    home = _home(ctx)
+    settings = Outpost(home=ctx.obj.get("home")).settings
+    home = settings.home
     failed = False
     for config in _targets(home, hub, token):
         with progress_bars(not quiet) as progress:
-            report = sync_hub(home, config, hub_key, prune, progress=progress)
+            report = sync_hub(
+                home, config, hub_key, prune, settings.exact_search_below, progress, settings.share_query_text
+            )
         _print(report)
         failed |= bool(report.failed)
     if failed:

@@ -6,24 +6,30 @@ a fixed list, inside a folder whose name is validated, with HTTP Range so downlo
 """
 
 import json
+import logging
 import re
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
 
 from outpost import __version__
 from outpost.errors import CollectionNotFoundError, ConfigError, OutpostError
 from outpost.hub.home import HubHome
+from outpost.hub.learning import store_feedback, train_and_publish, untrained_count
 from outpost.hub.service import Hub
 from outpost.hub.tokens import TokenInfo, Tokens
 from outpost.models.registry import ModelEntry, Registry
 from outpost.packs.format import PACK_FILES
 from outpost.packs.signing import sign
+from outpost.settings import Settings
 
 __all__ = ["create_app"]
 
+log = logging.getLogger(__name__)
 _PACK = re.compile(r"^(snapshot-[0-9]{1,12}|delta-[0-9]{1,12}-[0-9]{1,12})$")
 
 
@@ -42,7 +48,7 @@ def _pack_json(hub: Hub, name: str, folder: Path) -> dict[str, Any]:
         "base_version": base,
         "version": version,
         "snapshot": base == 0,
-        "files": {f: (folder / f).stat().st_size for f in PACK_FILES},
+        "files": {f: (folder / f).stat().st_size for f in PACK_FILES if (folder / f).is_file()},
         "url": f"/v1/collections/{name}/packs/{folder.name}",
     }
 
@@ -129,6 +135,38 @@ def create_app(home: Path) -> FastAPI:
         if not path.is_file():
             raise HTTPException(404, "No such pack file")
         return FileResponse(path, media_type="application/octet-stream")
+
+    class FeedbackUpload(BaseModel):
+        items: list[dict[str, Any]]
+
+    training = threading.Lock()
+
+    def maybe_train(name: str) -> None:
+        """Train in the background once enough new votes arrived (setting ``hub_train_every``; 0 = off)."""
+        every = Settings(home=home).hub_train_every
+        if every <= 0 or untrained_count(hub_home, name) < every or not training.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                train_and_publish(hub, name)
+            except OutpostError as exc:
+                log.warning("automatic training of %s skipped: %s", name, exc)
+            finally:
+                training.release()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    @app.post("/v1/collections/{name}/feedback")
+    def feedback(name: str, upload: FeedbackUpload, tok: Token) -> dict[str, int]:
+        """Votes from an outpost; keyed by their ids, so a retried upload is counted once."""
+        name = readable(name, tok)
+        for item in upload.items:
+            if not isinstance(item.get("id"), str) or not isinstance(item.get("query_vector"), list):
+                raise HTTPException(422, "Each feedback item needs an id and a query_vector")
+        accepted = store_feedback(hub_home, name, tok.id, upload.items)
+        maybe_train(name)
+        return {"accepted": accepted, "duplicates": len(upload.items) - accepted}
 
     models = Registry(hub_home.root)
 

@@ -28,7 +28,7 @@ from outpost.ingest.loaders import load_bytes, supported
 from outpost.records import Changeset, Chunk, Document, DocumentRecord
 from outpost.store.sqlite import Store
 
-__all__ = ["IngestReport", "embed_chunks", "ingest", "plan", "read_batch"]
+__all__ = ["IngestReport", "embed_chunks", "ingest", "plan", "plan_documents", "read_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +113,35 @@ def plan(
     progress: Progress | None = None,
 ) -> tuple[Changeset, IngestReport]:
     """The changeset that brings ``store`` in line with ``files`` (not yet applied), and its report."""
-    store.check_embedding(embedder.identity)
     known = store.document_hashes()
     docs, unchanged, errors = _read_with_progress(files, known, progress)
+    present = {f.key for f in files} if sync else None
+    changeset, report = plan_documents(store, docs, embedder, chunker, present, progress)
+    report.unchanged = len(unchanged)
+    report.failures = [(e.path, e.reason) for e in errors]
+    return changeset, report
+
+
+def plan_documents(
+    store: Store,
+    docs: list[Document],
+    embedder: Embedder,
+    chunker: Chunker,
+    present: set[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[Changeset, IngestReport]:
+    """The changeset for already-loaded documents (files, a dataset, an API); ``present`` enables removal.
+
+    Documents whose key and sha256 the store already has are skipped; with ``present``, stored
+    documents not in it are removed.
+    """
+    store.check_embedding(embedder.identity)
+    known = store.document_hashes()
+    unchanged = [d for d in docs if known.get(d.key) == d.sha256]
+    docs = [d for d in docs if known.get(d.key) != d.sha256]
     chunks = chunker.chunk_batch(docs)
     old = store.chunk_positions([d.key for d in docs if d.key in known])
-    gone = sorted(set(known) - {f.key for f in files}) if sync else []
+    gone = sorted(set(known) - present) if present is not None else []
 
     new_ids = {c.id for c in chunks}
     upserts = [c for c in chunks if c.id not in old or _moved(old, c)]
@@ -151,7 +174,6 @@ def plan(
         unchanged=len(unchanged),
         chunks_embedded=embedded,
         chunks_reused=len(upserts) - embedded,
-        failures=[(e.path, e.reason) for e in errors],
     )
     return changeset, report
 

@@ -32,13 +32,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.errors import PackError
 from outpost.packs.signing import public_key_text, sign, verify
-from outpost.records import Changeset, Chunk, DocumentRecord, EmbeddingIdentity
+from outpost.records import Adapter, Changeset, Chunk, DocumentRecord, EmbeddingIdentity
 
 __all__ = ["FORMAT_VERSION", "PACK_FILES", "pack_name", "read_manifest", "read_pack", "write_pack"]
 
 FORMAT_VERSION = 1
 DATA_FILES = ("chunks.parquet", "documents.parquet", "deletes.parquet")
-PACK_FILES = ("manifest.json", "manifest.sig", *DATA_FILES)
+ADAPTER_FILE = "adapter.npy"
+PACK_FILES = ("manifest.json", "manifest.sig", *DATA_FILES, ADAPTER_FILE)  # the adapter only when there is one
 CODEC = {"type": "int8", "scheme": "symmetric-per-vector", "scale": "float32"}
 
 
@@ -109,7 +110,9 @@ def _manifest(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[st
         "embedding": asdict(cs.embedding) if cs.embedding else None,
         "chunker_id": cs.chunker_id,
         "vector_codec": {**CODEC, "dimension": cs.embedding.dimension if cs.embedding else 0},
-        "adapter": None,
+        "adapter": (
+            {"version": cs.adapter.version, "sha256": cs.adapter.sha256(), "file": ADAPTER_FILE} if cs.adapter else None
+        ),
         "counts": {
             "chunks": len(cs.upserts),
             "documents": len(cs.documents),
@@ -117,7 +120,9 @@ def _manifest(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[st
             "delete_documents": len(cs.delete_documents),
         },
         "files": {
-            name: {"sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size} for name in DATA_FILES
+            name: {"sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size}
+            for name in (*DATA_FILES, ADAPTER_FILE)
+            if (folder / name).is_file()
         },
         "hub_key": public_key_text(signer),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -134,12 +139,14 @@ def write_pack(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[s
     pq.write_table(_chunks_table(cs), tmp / "chunks.parquet", compression="zstd")
     pq.write_table(_documents_table(cs), tmp / "documents.parquet", compression="zstd")
     pq.write_table(_deletes_table(cs), tmp / "deletes.parquet", compression="zstd")
+    if cs.adapter is not None:
+        np.save(tmp / ADAPTER_FILE, np.ascontiguousarray(cs.adapter.matrix, dtype=np.float32), allow_pickle=False)
     manifest = _manifest(cs, tmp, signer)
     raw = json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8")
     (tmp / "manifest.json").write_bytes(raw)
     (tmp / "manifest.sig").write_bytes(sign(signer, raw))
-    for name in PACK_FILES:
-        with (tmp / name).open("rb") as fh:
+    for path in tmp.iterdir():
+        with path.open("rb") as fh:
             os.fsync(fh.fileno())
     os.replace(tmp, folder)
     return manifest
@@ -156,7 +163,8 @@ def read_manifest(folder: Path, hub_key: str) -> dict[str, Any]:
     manifest = json.loads(raw)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise PackError(f"Unsupported pack format {manifest.get('format_version')!r}; upgrade Outpost")
-    if set(manifest["files"]) != set(DATA_FILES):
+    expected = set(DATA_FILES) | ({ADAPTER_FILE} if manifest.get("adapter") else set())
+    if set(manifest["files"]) != expected:
         raise PackError(f"Pack lists unexpected files: {sorted(manifest['files'])}")
     for name, entry in manifest["files"].items():
         path = folder / name
@@ -181,6 +189,11 @@ def read_pack(folder: Path, hub_key: str) -> tuple[dict[str, Any], Changeset]:
     deletes = pq.read_table(folder / "deletes.parquet").to_pylist()
     rows = chunks.drop_columns(["vector", "scale"]).to_pylist()
     counts = m["counts"]
+    adapter = None
+    if m.get("adapter"):
+        adapter = Adapter(int(m["adapter"]["version"]), np.load(folder / ADAPTER_FILE, allow_pickle=False))
+        if adapter.sha256() != m["adapter"]["sha256"] or adapter.matrix.shape != (dim, dim):
+            raise PackError("Pack adapter does not match its manifest: refusing the pack")
     if len(rows) != counts["chunks"] or len(docs) != counts["documents"]:
         raise PackError("Pack row counts differ from its manifest: refusing the pack")
     cs = Changeset(
@@ -196,5 +209,6 @@ def read_pack(folder: Path, hub_key: str) -> tuple[dict[str, Any], Changeset]:
         delete_documents=[d["id"] for d in deletes if d["kind"] == "document"],
         embedding=EmbeddingIdentity(**m["embedding"]) if m["embedding"] else None,
         chunker_id=m["chunker_id"],
+        adapter=adapter,
     )
     return m, cs

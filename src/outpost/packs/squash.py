@@ -52,4 +52,5 @@ def squash(chain: list[Changeset]) -> Changeset:
         delete_documents=list(doc_deletes),
         embedding=last.embedding,
         chunker_id=last.chunker_id,
+        adapter=next((cs.adapter for cs in reversed(chain) if cs.adapter is not None), None),
     )

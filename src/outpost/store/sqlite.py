@@ -18,7 +18,7 @@ import numpy as np
 
 from outpost.errors import ConfigError, ModelMismatchError, VersionConflictError
 from outpost.faults import fault
-from outpost.records import Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
+from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, exact_search
 
 __all__ = ["Store", "check_collection_name", "fts_query"]
@@ -59,6 +59,11 @@ MIGRATIONS: list[str] = [
         VALUES ('delete', old.rowid, old.heading, old.text);
     END;
     INSERT INTO meta VALUES ('version', '0');
+    """,
+    # 2: the query adapter shipped with the collection (one row, replaced by each new adapter)
+    """
+    CREATE TABLE adapter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, dim INTEGER NOT NULL,
+                          matrix BLOB NOT NULL);
     """,
 ]
 
@@ -377,6 +382,23 @@ class Store:
             documents=self.documents(),
             embedding=self.embedding,
             chunker_id=self.chunker_id,
+            adapter=self.adapter,
+        )
+
+    @property
+    def adapter(self) -> Adapter | None:
+        """The collection's query adapter, if the hub has shipped one."""
+        row = self.db.execute("SELECT version, dim, matrix FROM adapter WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        matrix = np.frombuffer(row["matrix"], dtype=np.float32).reshape(row["dim"], row["dim"])
+        return Adapter(row["version"], matrix)
+
+    def _write_adapter(self, adapter: Adapter) -> None:
+        matrix = np.ascontiguousarray(adapter.matrix, dtype=np.float32)
+        self.db.execute(
+            "INSERT OR REPLACE INTO adapter (id, version, dim, matrix) VALUES (1, ?, ?, ?)",
+            (adapter.version, matrix.shape[0], matrix.tobytes()),
         )
 
     def get_meta(self, key: str) -> str | None:
@@ -454,6 +476,8 @@ class Store:
             removed = self._delete(changeset)
             fault("apply:after-delete")
             added = self._insert(changeset)
+            if changeset.adapter is not None:
+                self._write_adapter(changeset.adapter)
             self._set_meta("version", str(changeset.version))
             fault("apply:before-commit")
         fault("apply:after-commit")

@@ -1,0 +1,338 @@
+"""Learning on the hub: store feedback, turn it into training examples, train and publish adapters.
+
+Feedback rows are keyed by the id the outpost gave them, so a retried upload is ignored. Training
+reads the collection's own int8 vectors (no text, no re-embedding), fits an adapter with
+``outpost.adapt.fit`` and publishes it only if held-out MRR@10 improves; publishing is a normal new
+version whose pack carries ``adapter.npy``. Rolling back publishes a newer version that carries the
+previous adapter: versions only move forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from outpost.adapt import Example, fit
+from outpost.embed.base import Embedder
+from outpost.embed.quantize import dequantize
+from outpost.errors import ConfigError
+from outpost.hub.home import HubHome
+from outpost.hub.service import Hub
+from outpost.records import Adapter, Changeset
+from outpost.store.sqlite import Store
+
+__all__ = [
+    "TrainReport",
+    "collection_vectors",
+    "examples",
+    "import_qrels",
+    "qrels_examples",
+    "rollback",
+    "store_feedback",
+    "train_and_publish",
+    "untrained_count",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id TEXT PRIMARY KEY,
+    collection TEXT NOT NULL,
+    token_id INTEGER,
+    received_at TEXT NOT NULL DEFAULT (datetime('now')),
+    query TEXT,
+    query_vector BLOB NOT NULL,
+    shown TEXT NOT NULL,
+    answer_vote INTEGER,
+    source_votes TEXT NOT NULL,
+    trained_in INTEGER
+);
+CREATE TABLE IF NOT EXISTS adapters (
+    collection TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    matrix BLOB NOT NULL,
+    dim INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    metrics TEXT NOT NULL,
+    published_in INTEGER,
+    PRIMARY KEY (collection, version)
+);
+"""
+
+
+def _ensure(home: HubHome) -> None:
+    with home.connect() as db:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+
+
+def store_feedback(home: HubHome, collection: str, token_id: int | None, items: list[dict[str, Any]]) -> int:
+    """Insert feedback items; returns how many were new (a retried upload adds none)."""
+    _ensure(home)
+    accepted = 0
+    with home.connect() as db:
+        for item in items:
+            vector = np.asarray(item["query_vector"], dtype=np.float32)
+            cur = db.execute(
+                "INSERT OR IGNORE INTO feedback (id, collection, token_id, query, query_vector, shown, answer_vote, "
+                "source_votes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(item["id"]),
+                    collection,
+                    token_id,
+                    item.get("query"),
+                    vector.tobytes(),
+                    json.dumps(list(item.get("shown", []))),
+                    item.get("answer_vote"),
+                    json.dumps(dict(item.get("source_votes", {}))),
+                ),
+            )
+            accepted += cur.rowcount
+    return accepted
+
+
+def untrained_count(home: HubHome, collection: str) -> int:
+    _ensure(home)
+    with home.connect() as db:
+        return int(
+            db.execute(
+                "SELECT count(*) FROM feedback WHERE collection = ? AND trained_in IS NULL", (collection,)
+            ).fetchone()[0]
+        )
+
+
+def _example(row: Any) -> Example:
+    """Helpful sources are positives, unhelpful ones hard negatives; a helpful answer with no source votes
+    credits its first source, an unhelpful one discredits all it showed."""
+    votes: dict[str, int] = json.loads(row["source_votes"])
+    shown: list[str] = json.loads(row["shown"])
+    positives = [cid for cid, v in votes.items() if v]
+    negatives = [cid for cid, v in votes.items() if not v]
+    if not votes and row["answer_vote"] == 1 and shown:
+        positives = shown[:1]
+    if not votes and row["answer_vote"] == 0:
+        negatives = shown
+    return Example(np.frombuffer(row["query_vector"], dtype=np.float32), tuple(positives), tuple(negatives), row["id"])
+
+
+def examples(home: HubHome, collection: str) -> list[Example]:
+    _ensure(home)
+    with home.connect() as db:
+        rows = db.execute("SELECT * FROM feedback WHERE collection = ? ORDER BY id", (collection,)).fetchall()
+    return [_example(r) for r in rows]
+
+
+def collection_vectors(store: Store) -> tuple[list[str], np.ndarray]:
+    """Chunk ids and their float vectors (dequantised from the shipped int8 bytes)."""
+    rows = store.db.execute("SELECT id, vector, scale FROM chunks ORDER BY rowid").fetchall()
+    dim = store.embedding.dimension if store.embedding else 0
+    q = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int8).reshape(len(rows), dim)
+    return [r[0] for r in rows], dequantize(q, np.array([r[2] for r in rows], dtype=np.float32))
+
+
+@dataclass
+class TrainReport:
+    collection: str
+    published: bool
+    adapter_version: int | None
+    collection_version: int
+    before: dict[str, float]
+    after: dict[str, float]
+    train_examples: int
+    heldout_examples: int
+    reason: str
+
+
+def train_and_publish(
+    hub: Hub, collection: str, min_examples: int = 20, min_gain: float = 0.005, **train_kw: float
+) -> TrainReport:
+    """Fit an adapter from the collection's feedback; publish it only if it beats the current state held out."""
+    home = hub.home
+    store = hub.store(collection)
+    try:
+        ids, vectors = collection_vectors(store)
+        current = store.adapter
+        result = fit(
+            examples(home, collection),
+            ids,
+            vectors,
+            current.matrix if current else None,
+            min_examples=min_examples,
+            min_gain=min_gain,
+            **train_kw,
+        )
+        next_version = (current.version if current else 0) + 1
+        with home.connect() as db:
+            next_version = max(
+                next_version,
+                1
+                + (
+                    db.execute(
+                        "SELECT coalesce(max(version), 0) FROM adapters WHERE collection = ?", (collection,)
+                    ).fetchone()[0]
+                ),
+            )
+        reason = (
+            f"held-out MRR@10 {result.before['mrr@10']:.4f} → {result.after['mrr@10']:.4f} "
+            f"on {result.heldout_examples} queries"
+        )
+        if not result.improved:
+            return TrainReport(
+                collection,
+                False,
+                None,
+                store.version,
+                result.before,
+                result.after,
+                result.train_examples,
+                result.heldout_examples,
+                reason + ": not published",
+            )
+        adapter = Adapter(next_version, result.matrix)
+        version = _publish_adapter(hub, store, adapter, {"before": result.before, "after": result.after})
+        with home.connect() as db:
+            db.execute(
+                "UPDATE feedback SET trained_in = ? WHERE collection = ? AND trained_in IS NULL",
+                (next_version, collection),
+            )
+        return TrainReport(
+            collection,
+            True,
+            next_version,
+            version,
+            result.before,
+            result.after,
+            result.train_examples,
+            result.heldout_examples,
+            reason + ": published",
+        )
+    finally:
+        store.close()
+
+
+def _publish_adapter(hub: Hub, store: Store, adapter: Adapter, metrics: dict[str, Any]) -> int:
+    _ensure(hub.home)
+    changeset = Changeset(
+        collection=store.name,
+        base_version=store.version,
+        adapter=adapter,
+        embedding=store.embedding,
+        chunker_id=store.chunker_id,
+    )
+    version = hub.publish(store, changeset)
+    with hub.home.connect() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO adapters (collection, version, matrix, dim, metrics, published_in) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                store.name,
+                adapter.version,
+                adapter.matrix.astype(np.float32).tobytes(),
+                adapter.matrix.shape[0],
+                json.dumps(metrics),
+                version,
+            ),
+        )
+    return version
+
+
+def rollback(hub: Hub, collection: str) -> tuple[int, int]:
+    """Publish a new version carrying the adapter before the current one (identity if none); returns
+    (collection version, adapter version now in force)."""
+    _ensure(hub.home)
+    store = hub.store(collection)
+    try:
+        current = store.adapter
+        if current is None:
+            raise ConfigError(f"Collection {collection!r} has no adapter to roll back")
+        with hub.home.connect() as db:
+            row = db.execute(
+                "SELECT version, matrix, dim FROM adapters WHERE collection = ? AND version < ? "
+                "ORDER BY version DESC LIMIT 1",
+                (collection, current.version),
+            ).fetchone()
+        if row is None:
+            dim = current.matrix.shape[0]
+            previous = Adapter(0, np.eye(dim, dtype=np.float32))
+        else:
+            previous = Adapter(row["version"], np.frombuffer(row["matrix"], np.float32).reshape(row["dim"], row["dim"]))
+        changeset = Changeset(
+            collection=store.name,
+            base_version=store.version,
+            adapter=previous,
+            embedding=store.embedding,
+            chunker_id=store.chunker_id,
+        )
+        return hub.publish(store, changeset), previous.version
+    finally:
+        store.close()
+
+
+def _doc_chunks(store: Store) -> dict[str, list[str]]:
+    """Document key → its chunk ids; a qrels id matches a key or a key's stem (``MED-10`` ~ ``MED-10.md``)."""
+    out: dict[str, list[str]] = {}
+    for cid, key in store.db.execute("SELECT id, doc_key FROM chunks"):
+        out.setdefault(key, []).append(cid)
+        stem = Path(key).stem
+        if stem != key:
+            out.setdefault(stem, []).append(cid)
+    return out
+
+
+def qrels_examples(
+    store: Store, embedder: Embedder, qrels: dict[str, dict[str, int]], queries: dict[str, str], negatives: int = 8
+) -> list[Example]:
+    """Labelled queries as examples: each relevant document's best chunk is a positive, the top dense
+    hits from unjudged documents are hard negatives."""
+    ids, vectors = collection_vectors(store)
+    index = {cid: i for i, cid in enumerate(ids)}
+    docs = _doc_chunks(store)
+    normed = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    chunk_doc = {cid: key for key, cids in docs.items() for cid in cids}
+    qids = [q for q in qrels if q in queries]
+    embedded = embedder.embed([queries[q] for q in qids])
+    out: list[Example] = []
+    for qid, qvec in zip(qids, embedded):
+        scores = normed @ qvec
+        relevant = {d for d, rel in qrels[qid].items() if rel > 0}
+        positives = [max(docs[d], key=lambda c: scores[index[c]]) for d in relevant if d in docs]
+        positives.sort(key=lambda c: -scores[index[c]])
+        judged = set(qrels[qid])
+        hard = [
+            ids[i]
+            for i in np.argsort(-scores)[: negatives * 4]
+            if chunk_doc.get(ids[i]) not in judged and Path(chunk_doc.get(ids[i], "")).stem not in judged
+        ]
+        if positives:
+            out.append(Example(qvec.astype(np.float32), tuple(positives), tuple(hard[:negatives]), key=qid))
+    return out
+
+
+def import_qrels(
+    hub: Hub, collection: str, embedder: Embedder, qrels: dict[str, dict[str, int]], queries: dict[str, str]
+) -> int:
+    """Store labelled queries as feedback (ids derived from collection and query id: re-import is a no-op)."""
+    store = hub.store(collection)
+    try:
+        items = [
+            {
+                "id": hashlib.sha256(f"qrels\0{collection}\0{ex.key}".encode()).hexdigest()[:32],
+                "query_vector": ex.query.tolist(),
+                "query": queries.get(ex.key),
+                "shown": [*ex.positives, *ex.negatives],
+                "answer_vote": None,
+                "source_votes": {**{n: 0 for n in ex.negatives}, **{p: 1 for p in ex.positives}},
+            }
+            for ex in qrels_examples(store, embedder, qrels, queries)
+        ]
+    finally:
+        store.close()
+    return store_feedback(hub.home, collection, None, items)
