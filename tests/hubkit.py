@@ -4,10 +4,14 @@ a connection mid-download (the only way to test resume without a real flaky netw
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -20,12 +24,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class HubServer:
-    """The real hub app under uvicorn in a thread, on a free loopback port."""
+def outpost_cli(*args: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real `outpost` entry point in a subprocess; ``fault`` sets a crash point (outpost.faults)."""
+    env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env.pop("OUTPOST_FAULT", None)
+    if fault:
+        env["OUTPOST_FAULT"] = fault
+    command = [sys.executable, "-m", "outpost", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+
+class ServerThread:
+    """A real ASGI app under uvicorn in a thread, on a free loopback port."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
         self.port = port or free_port()
-        config = uvicorn.Config(create_app(home), host="127.0.0.1", port=self.port, log_level="error")
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -33,7 +47,7 @@ class HubServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> HubServer:
+    def __enter__(self) -> ServerThread:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -45,6 +59,13 @@ class HubServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+class HubServer(ServerThread):
+    """The hub app over a hub home."""
+
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        super().__init__(create_app(home), port)
 
 
 class CuttingProxy:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import numpy as np
 import ollama
 import openai
 import pytest
-import uvicorn
 
-from hubkit import free_port
+from hubkit import ServerThread
 from outpost import Outpost
 from outpost.api.app import create_app
 from outpost.models.registry import Registry
@@ -26,27 +24,9 @@ pytestmark = pytest.mark.slow
 FAST = {"temperature": 0.0, "seed": 0, "max_tokens": 12}
 
 
-class ApiServer:
+class ApiServer(ServerThread):
     def __init__(self, settings: Settings) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="error")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ApiServer:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        super().__init__(create_app(settings))
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from hubkit import CuttingProxy, HubServer
+from hubkit import CuttingProxy, HubServer, outpost_cli
 from outpost import Outpost
 from outpost.errors import HubError, PackError, VersionConflictError
 from outpost.hub.home import HubHome
@@ -275,16 +272,6 @@ def test_an_unreachable_hub_fails_fast_and_leaves_local_data(hub: HubFixture, tm
     assert state(home) == before
 
 
-def _cli(*args: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    env.pop("OUTPOST_FAULT", None)
-    if fault:
-        env["OUTPOST_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "outpost", *args], env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.mark.slow
 def test_a_client_killed_during_apply_keeps_the_old_or_the_new_version(hub: HubFixture, tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs", 1)
@@ -307,14 +294,14 @@ def test_a_client_killed_during_apply_keeps_the_old_or_the_new_version(hub: HubF
             store.close()
             save_hub(home, HubConfig(hub_name(server.url), server.url, token, hub.public_key))
             assert state(home) == old
-            killed = _cli("sync", "-q", home=home, fault=point)
+            killed = outpost_cli("sync", "-q", home=home, fault=point)
             assert killed.returncode == -9, killed.stderr
             after = state(home)
             assert after in (old, new), point
             expected = new if point == "apply:after-commit" else old
             assert after == expected, point
             assert Outpost(home=home).search("alpha launch", "docs", 1)  # opens and answers
-            assert _cli("sync", "-q", home=home).returncode == 0
+            assert outpost_cli("sync", "-q", home=home).returncode == 0
             assert state(home) == new
 
 
@@ -324,12 +311,12 @@ def test_a_hub_killed_during_ingest_publishes_nothing(hub: HubFixture, tmp_path:
     hub.publish(docs)
     write_docs(docs, 2)
     for point in ["hub:after-pack", "apply:after-delete", "apply:before-commit"]:
-        killed = _cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "-q", home=hub.home, fault=point)
+        killed = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "-q", home=hub.home, fault=point)
         assert killed.returncode == -9, killed.stderr
         h = Hub(hub.hub_home)
         assert h.info("docs").version == 1, point
         assert h.pack_for("docs", 0).name == "snapshot-1"
-    done = _cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "-q", home=hub.home)
+    done = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "-q", home=hub.home)
     assert done.returncode == 0, done.stderr
     assert "docs v2:" in done.stderr
     assert Hub(hub.hub_home).info("docs").version == 2

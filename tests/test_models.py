@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from hubkit import HubServer
+from hubkit import HubServer, outpost_cli
 from outpost.errors import ModelNotFoundError, PackError
+from outpost.hashing import sha256_file
 from outpost.hub.home import HubHome
 from outpost.hub.tokens import Tokens
 from outpost.llm.bundled import resolve_gguf
 from outpost.models.pull import pull
-from outpost.models.registry import Registry, sha256_file
+from outpost.models.registry import Registry
 from outpost.sync import HubConfig, hub_name, save_hub
 
 SMOL = resolve_gguf("smollm2")
-
-
-def cli(*args: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    env.pop("OUTPOST_FAULT", None)
-    if fault:
-        env["OUTPOST_FAULT"] = fault
-    return subprocess.run(
-        [sys.executable, "-m", "outpost", *args], env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_bundled_models_are_registered_with_header_metadata(home: Path) -> None:
@@ -62,9 +51,9 @@ def test_pull_from_a_file_is_content_addressed_and_rm_frees_the_blob(home: Path,
 
 @pytest.mark.slow
 def test_a_half_copied_model_never_shows_up(home: Path) -> None:
-    killed = cli("models", "pull", str(SMOL), "--name", "half", home=home, fault="models:copy")
+    killed = outpost_cli("models", "pull", str(SMOL), "--name", "half", home=home, fault="models:copy")
     assert killed.returncode == -9
-    listing = json.loads(cli("models", "list", "--json", home=home).stdout)
+    listing = json.loads(outpost_cli("models", "list", "--json", home=home).stdout)
     assert [m["name"] for m in listing] == ["smollm2"]
     assert not list((home / "models" / "blobs").glob("sha256-*"))
 
@@ -72,15 +61,15 @@ def test_a_half_copied_model_never_shows_up(home: Path) -> None:
 def test_create_show_and_rm_through_the_cli(home: Path, tmp_path: Path) -> None:
     modelfile = tmp_path / "Modelfile"
     modelfile.write_text("FROM smollm2\nPARAMETER temperature 0.2\nSYSTEM You answer support tickets politely.\n")
-    created = cli("models", "create", "support", "-f", str(modelfile), home=home)
+    created = outpost_cli("models", "create", "support", "-f", str(modelfile), home=home)
     assert created.returncode == 0, created.stderr
-    shown = json.loads(cli("models", "show", "support", "--json", home=home).stdout)
+    shown = json.loads(outpost_cli("models", "show", "support", "--json", home=home).stdout)
     assert shown["base"] == "smollm2" and shown["source"] == "derived" and shown["path"] == str(SMOL)
     assert "SYSTEM You answer support tickets politely." in shown["modelfile"]
-    table = cli("models", "list", home=home).stdout
+    table = outpost_cli("models", "list", home=home).stdout
     assert "support" in table and "derived" in table and "Q4_1" in table
-    assert cli("models", "rm", "support", home=home).returncode == 0
-    missing = cli("models", "show", "support", home=home)
+    assert outpost_cli("models", "rm", "support", home=home).returncode == 0
+    missing = outpost_cli("models", "show", "support", home=home)
     assert missing.returncode == 6 and "No model named 'support'" in missing.stderr
 
 

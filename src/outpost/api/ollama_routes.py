@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from outpost import __version__
 from outpost.api.service import RAG_PREFIX, ApiService, Generation
+from outpost.llm.factory import loaded_models
 from outpost.models.registry import ModelEntry
 
 __all__ = ["ollama_router"]
@@ -127,9 +128,7 @@ def ollama_router(service: ApiService) -> APIRouter:
 
     @router.get("/ps")
     def ps() -> dict[str, Any]:
-        from outpost.llm.factory import _LOADED
-
-        return {"models": [{"name": m.name, "model": m.name, "size": 0} for m in _LOADED.values()]}
+        return {"models": [{"name": m.name, "model": m.name, "size": 0} for m in loaded_models()]}
 
     @router.post("/show")
     def show(request: ShowRequest) -> dict[str, Any]:

@@ -7,7 +7,6 @@ unchanged tree needs only the identity (a hash of the weight files) and never pa
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -20,6 +19,7 @@ import numpy as np
 
 from outpost.embed.base import Embedder
 from outpost.errors import ModelNotFoundError
+from outpost.hashing import sha256_file
 from outpost.records import EmbeddingIdentity
 
 __all__ = ["SentenceTransformerEmbedder", "resolve_model_dir"]
@@ -57,11 +57,7 @@ def _weights_sha256(folder: Path) -> str:
     for name in _WEIGHT_FILES:
         file = folder / name
         if file.is_file():
-            digest = hashlib.sha256()
-            with file.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
+            return sha256_file(file)
     raise ModelNotFoundError(f"No weight file ({', '.join(_WEIGHT_FILES)}) in {folder}")
 
 

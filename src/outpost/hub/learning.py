@@ -228,18 +228,20 @@ def _publish_adapter(hub: Hub, store: Store, adapter: Adapter, metrics: dict[str
         chunker_id=store.chunker_id,
     )
     version = hub.publish(store, changeset)
-    with hub.home.connect() as db:
+    with hub.home.connect() as db:  # a re-published (rolled back) adapter keeps its original metrics
         db.execute(
-            "INSERT OR REPLACE INTO adapters (collection, version, matrix, dim, metrics, published_in) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO adapters (collection, version, matrix, dim, metrics) VALUES (?, ?, ?, ?, ?)",
             (
                 store.name,
                 adapter.version,
                 adapter.matrix.astype(np.float32).tobytes(),
                 adapter.matrix.shape[0],
                 json.dumps(metrics),
-                version,
             ),
+        )
+        db.execute(
+            "UPDATE adapters SET published_in = ? WHERE collection = ? AND version = ?",
+            (version, store.name, adapter.version),
         )
     return version
 
@@ -264,14 +266,7 @@ def rollback(hub: Hub, collection: str) -> tuple[int, int]:
             previous = Adapter(0, np.eye(dim, dtype=np.float32))
         else:
             previous = Adapter(row["version"], np.frombuffer(row["matrix"], np.float32).reshape(row["dim"], row["dim"]))
-        changeset = Changeset(
-            collection=store.name,
-            base_version=store.version,
-            adapter=previous,
-            embedding=store.embedding,
-            chunker_id=store.chunker_id,
-        )
-        return hub.publish(store, changeset), previous.version
+        return _publish_adapter(hub, store, previous, {"rollback_from": current.version}), previous.version
     finally:
         store.close()
 

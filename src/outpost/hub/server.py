@@ -23,7 +23,7 @@ from outpost.hub.learning import store_feedback, train_and_publish, untrained_co
 from outpost.hub.service import Hub
 from outpost.hub.tokens import TokenInfo, Tokens
 from outpost.models.registry import ModelEntry, Registry
-from outpost.packs.format import PACK_FILES
+from outpost.packs.format import PACK_FILES, pack_versions
 from outpost.packs.signing import sign
 from outpost.settings import Settings
 
@@ -37,12 +37,8 @@ def _not_found(name: str) -> HTTPException:
     return HTTPException(404, f"No collection named {name!r}")
 
 
-def _pack_json(hub: Hub, name: str, folder: Path) -> dict[str, Any]:
-    base, version = (
-        (0, int(folder.name.split("-")[1]))
-        if folder.name.startswith("snapshot")
-        else (int(folder.name.split("-")[1]), int(folder.name.split("-")[2]))
-    )
+def _pack_json(name: str, folder: Path) -> dict[str, Any]:
+    base, version = pack_versions(folder.name) or (0, 0)
     return {
         "name": folder.name,
         "base_version": base,
@@ -123,7 +119,7 @@ def create_app(home: Path) -> FastAPI:
         return {
             "collection": name,
             "version": info["version"],
-            "pack": _pack_json(hub, name, folder) if folder else None,
+            "pack": _pack_json(name, folder) if folder else None,
         }
 
     @app.get("/v1/collections/{name}/packs/{pack}/{file}")

@@ -20,7 +20,7 @@ from outpost.hub.home import HubHome
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.pipeline import IngestReport, Progress, plan
-from outpost.packs.format import pack_name, read_pack, write_pack
+from outpost.packs.format import pack_name, pack_versions, read_pack, write_pack
 from outpost.packs.squash import squash
 from outpost.records import Changeset, CollectionInfo
 from outpost.store.sqlite import Store, check_collection_name
@@ -28,19 +28,6 @@ from outpost.store.sqlite import Store, check_collection_name
 __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
-
-
-def _pack_versions(folder: Path) -> tuple[int, int] | None:
-    """(base, version) from a pack folder name, or None for anything else."""
-    parts = folder.name.split("-")
-    try:
-        if parts[0] == "snapshot" and len(parts) == 2:
-            return 0, int(parts[1])
-        if parts[0] == "delta" and len(parts) == 3:
-            return int(parts[1]), int(parts[2])
-    except ValueError:
-        return None
-    return None
 
 
 class Hub:
@@ -118,7 +105,7 @@ class Hub:
     def _drop_orphans(self, store: Store) -> None:
         """Remove packs of versions the store never reached (a crash between pack and apply)."""
         for folder in self._packs(store.name).iterdir():
-            versions = _pack_versions(folder)
+            versions = pack_versions(folder.name)
             if folder.name.startswith(".") or (versions is not None and versions[1] > store.version):
                 log.warning("removing unpublished pack %s", folder)
                 shutil.rmtree(folder, ignore_errors=True)

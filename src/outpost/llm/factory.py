@@ -8,7 +8,7 @@ from pathlib import Path
 from outpost.llm.base import ChatModel
 from outpost.settings import Settings
 
-__all__ = ["load_chat_model", "unload_all"]
+__all__ = ["load_chat_model", "loaded_models", "unload_all"]
 
 _LOADED: dict[tuple[str, int, int | None, str | None], ChatModel] = {}
 _LOCK = threading.Lock()
@@ -35,6 +35,12 @@ def load_chat_model(settings: Settings, name: str | None = None) -> ChatModel:
     lora = mf.adapters[0] if mf and mf.adapters else None
     base = _base_model(resolved.path, n_ctx, settings.n_threads, lora, resolved.base_name)
     return DerivedModel(resolved.name, base, mf) if mf else base
+
+
+def loaded_models() -> list[ChatModel]:
+    """Models loaded in this process (``/api/ps``)."""
+    with _LOCK:
+        return list(_LOADED.values())
 
 
 def unload_all() -> None:

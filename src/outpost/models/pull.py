@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from outpost.errors import ConfigError, ModelNotFoundError, PackError
-from outpost.models.registry import ModelEntry, Registry, sha256_file
+from outpost.hashing import sha256_file
+from outpost.models.registry import ModelEntry, Registry
 from outpost.packs.signing import verify
 from outpost.sync import HubClient, HubConfig, load_hubs
 

@@ -26,22 +26,13 @@ from typing import Any
 
 from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.faults import fault
+from outpost.hashing import sha256_file
 from outpost.llm.bundled import bundled_models
 
-__all__ = ["ModelEntry", "Registry", "gguf_metadata", "sha256_file"]
+__all__ = ["ModelEntry", "Registry", "gguf_metadata"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
 Progress = Callable[[str, int, int], None]
-
-
-def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            if on_bytes:
-                on_bytes(len(block))
-    return digest.hexdigest()
 
 
 def gguf_metadata(path: Path) -> dict[str, Any]:

@@ -16,7 +16,6 @@ single row is parsed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,10 +30,11 @@ import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.errors import PackError
+from outpost.hashing import sha256_file
 from outpost.packs.signing import public_key_text, sign, verify
 from outpost.records import Adapter, Changeset, Chunk, DocumentRecord, EmbeddingIdentity
 
-__all__ = ["FORMAT_VERSION", "PACK_FILES", "pack_name", "read_manifest", "read_pack", "write_pack"]
+__all__ = ["FORMAT_VERSION", "PACK_FILES", "pack_name", "pack_versions", "read_manifest", "read_pack", "write_pack"]
 
 FORMAT_VERSION = 1
 DATA_FILES = ("chunks.parquet", "documents.parquet", "deletes.parquet")
@@ -47,12 +47,14 @@ def pack_name(base_version: int, version: int) -> str:
     return f"snapshot-{version}" if base_version == 0 else f"delta-{base_version}-{version}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def pack_versions(name: str) -> tuple[int, int] | None:
+    """(base, version) from a pack name (the inverse of :func:`pack_name`); None for anything else."""
+    parts = name.split("-")
+    if parts[0] == "snapshot" and len(parts) == 2 and parts[1].isdigit():
+        return 0, int(parts[1])
+    if parts[0] == "delta" and len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return int(parts[1]), int(parts[2])
+    return None
 
 
 def _chunks_table(cs: Changeset) -> pa.Table:
@@ -120,7 +122,7 @@ def _manifest(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[st
             "delete_documents": len(cs.delete_documents),
         },
         "files": {
-            name: {"sha256": _sha256(folder / name), "bytes": (folder / name).stat().st_size}
+            name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
             for name in (*DATA_FILES, ADAPTER_FILE)
             if (folder / name).is_file()
         },
@@ -168,7 +170,7 @@ def read_manifest(folder: Path, hub_key: str) -> dict[str, Any]:
         raise PackError(f"Pack lists unexpected files: {sorted(manifest['files'])}")
     for name, entry in manifest["files"].items():
         path = folder / name
-        if not path.is_file() or path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+        if not path.is_file() or path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
             raise PackError(f"Pack file {name} does not match its manifest hash: refusing the pack")
     return manifest
 
