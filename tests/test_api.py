@@ -16,6 +16,7 @@ import pytest
 from hubkit import ServerThread
 from outpost import Outpost
 from outpost.api.app import create_app
+from outpost.feedback import FeedbackQueue
 from outpost.models.registry import Registry
 from outpost.settings import Settings
 
@@ -27,6 +28,7 @@ FAST = {"temperature": 0.0, "seed": 0, "max_tokens": 12}
 class ApiServer(ServerThread):
     def __init__(self, settings: Settings) -> None:
         super().__init__(create_app(settings))
+        self.home = settings.home
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +136,16 @@ def test_rag_model_answers_with_sources(server: ApiServer) -> None:
         f"{server.url}/api/chat", json={**body, "stream": False, "options": {"num_predict": 8}}, timeout=120
     ).json()
     assert chat["sources"][0]["document"] == "employee-handbook.md"
+    # a vote on that answer through the API lands in the local queue that `outpost sync` uploads
+    vote = httpx.post(
+        f"{server.url}/v1/feedback", json={"answer_id": data["answer_id"], "helpful": True, "sources": {"1": True}}
+    )
+    assert vote.status_code == 200 and vote.json()["queued"]
+    assert httpx.post(f"{server.url}/api/feedback", json={"answer_id": chat["answer_id"], "helpful": False}).is_success
+    pending = {item.id: item for item in FeedbackQueue(server.home).pending()}
+    assert pending[data["answer_id"]].answer_vote == 1 and pending[chat["answer_id"]].answer_vote == 0
+    assert pending[data["answer_id"]].source_votes == {data["sources"][0]["chunk_id"]: 1}
+    assert httpx.post(f"{server.url}/v1/feedback", json={"answer_id": "nope", "helpful": True}).status_code == 400
 
 
 def test_a_derived_model_applies_its_system_prompt_and_parameters(oai: openai.OpenAI) -> None:

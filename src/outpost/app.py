@@ -24,10 +24,10 @@ from outpost.feedback import FeedbackQueue
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
-from outpost.llm.base import ChatModel, GenerationParams
+from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model
 from outpost.rag import AnswerStream, pack_sources, to_sources
-from outpost.records import Answer, CollectionInfo, Hit
+from outpost.records import Answer, CollectionInfo, Hit, Source
 from outpost.retrieve import Mode, Retriever
 from outpost.settings import Settings
 from outpost.store.sqlite import Store, check_collection_name
@@ -137,19 +137,36 @@ class Outpost:
     ) -> Answer | AnswerStream:
         """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``."""
         s = self.settings
-        retriever = self.retriever(collection)
-        query = retriever.embedder.embed_query(question)
-        hits = retriever.search(question, k or s.top_k, mode, query=query)
         chat = self.chat_model(model)
         params = GenerationParams(
             temperature=s.temperature if temperature is None else temperature,
             max_tokens=max_tokens or s.max_tokens,
             seed=seed,
         )
-        messages, sources = pack_sources(chat, question, to_sources(hits), params.max_tokens)
-        answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in sources])
+        messages, sources, answer_id = self.prepare(question, collection, chat, params.max_tokens, k, mode)
         answer = AnswerStream(chat, question, messages, sources, params, collection, id=answer_id)
         return answer if stream else answer.result()
+
+    def prepare(
+        self,
+        question: str,
+        collection: str,
+        chat: ChatModel,
+        max_tokens: int,
+        k: int | None = None,
+        mode: Mode = "hybrid",
+    ) -> tuple[list[Message], list[Source], str]:
+        """Retrieve, pack the prompt to ``chat``'s context, and queue the shown sources for feedback.
+
+        Returns (messages, the sources in the prompt, the answer id to vote with). The CLI, the Python
+        API and the local API all answer through here.
+        """
+        retriever = self.retriever(collection)
+        query = retriever.embedder.embed_query(question)
+        hits = retriever.search(question, k or self.settings.top_k, mode, query=query)
+        messages, sources = pack_sources(chat, question, to_sources(hits), max_tokens)
+        answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in sources])
+        return messages, sources, answer_id
 
     # -- feedback -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from outpost import __version__
+from outpost.api.openai_routes import FeedbackRequest
 from outpost.api.service import RAG_PREFIX, ApiService, Generation
 from outpost.llm.factory import loaded_models
 from outpost.models.registry import ModelEntry
@@ -108,6 +109,7 @@ def _final(gen: Generation) -> dict[str, Any]:
         "eval_count": gen.completion_tokens,
         "eval_duration": elapsed,
         "sources": [s.__dict__ for s in gen.sources],
+        "answer_id": gen.answer_id or None,
     }
 
 
@@ -190,6 +192,11 @@ def ollama_router(service: ApiService) -> APIRouter:
             return _ndjson(events())
         text = "".join(gen)
         return {**head, "created_at": _now(), "response": text, **_final(gen)}
+
+    @router.post("/feedback")
+    def feedback(request: FeedbackRequest) -> dict[str, Any]:
+        service.vote(request.answer_id, request.helpful, request.sources)
+        return {"queued": True, "answer_id": request.answer_id}
 
     @router.post("/embed")
     def embed(request: EmbedRequest) -> dict[str, Any]:

@@ -80,6 +80,12 @@ def _sources(gen: Generation) -> list[dict[str, Any]]:
     return [s.__dict__ for s in gen.sources]
 
 
+class FeedbackRequest(BaseModel):
+    answer_id: str
+    helpful: bool | None = None
+    sources: dict[int, bool] = {}
+
+
 def _sse(events: Iterator[dict[str, Any]]) -> StreamingResponse:
     def body() -> Iterator[str]:
         for event in events:
@@ -129,6 +135,7 @@ def openai_router(service: ApiService) -> APIRouter:
                     "choices": [{"index": 0, "delta": {}, "finish_reason": gen.finish_reason}],
                     "usage": _usage(gen),
                     "sources": _sources(gen),
+                    "answer_id": gen.answer_id or None,
                 }
 
             return _sse(events())
@@ -141,6 +148,7 @@ def openai_router(service: ApiService) -> APIRouter:
             ],
             "usage": _usage(gen),
             "sources": _sources(gen),
+            "answer_id": gen.answer_id or None,
         }
 
     @router.post("/completions", response_model=None)
@@ -179,6 +187,12 @@ def openai_router(service: ApiService) -> APIRouter:
             "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": gen.finish_reason}],
             "usage": _usage(gen),
         }
+
+    @router.post("/feedback")
+    def feedback(request: FeedbackRequest) -> dict[str, Any]:
+        """A vote on a RAG answer (by its ``answer_id``) and/or its numbered sources; `outpost sync` uploads it."""
+        service.vote(request.answer_id, request.helpful, request.sources)
+        return {"queued": True, "answer_id": request.answer_id}
 
     @router.post("/embeddings")
     def embeddings(request: EmbeddingRequest) -> dict[str, Any]:

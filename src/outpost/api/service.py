@@ -22,7 +22,6 @@ from outpost.errors import ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model, unload_all
 from outpost.models.registry import Registry
-from outpost.rag import pack_sources, to_sources
 from outpost.records import Source
 from outpost.settings import Settings
 
@@ -40,6 +39,7 @@ class Generation:
     prompt_tokens: int
     max_tokens: int
     sources: list[Source] = field(default_factory=list)
+    answer_id: str = ""  # RAG answers: vote on it with POST /v1/feedback
     completion_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
@@ -96,24 +96,20 @@ class ApiService:
         model = self.chat_model(name)
         params = self.params(model, **given)
         sources: list[Source] = []
+        answer_id = ""
         if name.startswith(RAG_PREFIX):
-            messages, sources = self._rag_messages(name.removeprefix(RAG_PREFIX), model, messages, params)
+            question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+            messages, sources, answer_id = self.outpost.prepare(
+                question, name.removeprefix(RAG_PREFIX), model, params.max_tokens
+            )
         used = model.check_prompt(messages)
-        return Generation(
-            name, _primed(self._tracked(model.stream(messages, params))), used, params.max_tokens, sources
-        )
+        pieces = _primed(self._tracked(model.stream(messages, params)))
+        return Generation(name, pieces, used, params.max_tokens, sources, answer_id)
 
     def complete(self, name: str, prompt: str, stop: list[str] | None = None, **given: Any) -> Generation:
         model = self.chat_model(name)
         params = self.params(model, **given)
         return Generation(name, _primed(self._tracked(model.stream_raw(prompt, params, stop))), 0, params.max_tokens)
-
-    def _rag_messages(
-        self, collection: str, model: ChatModel, messages: list[Message], params: GenerationParams
-    ) -> tuple[list[Message], list[Source]]:
-        question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        hits = self.outpost.search(question, collection)
-        return pack_sources(model, question, to_sources(hits), params.max_tokens)
 
     def _tracked(self, pieces: Iterator[str]) -> Iterator[str]:
         """Count requests in flight (so the idle timer never unloads a model mid-answer)."""
@@ -125,6 +121,9 @@ class ApiService:
             with self._lock:
                 self.in_flight -= 1
             self.touch()
+
+    def vote(self, answer_id: str, helpful: bool | None, sources: dict[int, bool]) -> None:
+        self.outpost.vote(answer_id, helpful, sources)
 
     # -- embeddings ---------------------------------------------------------------------------
 
