@@ -172,12 +172,18 @@ def test_a_tampered_pack_is_refused_and_local_data_stays(hub: HubFixture, tmp_pa
         client_sync(home, server.url, token)
         before = state(home)
         hub.publish(write_docs(docs, 2))
-        _tamper(kind, hub.hub_home.packs_dir / "docs" / "delta-1-2")
+        pack = hub.hub_home.packs_dir / "docs" / "delta-1-2"
+        shutil.copytree(pack, tmp_path / "good-pack")
+        _tamper(kind, pack)
         report = client_sync(home, server.url, token)
+        refused = state(home)
+        assert Outpost(home=home).search("coffee machine", "docs", 1)[0].chunk.doc_key == "coffee.txt"
+        shutil.rmtree(pack)
+        shutil.copytree(tmp_path / "good-pack", pack)  # the hub's pack is mended: the refused copy is not reused
+        assert client_sync(home, server.url, token).updated == {"docs": (1, 2, "delta-1-2")}
+    assert refused == before
     assert "docs" in report.failed and not report.updated
     assert ("signature" in report.failed["docs"]) if kind != "data" else ("hash" in report.failed["docs"])
-    assert state(home) == before
-    assert Outpost(home=home).search("coffee machine", "docs", 1)[0].chunk.doc_key == "coffee.txt"
 
 
 def test_an_older_version_is_refused(hub: HubFixture, tmp_path: Path) -> None:

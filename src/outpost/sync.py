@@ -197,21 +197,34 @@ def sync_collection(
             raise PackError(f"The hub offers version {plan['version']} of {name!r}, not newer than local {have}")
         staging = home / "staging" / hub.name / name
         folder = _fetch_pack(client, plan["pack"], staging, progress)
-        manifest, changeset = read_pack(folder, hub.hub_key)
-        if manifest["collection"] != name:
-            raise PackError(f"Pack is for collection {manifest['collection']!r}, not {name!r}")
-        if progress:
-            progress("apply", 0, 1)
-        if store.get_meta("hub") != hub.url:
-            store.set_meta(hub=hub.url)  # before the first apply: a crash after it still knows its origin
-        store.apply(changeset)  # checks base version, replay and model identity in one transaction
-        store.set_meta(last_sync=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        if progress:
-            progress("apply", 1, 1)
+        try:
+            _verify_and_apply(store, folder, hub, name, progress)
+        except OutpostError:
+            shutil.rmtree(folder, ignore_errors=True)  # a refused pack is fetched afresh next time
+            raise
         shutil.rmtree(staging, ignore_errors=True)
-        return have, changeset.version, plan["pack"]["name"]
+        return have, store.version, plan["pack"]["name"]
+    except OutpostError:
+        if store.version == 0:  # nothing ever arrived: leave no empty collection behind
+            store.close()
+            shutil.rmtree(store.folder, ignore_errors=True)
+        raise
     finally:
         store.close()
+
+
+def _verify_and_apply(store: Store, folder: Path, hub: HubConfig, name: str, progress: Progress | None) -> None:
+    manifest, changeset = read_pack(folder, hub.hub_key)
+    if manifest["collection"] != name:
+        raise PackError(f"Pack is for collection {manifest['collection']!r}, not {name!r}")
+    if progress:
+        progress("apply", 0, 1)
+    if store.get_meta("hub") != hub.url:
+        store.set_meta(hub=hub.url)  # before the first apply: a crash after it still knows its origin
+    store.apply(changeset)  # checks base version, replay and model identity in one transaction
+    store.set_meta(last_sync=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if progress:
+        progress("apply", 1, 1)
 
 
 def sync_hub(
@@ -233,7 +246,9 @@ def sync_hub(
         for name in visible:
             try:
                 result = sync_collection(client, home, hub, name, exact_below, progress)
-            except (PackError, HubError, CollectionNotFoundError) as exc:
+            except AuthError:
+                raise
+            except OutpostError as exc:  # this collection fails; the others still sync
                 report.failed[name] = str(exc)
                 continue
             if result is None:
