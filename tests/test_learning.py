@@ -31,7 +31,7 @@ def synthetic_world(n_docs: int = 1500, n_queries: int = 400, seed: int = 0):  #
     rng = np.random.default_rng(seed)
     docs = rng.normal(size=(n_docs, DIM)).astype(np.float32)
     docs /= np.linalg.norm(docs, axis=1, keepdims=True)
-    distortion = (np.eye(DIM) + 0.9 * rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)).astype(np.float32)
+    distortion = (np.eye(DIM) + 1.2 * rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)).astype(np.float32)
     targets = rng.integers(0, n_docs, n_queries)
     queries = docs[targets] @ distortion.T + 0.15 * rng.normal(size=(n_queries, DIM)).astype(np.float32)
     return docs, queries.astype(np.float32), targets

@@ -90,7 +90,7 @@ def train_matrix(
     vectors: dict[str, np.ndarray],
     init: np.ndarray | None = None,
     epochs: int = 40,
-    lr: float = 2e-3,
+    lr: float = 5e-4,
     temperature: float = 0.05,
     reg: float = 1e-2,
     batch: int = 64,

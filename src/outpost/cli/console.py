@@ -34,6 +34,10 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # torch and numpy's BLAS each start a thread pool; on few cores they fight (DESIGN §4): numpy gets one.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, user_api="blas")
 
 
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:

@@ -298,8 +298,13 @@ def qrels_examples(
     for qid, qvec in zip(qids, embedded):
         scores = normed @ qvec
         relevant = {d for d, rel in qrels[qid].items() if rel > 0}
-        positives = [max(docs[d], key=lambda c: scores[index[c]]) for d in relevant if d in docs]
-        positives.sort(key=lambda c: -scores[index[c]])
+        # each relevant document's best chunk first (these are trained on), then its other chunks
+        # (held-out evaluation counts a hit on any chunk of a relevant document)
+        best = sorted(
+            (max(docs[d], key=lambda c: scores[index[c]]) for d in relevant if d in docs),
+            key=lambda c: -scores[index[c]],
+        )
+        positives = best + [c for d in relevant if d in docs for c in docs[d] if c not in set(best)]
         judged = set(qrels[qid])
         hard = [
             ids[i]

@@ -15,23 +15,33 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["AnnIndex", "exact_search"]
+__all__ = ["AnnIndex", "exact_search", "top_k_cosine", "unit_rows"]
 
 log = logging.getLogger(__name__)
 
 
-def exact_search(query: np.ndarray, vectors: np.ndarray, keys: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """Brute-force cosine over int8 rows (also the oracle the ANN path is tested against)."""
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """int8 (or float) rows as unit-length float32 rows: cosine becomes one matrix-vector product."""
+    mat = vectors.astype(np.float32)
+    norms = np.linalg.norm(mat, axis=1, keepdims=True)
+    return mat / np.where(norms > 0, norms, 1.0)
+
+
+def top_k_cosine(query: np.ndarray, unit: np.ndarray, keys: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Exact cosine top-k of ``query`` against pre-normalised rows ``unit``."""
     if len(keys) == 0:
         return []
     q = query.astype(np.float32)
-    mat = vectors.astype(np.float32)
-    norms = np.linalg.norm(mat, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
-    sims = (mat @ q) / np.where(norms > 0, norms, 1.0)
+    sims = unit @ (q / max(float(np.linalg.norm(q)), 1e-12))
     k = min(k, len(keys))
     top = np.argpartition(-sims, k - 1)[:k]
     top = top[np.argsort(-sims[top], kind="stable")]
     return [(int(keys[i]), float(sims[i])) for i in top]
+
+
+def exact_search(query: np.ndarray, vectors: np.ndarray, keys: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """Brute-force cosine over int8 rows (also the oracle the ANN path is tested against)."""
+    return top_k_cosine(query, unit_rows(vectors), keys, k)
 
 
 class AnnIndex:
@@ -47,7 +57,7 @@ class AnnIndex:
     def _new(self):  # type: ignore[no-untyped-def]
         from usearch.index import Index
 
-        return Index(ndim=self.ndim, metric="cos", dtype="i8", connectivity=16, expansion_add=128, expansion_search=64)
+        return Index(ndim=self.ndim, metric="cos", dtype="i8", connectivity=16, expansion_add=128, expansion_search=128)
 
     def load(self, version: int):  # type: ignore[no-untyped-def]
         """The index for ``version``, or ``None`` if its file is missing or unreadable."""

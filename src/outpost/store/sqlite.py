@@ -19,7 +19,7 @@ import numpy as np
 from outpost.errors import ConfigError, ModelMismatchError, VersionConflictError
 from outpost.faults import fault
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
-from outpost.store.ann import AnnIndex, exact_search
+from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
 
 __all__ = ["Store", "check_collection_name", "fts_query"]
 
@@ -250,6 +250,8 @@ class Store:
         self._migrate()
         self._vectors: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, keys, int8 rows)
         self._ann: tuple[int, object] | None = None  # (version, usearch index)
+        self._unit: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, keys, unit float32 rows)
+        self._count: tuple[int, int] | None = None  # (version, chunks)
 
     @classmethod
     def open(cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000) -> Store:
@@ -425,11 +427,19 @@ class Store:
 
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Cosine top-k over int8 vectors as (rowid, similarity): exact when small, ANN above."""
-        _, chunks = self.counts()
-        if chunks < self.exact_below:
-            version, keys, vectors = self._all_vectors()
-            return exact_search(query, vectors, keys, k)
+        version = self.version
+        if self._chunk_count(version) < self.exact_below:
+            if self._unit is None or self._unit[0] != version:
+                _, keys, vectors = self._all_vectors()
+                self._unit = (version, keys, unit_rows(vectors))
+            return top_k_cosine(query, self._unit[2], self._unit[1], k)
         return AnnIndex.search(self._ann_index(), query, k)
+
+    def _chunk_count(self, version: int) -> int:
+        """Chunks at ``version``, counted once per version (a count(*) per query costs more than the search)."""
+        if self._count is None or self._count[0] != version:
+            self._count = (version, self.counts()[1])
+        return self._count[1]
 
     def _all_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
         if self._vectors is None or self._vectors[0] != self.version:
