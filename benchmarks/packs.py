@@ -28,9 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
-from _common import NFCORPUS, blas_one_thread, folder_bytes, machine  # noqa: E402
-from retrieval import build_real_set, expand  # noqa: E402
 
+from _common import NFCORPUS, blas_one_thread, folder_bytes, machine  # noqa: E402
 from outpost import Outpost  # noqa: E402
 from outpost.embed.quantize import quantize  # noqa: E402
 from outpost.evaluate import load_qrels, load_queries, ndcg_at_k  # noqa: E402
@@ -38,6 +37,7 @@ from outpost.ingest.chunker import chunk_id  # noqa: E402
 from outpost.packs import generate_key, read_pack, write_pack  # noqa: E402
 from outpost.records import Changeset  # noqa: E402
 from outpost.store import Store  # noqa: E402
+from retrieval import build_real_set, expand  # noqa: E402
 
 
 def changeset_of(chunks, vectors, documents, real, base=0, version=1):  # type: ignore[no-untyped-def]
@@ -180,10 +180,12 @@ def main() -> None:
     print(f"NFCorpus real chunks: {len(real.chunks)}  ({result['machine']})")
     print(
         f"full pack: {snap['bytes'] / 1e6:.2f} MB = {snap['bytes_per_chunk']:.0f} B/chunk "
-        f"(float32 vector alone: {snap['float32_vector_bytes_per_chunk']} B; raw text {snap['raw_text_bytes_per_chunk']:.0f} B)"
+        f"(float32 vector alone: {snap['float32_vector_bytes_per_chunk']} B; "
+        f"raw text {snap['raw_text_bytes_per_chunk']:.0f} B)"
     )
     print(
-        f"delta after 1% of documents changed ({delta_r['documents_changed']} docs, {delta_r['chunks_changed']} chunks): "
+        f"delta after 1% of documents changed ({delta_r['documents_changed']} docs, "
+        f"{delta_r['chunks_changed']} chunks): "
         f"{delta_r['bytes'] / 1e3:.1f} kB = {100 * delta_r['fraction_of_full']:.2f}% of the full pack"
     )
     print(
