@@ -56,20 +56,23 @@ def changeset_of(chunks, vectors, documents, real, base=0, version=1):  # type: 
     )
 
 
+def revised(chunks, indices, chunker_id: str, suffix: str):  # type: ignore[no-untyped-def]
+    """Edited copies of ``chunks[i]``: new text, hence (as in the real pipeline) new ids."""
+    return [
+        replace(
+            chunks[i], text=chunks[i].text + suffix, id=chunk_id(chunker_id, chunks[i].doc_key, chunks[i].text + suffix)
+        )
+        for i in indices
+    ]
+
+
 def one_percent_delta(real, seed: int = 0):  # type: ignore[no-untyped-def]
     """Change 1% of the documents: their chunks get new text (so new ids) and new vectors."""
     rng = np.random.default_rng(seed)
     keys = sorted({c.doc_key for c in real.chunks})
     changed = set(rng.choice(keys, max(1, len(keys) // 100), replace=False).tolist())
     idx = [i for i, c in enumerate(real.chunks) if c.doc_key in changed]
-    new_chunks = [
-        replace(
-            real.chunks[i],
-            text=real.chunks[i].text + " (revised)",
-            id=chunk_id(real.chunker_id, real.chunks[i].doc_key, real.chunks[i].text + " (revised)"),
-        )
-        for i in idx
-    ]
+    new_chunks = revised(real.chunks, idx, real.chunker_id, " (revised)")
     noisy = real.vectors[idx] + 0.05 * rng.standard_normal((len(idx), real.vectors.shape[1])).astype(np.float32)
     cs = changeset_of(new_chunks, noisy, [d for d in real.documents if d.key in changed], real, base=1, version=2)
     cs.delete_chunks = [real.chunks[i].id for i in idx]
@@ -144,14 +147,7 @@ def main() -> None:
         _, apply_s = timed(lambda: store.apply(cs))
         rng = np.random.default_rng(1)
         pick = rng.choice(len(coll.chunks), args.delta, replace=False)
-        changed = [
-            replace(
-                coll.chunks[i],
-                text=coll.chunks[i].text + " v2",
-                id=chunk_id(real.chunker_id, coll.chunks[i].doc_key, coll.chunks[i].text + " v2"),
-            )
-            for i in pick
-        ]
+        changed = revised(coll.chunks, pick, real.chunker_id, " v2")
         dcs = changeset_of(changed, coll.vectors[pick], [], real, base=1, version=2)
         dcs.delete_chunks = [coll.chunks[i].id for i in pick]
         write_pack(dcs, work / "big-delta", key)

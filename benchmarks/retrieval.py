@@ -420,7 +420,9 @@ def measure_size(
     latency["Retriever.search hybrid incl. query embedding"] = time_calls(
         lambda q: real_model.search(q.text, K, "hybrid"), queries, 1
     )
-    latency["Store.counts() (now once per version, not per dense call)"] = time_calls(lambda q: store.counts(), queries, repeats)
+    latency["Store.counts() (now once per version, not per dense call)"] = time_calls(
+        lambda q: store.counts(), queries, repeats
+    )
     exact_hits, latency["dense: exact int8 Store.dense k=10"] = _timed_results(lambda q: exact.dense(q.q8, K), queries)
 
     truth = [{int(i) + 1 for i in f32_top(coll.vectors, q.f32)} for q in queries]

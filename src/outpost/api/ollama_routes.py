@@ -195,8 +195,7 @@ def ollama_router(service: ApiService) -> APIRouter:
 
     @router.post("/feedback")
     def feedback(request: FeedbackRequest) -> dict[str, Any]:
-        service.vote(request.answer_id, request.helpful, request.sources)
-        return {"queued": True, "answer_id": request.answer_id}
+        return service.vote(request.answer_id, request.helpful, request.sources)
 
     @router.post("/embed")
     def embed(request: EmbedRequest) -> dict[str, Any]:

@@ -191,8 +191,7 @@ def openai_router(service: ApiService) -> APIRouter:
     @router.post("/feedback")
     def feedback(request: FeedbackRequest) -> dict[str, Any]:
         """A vote on a RAG answer (by its ``answer_id``) and/or its numbered sources; `outpost sync` uploads it."""
-        service.vote(request.answer_id, request.helpful, request.sources)
-        return {"queued": True, "answer_id": request.answer_id}
+        return service.vote(request.answer_id, request.helpful, request.sources)
 
     @router.post("/embeddings")
     def embeddings(request: EmbeddingRequest) -> dict[str, Any]:

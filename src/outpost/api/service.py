@@ -122,8 +122,10 @@ class ApiService:
                 self.in_flight -= 1
             self.touch()
 
-    def vote(self, answer_id: str, helpful: bool | None, sources: dict[int, bool]) -> None:
+    def vote(self, answer_id: str, helpful: bool | None, sources: dict[int, bool]) -> dict[str, object]:
+        """Queue a vote on a RAG answer (both dialects' ``/feedback`` routes answer with this)."""
         self.outpost.vote(answer_id, helpful, sources)
+        return {"queued": True, "answer_id": answer_id}
 
     # -- embeddings ---------------------------------------------------------------------------
 
