@@ -329,3 +329,17 @@ def test_a_hub_killed_during_ingest_publishes_nothing(hub: HubFixture, tmp_path:
     with HubServer(hub.home) as server:
         report = client_sync(tmp_path / "client", server.url, hub.token("docs"))
     assert report.updated == {"docs": (0, 2, "snapshot-2")}
+
+
+def test_status_shows_local_and_hub_versions(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    home = tmp_path / "client"
+    with HubServer(hub.home) as server:
+        client_sync(home, server.url, hub.token("docs"))
+        hub.publish(write_docs(docs, 2))
+        rows = json.loads(outpost_cli("status", "--json", home=home).stdout)
+        assert [(r["name"], r["version"], r["hub_version"], r["hub_reachable"]) for r in rows] == [("docs", 1, 2, True)]
+        assert rows[0]["hub"] == server.url and rows[0]["last_sync"]
+    offline = json.loads(outpost_cli("status", "--json", home=home).stdout)
+    assert offline[0]["hub_reachable"] is False and offline[0]["version"] == 1
