@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,6 +45,8 @@ def root(
     ] = False,
 ) -> None:
     quiet_libraries()
+    if home is not None:  # every Settings() in this process (config.toml included) follows --home
+        os.environ["OUTPOST_HOME"] = str(home)
     ctx.obj = {"home": home}
 
 
