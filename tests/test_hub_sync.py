@@ -343,3 +343,18 @@ def test_status_shows_local_and_hub_versions(hub: HubFixture, tmp_path: Path) ->
         assert rows[0]["hub"] == server.url and rows[0]["last_sync"]
     offline = json.loads(outpost_cli("status", "--json", home=home).stdout)
     assert offline[0]["hub_reachable"] is False and offline[0]["version"] == 1
+
+
+def test_collections_no_longer_shared_are_reported_and_pruned_on_request(hub: HubFixture, tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs, "docs")
+    hub.publish(docs, "other")
+    home = tmp_path / "client"
+    with HubServer(hub.home) as server:
+        assert sorted(client_sync(home, server.url, hub.token("docs", "other")).updated) == ["docs", "other"]
+        narrower = hub.token("docs")  # the laptop's access shrank to one collection
+        report = client_sync(home, server.url, narrower)
+        assert report.unshared == ["other"] and (home / "collections" / "other").is_dir()
+        pruned = client_sync(home, server.url, narrower, prune=True)
+        assert pruned.unshared == ["other"] and not (home / "collections" / "other").exists()
+    assert [c.name for c in Outpost(home=home).collections()] == ["docs"]
