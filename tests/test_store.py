@@ -81,14 +81,20 @@ def test_ann_matches_the_exact_oracle_and_follows_deletes(tmp_path: Path) -> Non
 def test_a_missing_index_file_is_rebuilt_from_the_store(tmp_path: Path) -> None:
     store = Store.open(tmp_path, "ann", create=True, exact_below=0)
     store.apply(_changeset(store, _clustered(300)))
-    q, _ = quantize(_clustered(1, seed=5))
-    expected = store.dense(q[0], 5)
+    queries, _ = quantize(_clustered(20, seed=5))
+    _, keys, ints = store._all_vectors()
     store.close()
     for f in tmp_path.joinpath("ann").glob("index-*.usearch"):
         f.unlink()
     reopened = Store.open(tmp_path, "ann", exact_below=0)
-    assert reopened.dense(q[0], 5) == expected
+    # HNSW built on several threads is not bit-for-bit reproducible, so the rebuilt index is checked
+    # against the exact oracle on the same rows rather than against the first build's answers.
+    overlap = [
+        len({k for k, _ in reopened.dense(q, 5)} & {k for k, _ in exact_search(q, ints, keys, 5)}) / 5 for q in queries
+    ]
+    assert np.mean(overlap) >= 0.95
     assert tmp_path.joinpath("ann", "index-1.usearch").is_file()
+    assert len(reopened._ann_index()) == 300
 
 
 def test_fts_query_never_passes_raw_syntax() -> None:
