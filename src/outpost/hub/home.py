@@ -4,7 +4,7 @@
 
     $OUTPOST_HOME/hub/
       signing-key.pem          Ed25519 private key (0600); its public half is what clients pin
-      hub.sqlite               tokens, their scopes, published versions
+      hub.sqlite               tokens, their scopes, published versions, feedback, adapters
       collections/<name>/      one Store per collection (the current version)
       packs/<name>/            delta-<v-1>-<v> per published version, snapshots and squashed deltas on demand
 """
@@ -48,7 +48,32 @@ CREATE TABLE IF NOT EXISTS versions (
     chunks INTEGER NOT NULL,
     PRIMARY KEY (collection, version)
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    id TEXT PRIMARY KEY,
+    collection TEXT NOT NULL,
+    token_id INTEGER,
+    received_at TEXT NOT NULL DEFAULT (datetime('now')),
+    query TEXT,
+    query_vector BLOB NOT NULL,
+    shown TEXT NOT NULL,
+    answer_vote INTEGER,
+    source_votes TEXT NOT NULL,
+    trained_in INTEGER
+);
+CREATE TABLE IF NOT EXISTS adapters (
+    collection TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    matrix BLOB NOT NULL,
+    dim INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    metrics TEXT NOT NULL,
+    published_in INTEGER,
+    PRIMARY KEY (collection, version)
+);
 """
+
+
+_SCHEMA_READY: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,7 @@ class HubHome:
         if not self.exists():
             self.root.mkdir(parents=True, exist_ok=True)
             generate_key(self.key_path)
+        _SCHEMA_READY.discard(self.root)  # a new (or re-created) home always gets its tables
         self.db().close()
         return self.public_key
 
@@ -101,7 +127,9 @@ class HubHome:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(SCHEMA)
+        if self.root not in _SCHEMA_READY:  # once per process, not on every request's connection
+            conn.executescript(SCHEMA)
+            _SCHEMA_READY.add(self.root)
         return conn
 
     @contextmanager

@@ -41,42 +41,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    id TEXT PRIMARY KEY,
-    collection TEXT NOT NULL,
-    token_id INTEGER,
-    received_at TEXT NOT NULL DEFAULT (datetime('now')),
-    query TEXT,
-    query_vector BLOB NOT NULL,
-    shown TEXT NOT NULL,
-    answer_vote INTEGER,
-    source_votes TEXT NOT NULL,
-    trained_in INTEGER
-);
-CREATE TABLE IF NOT EXISTS adapters (
-    collection TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    matrix BLOB NOT NULL,
-    dim INTEGER NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    metrics TEXT NOT NULL,
-    published_in INTEGER,
-    PRIMARY KEY (collection, version)
-);
-"""
-
-
-def _ensure(home: HubHome) -> None:
-    with home.connect() as db:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-
 
 def store_feedback(home: HubHome, collection: str, token_id: int | None, items: list[dict[str, Any]]) -> int:
     """Insert feedback items; returns how many were new (a retried upload adds none)."""
-    _ensure(home)
     accepted = 0
     with home.connect() as db:
         for item in items:
@@ -100,7 +67,6 @@ def store_feedback(home: HubHome, collection: str, token_id: int | None, items: 
 
 
 def untrained_count(home: HubHome, collection: str) -> int:
-    _ensure(home)
     with home.connect() as db:
         return int(
             db.execute(
@@ -124,7 +90,6 @@ def _example(row: Any) -> Example:
 
 
 def examples(home: HubHome, collection: str) -> list[Example]:
-    _ensure(home)
     with home.connect() as db:
         rows = db.execute("SELECT * FROM feedback WHERE collection = ? ORDER BY id", (collection,)).fetchall()
     return [_example(r) for r in rows]
@@ -219,7 +184,6 @@ def train_and_publish(
 
 
 def _publish_adapter(hub: Hub, store: Store, adapter: Adapter, metrics: dict[str, Any]) -> int:
-    _ensure(hub.home)
     changeset = Changeset(
         collection=store.name,
         base_version=store.version,
@@ -249,7 +213,6 @@ def _publish_adapter(hub: Hub, store: Store, adapter: Adapter, metrics: dict[str
 def rollback(hub: Hub, collection: str) -> tuple[int, int]:
     """Publish a new version carrying the adapter before the current one (identity if none); returns
     (collection version, adapter version now in force)."""
-    _ensure(hub.home)
     store = hub.store(collection)
     try:
         current = store.adapter

@@ -48,7 +48,10 @@ class ChatModel(abc.ABC):
 
     def check_prompt(self, messages: list[Message], reserve: int = 16) -> int:
         """Tokens the prompt takes; a clear error if it leaves no room to answer."""
-        used = self.prompt_tokens(messages)
+        return self.ensure_room(self.prompt_tokens(messages), reserve)
+
+    def ensure_room(self, used: int, reserve: int = 16) -> int:
+        """``used`` back, or a clear error if a prompt of that many tokens leaves no room to answer."""
         if used + reserve > self.n_ctx:
             raise ContextOverflowError(
                 f"The prompt takes {used} tokens of {self.name}'s {self.n_ctx}-token context; "

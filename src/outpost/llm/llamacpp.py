@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from outpost.errors import ContextOverflowError, ModelNotFoundError
+from outpost.errors import ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
 
 __all__ = ["LlamaCppModel"]
@@ -94,16 +94,13 @@ class LlamaCppModel(ChatModel):
     def stream(
         self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None
     ) -> Iterator[str]:
-        self.check_prompt(messages)
-        tokens, stop = self._render(messages)
+        tokens, stop = self._render(messages)  # rendered once: checked and generated from the same tokens
+        self.ensure_room(len(tokens))
         yield from self._locked(tokens, stop + (extra_stop or []), params)
 
     def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
-        if len(tokens) + 16 > self.n_ctx:
-            raise ContextOverflowError(
-                f"The prompt takes {len(tokens)} tokens of {self.name}'s {self.n_ctx}-token context; shorten it"
-            )
+        self.ensure_room(len(tokens))
         yield from self._locked(tokens, stop or [], params)
 
     def _locked(self, tokens: list[int], stop: list[str], params: GenerationParams) -> Iterator[str]:
