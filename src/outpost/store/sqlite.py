@@ -252,6 +252,7 @@ class Store:
         self._ann: tuple[int, object] | None = None  # (version, usearch index)
         self._unit: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, keys, unit float32 rows)
         self._count: tuple[int, int] | None = None  # (version, chunks)
+        self._adapter: tuple[int, Adapter | None] | None = None  # (version, adapter)
 
     @classmethod
     def open(cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000) -> Store:
@@ -389,12 +390,17 @@ class Store:
 
     @property
     def adapter(self) -> Adapter | None:
-        """The collection's query adapter, if the hub has shipped one."""
-        row = self.db.execute("SELECT version, dim, matrix FROM adapter WHERE id = 1").fetchone()
-        if row is None:
-            return None
-        matrix = np.frombuffer(row["matrix"], dtype=np.float32).reshape(row["dim"], row["dim"])
-        return Adapter(row["version"], matrix)
+        """The collection's query adapter, if the hub has shipped one (read once per version: every dense
+        query asks for it, and the matrix is ~0.6 MB)."""
+        version = self.version
+        if self._adapter is None or self._adapter[0] != version:
+            row = self.db.execute("SELECT version, dim, matrix FROM adapter WHERE id = 1").fetchone()
+            adapter = None
+            if row is not None:
+                matrix = np.frombuffer(row["matrix"], dtype=np.float32).reshape(row["dim"], row["dim"])
+                adapter = Adapter(row["version"], matrix)
+            self._adapter = (version, adapter)
+        return self._adapter[1]
 
     def _write_adapter(self, adapter: Adapter) -> None:
         matrix = np.ascontiguousarray(adapter.matrix, dtype=np.float32)
