@@ -12,13 +12,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from outpost import __version__
 from outpost.api.ollama_routes import ollama_router
 from outpost.api.openai_routes import openai_router
 from outpost.api.service import ApiService
+from outpost.dashboard import install as install_dashboard
+from outpost.dashboard.routes import render_ask
+from outpost.dashboard.security import gate, is_dashboard_path, wants_html
 from outpost.errors import OutpostError
 from outpost.settings import Settings
 
@@ -78,6 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.middleware("http")
     async def api_key(request: Request, call_next: Any) -> Any:
+        if settings.api_key and is_dashboard_path(request):  # the dashboard also takes its key cookie
+            refused = gate(request, settings.api_key)
+            return refused if refused is not None else await call_next(request)
         if settings.api_key and request.url.path != "/health":
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not secrets.compare_digest(given, settings.api_key):
@@ -101,10 +107,13 @@ def create_app(settings: Settings) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/")
-    def root() -> dict[str, str]:
-        return {"status": "Outpost is running", "version": __version__}  # Ollama clients probe "/"
+    @app.api_route("/", methods=["GET", "HEAD"], response_model=None)
+    def root(request: Request) -> dict[str, str] | HTMLResponse:
+        if wants_html(request):  # a browser: the dashboard's Ask page
+            return render_ask(request, service)
+        return {"status": "Outpost is running", "version": __version__}  # Ollama clients probe "/" for JSON
 
     app.include_router(openai_router(service))
     app.include_router(ollama_router(service))
+    install_dashboard(app, service)
     return app
