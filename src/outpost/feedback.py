@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from outpost.errors import ConfigError
+from outpost.home import ensure_private_dir, private_file
 
 __all__ = ["FeedbackItem", "FeedbackQueue"]
 
@@ -70,8 +71,8 @@ class FeedbackItem:
 
 class FeedbackQueue:
     def __init__(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(home / "feedback.sqlite", isolation_level=None, check_same_thread=False)
+        ensure_private_dir(home)
+        self.db = sqlite3.connect(private_file(home / "feedback.sqlite"), isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)

@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of vector ranks in fusion.")
     keep_alive: float = Field(300.0, ge=0, description="Seconds an idle model stays loaded in `outpost serve`.")
     api_key: str | None = Field(None, description="If set, `outpost serve` requires `Authorization: Bearer KEY`.")
+    serve_host: str = Field("127.0.0.1", description="Address `outpost serve` binds (loopback only by default).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names `outpost serve` answers to besides loopback and its bound address (DNS-rebinding "
+        "defence: any other Host header is refused).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host:port) whose pages may call `outpost serve` from a browser; "
+        "requests from any other origin are refused.",
+    )
     share_query_text: bool = Field(False, description="Upload query text with feedback (else only vectors and ids).")
     hub_train_every: int = Field(200, ge=0, description="Hub: train an adapter after this many new votes (0: never).")
     exact_search_below: int = Field(

@@ -24,6 +24,7 @@ import httpx
 
 from outpost.errors import AuthError, CollectionNotFoundError, HubError, OutpostError, PackError
 from outpost.feedback import FeedbackQueue
+from outpost.home import ensure_private_dir
 from outpost.packs.format import read_pack
 from outpost.store.sqlite import Store, check_collection_name
 
@@ -53,8 +54,7 @@ def hub_name(url: str) -> str:
 
 
 def save_hub(home: Path, config: HubConfig) -> Path:
-    folder = home / "hubs"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_private_dir(home / "hubs")
     path = folder / f"{check_collection_name(config.name)}.json"
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -173,7 +173,7 @@ def _local_store(home: Path, name: str, hub: HubConfig, exact_below: int) -> Sto
 
 def _fetch_pack(client: HubClient, plan: dict[str, Any], staging: Path, progress: Progress | None) -> Path:
     folder = staging / plan["name"]
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(folder)
     total = sum(plan["files"].values())
     tick = (lambda n: progress("download", n, total)) if progress else None
     for name, size in plan["files"].items():

@@ -16,6 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from outpost import __version__
+from outpost.api.errors import error_response
+from outpost.api.guard import install_guard
 from outpost.api.ollama_routes import ollama_router
 from outpost.api.openai_routes import openai_router
 from outpost.api.service import ApiService
@@ -27,31 +29,9 @@ from outpost.settings import Settings
 
 __all__ = ["create_app"]
 
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    409: "invalid_request_error",
-    422: "invalid_request_error",
-    503: "server_error",
-}
-
 
 def _error(request: Request, status: int, message: str, code: str | None = None) -> JSONResponse:
-    if request.url.path.startswith("/v1"):
-        body: dict[str, Any] = {
-            "error": {
-                "message": message,
-                "type": _OPENAI_TYPES.get(status, "server_error"),
-                "param": None,
-                "code": code,
-            }
-        }
-    elif request.url.path.startswith("/api"):
-        body = {"error": message}
-    else:
-        body = {"detail": message}
-    return JSONResponse(body, status_code=status)
+    return error_response(request.url.path, status, message, code)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
@@ -116,4 +96,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router(service))
     app.include_router(ollama_router(service))
     install_dashboard(app, service)
+    install_guard(app, settings)  # added last, so it runs first: before the API key check and every route
     return app

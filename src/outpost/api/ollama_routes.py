@@ -7,7 +7,9 @@ default there) is newline-delimited JSON. Errors are ``{"error": "message"}``.
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import PurePath
 from typing import Any
 
 from fastapi import APIRouter
@@ -18,6 +20,7 @@ from outpost import __version__
 from outpost.api.openai_routes import FeedbackRequest
 from outpost.api.service import RAG_PREFIX, ApiService, Generation
 from outpost.llm.factory import loaded_models
+from outpost.models.modelfile import parse_modelfile
 from outpost.models.registry import ModelEntry
 
 __all__ = ["ollama_router"]
@@ -98,6 +101,18 @@ def _tag(entry: ModelEntry) -> dict[str, Any]:
     }
 
 
+def _public_modelfile(entry: ModelEntry) -> str:
+    """The Modelfile as clients may see it: FROM names the base model and ADAPTER the file's name, no local paths.
+
+    (Ollama itself shows ``FROM /home/…/blobs/sha256-…``; a page that reached the port would learn the user name.)
+    """
+    if not entry.modelfile:
+        return f"FROM {entry.name}\n"
+    modelfile = parse_modelfile(entry.modelfile)
+    adapters = [PurePath(a).name for a in modelfile.adapters]
+    return replace(modelfile, from_=entry.base or entry.name, adapters=adapters).to_text()
+
+
 def _final(gen: Generation) -> dict[str, Any]:
     elapsed = int((time.perf_counter() - gen.started) * 1e9)
     return {
@@ -138,7 +153,7 @@ def ollama_router(service: ApiService) -> APIRouter:
         meta = dict(entry.metadata)
         template = meta.pop("chat_template", "")
         return {
-            "modelfile": entry.modelfile or f"FROM {entry.path}\n",
+            "modelfile": _public_modelfile(entry),
             "parameters": "",
             "template": template,
             "details": _details(entry),

@@ -22,8 +22,10 @@ from outpost.errors import ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model, unload_all
 from outpost.models.registry import Registry
+from outpost.models.resolve import check_registry_name
 from outpost.records import Source
 from outpost.settings import Settings
+from outpost.store.sqlite import check_collection_name
 
 __all__ = ["ApiService", "Generation", "RAG_PREFIX"]
 
@@ -70,10 +72,12 @@ class ApiService:
         return names + [RAG_PREFIX + c.name for c in self.outpost.collections()]
 
     def chat_model(self, name: str) -> ChatModel:
+        """The model a request names: ``rag:<collection>`` or a registered name, never a path (issue 10)."""
         self.touch()
         if name.startswith(RAG_PREFIX):
-            name = self.settings.llm_model
-        return load_chat_model(self.settings, name)
+            check_collection_name(name.removeprefix(RAG_PREFIX))
+            return load_chat_model(self.settings, self.settings.llm_model)  # the owner's setting may be a path
+        return load_chat_model(self.settings, check_registry_name(name))
 
     def touch(self) -> None:
         self.last_used = time.monotonic()

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,15 +14,60 @@ from dataclasses import asdict, is_dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderableType, RenderHook, RenderResult
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import Segment
+from rich.text import Text
 
 from outpost.errors import OutpostError
 
-__all__ = ["err", "guarded", "out", "print_json", "progress_bars"]
+__all__ = ["clean", "err", "guarded", "out", "print_json", "progress_bars"]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Control characters that can move the cursor, rewrite the screen, retitle the window or reorder what the
+# reader sees (C0 but tab and newline, DEL, C1, bidi overrides and isolates). Text from documents, models and
+# hubs may hold any of them; the terminal is shown their escapes instead.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: str) -> str:
+    """``text`` with every terminal control character shown as its escape (``\\x1b``), CRLF as a newline."""
+    return _CONTROL.sub(_escape_char, text.replace("\r\n", "\n"))
+
+
+class _Cleaned:
+    """A renderable whose text segments are ``clean``ed; rich's own control segments pass untouched."""
+
+    def __init__(self, inner: RenderableType) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.inner, options):
+            yield segment if segment.control else Segment(clean(segment.text), segment.style)
+
+
+class _CleanHook(RenderHook):
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_Cleaned(r) for r in renderables]
+
+
+def _console(stderr: bool) -> Console:
+    """A console that never reads markup in what it prints and never sends a control character it was given.
+
+    ``markup=False``: a document holding ``[/]`` or ``[bold]`` is printed as written, not interpreted (or
+    crashing); the render hook cleans every text segment printed, tables included.
+    """
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+    console.push_render_hook(_CleanHook())
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,7 +94,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except OutpostError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(Text.assemble(("error:", "bold red"), f" {exc}"))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -65,7 +111,9 @@ def _default(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     """One JSON document on stdout (nothing else goes there with --json)."""
-    sys.stdout.write(json.dumps(value, default=_default, ensure_ascii=False, indent=2) + "\n")
+    text = json.dumps(value, default=_default, ensure_ascii=False, indent=2)
+    # json escapes C0 itself; DEL, C1 and bidi controls can only sit inside strings, where \\uXXXX is the same data
+    sys.stdout.write(_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     sys.stdout.flush()
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from outpost.app import DEFAULT_COLLECTION, Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
@@ -78,7 +79,7 @@ def _answer_json(answer: Answer) -> dict[str, object]:
 
 def print_report(report: IngestReport) -> None:
     for key, reason in report.failures:
-        err.print(f"[red]skipped[/] {key}: {reason}", markup=True, highlight=False)
+        err.print(Text.assemble(("skipped", "red"), f" {key}: {reason}"))
     err.print(
         f"{report.collection} v{report.version}: {len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.removed)} removed, {report.unchanged} unchanged; "

@@ -12,6 +12,7 @@ from outpost import __version__
 from outpost.cli import learn, local, models, sync
 from outpost.cli.console import quiet_libraries
 from outpost.cli.hub import hub_app
+from outpost.home import restrict_umask
 
 app = typer.Typer(
     name="outpost",
@@ -45,6 +46,7 @@ def root(
     ] = False,
 ) -> None:
     quiet_libraries()
+    restrict_umask()  # whatever any command or library writes under the home is private (outpost.home)
     if home is not None:  # every Settings() in this process (config.toml included) follows --home
         os.environ["OUTPOST_HOME"] = str(home)
     ctx.obj = {"home": home}

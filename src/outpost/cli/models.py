@@ -206,7 +206,10 @@ def fit_cmd(
 
 def serve_cmd(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to bind (default loopback only).")] = "127.0.0.1",
+    host: Annotated[
+        Optional[str],
+        typer.Option(help="Address to bind (default 127.0.0.1, loopback only); its name is then an allowed Host."),
+    ] = None,
     port: Annotated[int, typer.Option(help="TCP port (11434 is Ollama's).")] = 11434,
     api_key: Annotated[Optional[str], typer.Option(envvar="OUTPOST_API_KEY", help="Require this bearer key.")] = None,
     keep_alive: Annotated[Optional[float], typer.Option(help="Seconds an idle model stays loaded.")] = None,
@@ -216,7 +219,8 @@ def serve_cmd(
 
     from outpost.api.app import create_app
 
-    settings = Outpost(home=ctx.obj.get("home"), api_key=api_key, keep_alive=keep_alive).settings
+    settings = Outpost(home=ctx.obj.get("home"), api_key=api_key, keep_alive=keep_alive, serve_host=host).settings
+    host = settings.serve_host
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
         err.print("warning: serving beyond this machine without --api-key")
     err.print(f"Outpost API on http://{host}:{port} (OpenAI: /v1, Ollama: /api)")

@@ -35,7 +35,7 @@ def _print(report: SyncReport) -> None:
     for name in report.current:
         err.print(f"{name}: up to date")
     for name, why in report.failed.items():
-        err.print(f"[red]{name}: {why}[/]", markup=True)
+        err.print(f"{name}: {why}", style="red")
     if report.feedback_uploaded:
         err.print(f"uploaded {report.feedback_uploaded} feedback votes")
     for name in report.unshared:

@@ -21,6 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.errors import ConfigError
+from outpost.home import ensure_private_dir, private_file
 from outpost.packs.signing import generate_key, load_private_key, public_key_text
 
 __all__ = ["HubHome"]
@@ -102,7 +103,7 @@ class HubHome:
     def init(self) -> str:
         """Create the hub home and its signing key (once); returns the public key text."""
         if not self.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(self.root)
             generate_key(self.key_path)
         _SCHEMA_READY.discard(self.root)  # a new (or re-created) home always gets its tables
         self.db().close()
@@ -123,7 +124,7 @@ class HubHome:
 
     def db(self) -> sqlite3.Connection:
         """A new connection (one per thread): WAL, foreign keys, schema ensured."""
-        conn = sqlite3.connect(self.root / "hub.sqlite", isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(private_file(self.root / "hub.sqlite"), isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")

@@ -16,6 +16,7 @@ from pathlib import Path
 from outpost.embed.base import Embedder
 from outpost.errors import CollectionNotFoundError
 from outpost.faults import fault
+from outpost.home import ensure_private_dir
 from outpost.hub.home import HubHome
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
@@ -98,8 +99,7 @@ class Hub:
         return version
 
     def _packs(self, name: str) -> Path:
-        folder = self.home.packs_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = ensure_private_dir(self.home.packs_dir / name)
         return folder
 
     def _drop_orphans(self, store: Store) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from outpost.errors import ConfigError, ModelNotFoundError, PackError
 from outpost.hashing import sha256_file
+from outpost.home import PRIVATE_FILE_MODE, ensure_private_dir
 from outpost.models.registry import ModelEntry, Registry
 from outpost.packs.signing import verify
 from outpost.sync import HubClient, HubConfig, load_hubs
@@ -44,7 +45,7 @@ def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: P
         if manifest["name"] != name:
             raise PackError(f"The hub's manifest is for {manifest['name']!r}, not {name!r}")
         registry = Registry(home)
-        registry.blobs.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(registry.blobs)
         staged = registry.blobs / f".pull-{manifest['sha256']}.gguf"
         tick = (lambda n: progress("download", n, manifest["size"])) if progress else None
         client.download(f"/v1/models/{name}/blob", staged, manifest["size"], tick)
@@ -54,6 +55,7 @@ def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: P
         staged.unlink()
         raise PackError(f"Model {name!r} from {hub.url} does not match its signed sha256: removed")
     blob = registry.blobs / f"sha256-{manifest['sha256']}.gguf"
+    os.chmod(staged, PRIVATE_FILE_MODE)
     os.replace(staged, blob)
     return registry.register_file(blob, manifest["sha256"], name, "hub")
 
@@ -66,7 +68,8 @@ def pull_from_huggingface(home: Path, spec: str, name: str | None, progress: Pro
     try:
         from huggingface_hub import hf_hub_download
 
-        path = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), cache_dir=str(home / "cache" / "hf"))
+        cache = ensure_private_dir(home / "cache" / "hf")
+        path = hf_hub_download("/".join(parts[:2]), "/".join(parts[2:]), cache_dir=str(cache))
     except Exception as exc:  # offline, unknown repo or file, network errors: one clear message
         raise ModelNotFoundError(
             f"Cannot download {spec} from Hugging Face ({type(exc).__name__}): this needs the network. "

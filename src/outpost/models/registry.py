@@ -27,6 +27,7 @@ from typing import Any
 from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.faults import fault
 from outpost.hashing import sha256_file
+from outpost.home import ensure_private_dir, open_private
 from outpost.llm.bundled import bundled_models
 
 __all__ = ["ModelEntry", "Registry", "gguf_metadata"]
@@ -150,10 +151,11 @@ class Registry:
     # -- writing ------------------------------------------------------------------------------
 
     def _write(self, entry: ModelEntry) -> ModelEntry:
-        self.manifests.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.manifests)
         final = self.manifests / f"{check_model_name(entry.name)}.json"
         tmp = final.with_suffix(f".tmp-{secrets.token_hex(4)}")
-        tmp.write_text(entry.to_json())
+        with open_private(tmp, "w") as fh:
+            fh.write(entry.to_json())
         os.replace(tmp, final)
         return entry
 
@@ -161,12 +163,12 @@ class Registry:
         self, source: Path, expected_sha256: str | None = None, progress: Progress | None = None
     ) -> tuple[Path, str]:
         """Copy ``source`` into the blob store, hashing as it copies; verify against ``expected_sha256``."""
-        self.blobs.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.blobs)
         total = source.stat().st_size
         tmp = self.blobs / f".tmp-{secrets.token_hex(8)}.gguf"
         digest = hashlib.sha256()
         try:
-            with source.open("rb") as src, tmp.open("wb") as dst:
+            with source.open("rb") as src, open_private(tmp) as dst:
                 for block in iter(lambda: src.read(1 << 22), b""):
                     digest.update(block)
                     dst.write(block)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from outpost.errors import PackError
+from outpost.home import ensure_private_dir
 
 __all__ = ["PREFIX", "generate_key", "load_private_key", "parse_public_key", "public_key_text", "sign", "verify"]
 
@@ -25,7 +26,7 @@ def generate_key(path: Path) -> Ed25519PrivateKey:
     """Create a signing key at ``path`` (0600); refuses to overwrite an existing key."""
     key = Ed25519PrivateKey.generate()
     raw = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(raw)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from outpost.home import PRIVATE_FILE_MODE
+
 __all__ = ["AnnIndex", "exact_search", "top_k_cosine", "unit_rows"]
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ class AnnIndex:
         final = self.path(version)
         tmp = final.with_suffix(".usearch.tmp")
         index.save(str(tmp))
+        os.chmod(tmp, PRIVATE_FILE_MODE)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)

@@ -18,6 +18,7 @@ import numpy as np
 
 from outpost.errors import ConfigError, ModelMismatchError, VersionConflictError
 from outpost.faults import fault
+from outpost.home import ensure_private_dir, private_file
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
 
@@ -242,7 +243,7 @@ class Store:
         self.folder = folder
         self.name = name
         self.exact_below = exact_below
-        self.path = folder / "store.sqlite"
+        self.path = private_file(folder / "store.sqlite")  # 0600 before SQLite opens it: -wal/-shm follow
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -261,7 +262,7 @@ class Store:
         if not (folder / "store.sqlite").is_file():
             if not create:
                 raise FileNotFoundError(folder)
-            folder.mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(folder)
         return cls(folder, name, exact_below)
 
     def close(self) -> None:
