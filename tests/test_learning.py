@@ -15,6 +15,7 @@ from outpost.feedback import FeedbackQueue
 from outpost.hub.home import HubHome
 from outpost.hub.learning import examples, rollback, store_feedback, train_and_publish
 from outpost.hub.service import Hub
+from outpost.hub.tokens import Tokens
 from outpost.packs import read_pack
 from outpost.records import Adapter, Changeset, Chunk, EmbeddingIdentity
 from outpost.retrieve import Retriever
@@ -97,8 +98,9 @@ def test_an_identical_upload_counts_once(tmp_path: Path) -> None:
     docs, queries, targets = synthetic_world(n_queries=5)
     hub = hub_with_vectors(tmp_path, docs)
     items = _items(queries, targets, "same")
-    assert store_feedback(hub.home, "synth", 1, items) == 5
-    assert store_feedback(hub.home, "synth", 1, items) == 0
+    _, token = Tokens(hub.home).create("laptop", ["synth"], feedback=["synth"])
+    assert store_feedback(hub.home, "synth", token.id, items) == 5
+    assert store_feedback(hub.home, "synth", token.id, items) == 0
     assert len(examples(hub.home, "synth")) == 5
 
 
@@ -106,7 +108,7 @@ def test_an_identical_upload_counts_once(tmp_path: Path) -> None:
 def test_the_queue_survives_a_restart_and_uploads_exactly_once(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     hub = HubFixture(tmp_path / "hub-home", embedder)
     hub.publish(write_docs(tmp_path / "docs", 1))
-    token = hub.token("docs")
+    token = hub.tokens.create("laptop", ["docs"], feedback=["docs"])[0]  # voting is its own right
     client = tmp_path / "client"
     with HubServer(hub.home) as server:
         client_sync(client, server.url, token)
@@ -124,7 +126,7 @@ def test_the_queue_survives_a_restart_and_uploads_exactly_once(tmp_path: Path, e
         # a retry of the same upload (say the reply was lost) is acknowledged but not counted again
         item = FeedbackQueue(client).get(answer.id)
         retry = HubClient(server.url, token).post("/v1/collections/docs/feedback", {"items": [item.payload(False)]})
-        assert retry == {"accepted": 0, "duplicates": 1}
+        assert retry == {"accepted": 0, "duplicates": 1, "rejected": []}
     stored = examples(hub.hub_home, "docs")
     assert len(stored) == 1 and stored[0].positives == (answer.sources[0].chunk_id,)
     assert stored[0].negatives == (answer.sources[1].chunk_id,)

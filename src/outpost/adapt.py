@@ -9,19 +9,28 @@ with an L2 pull back towards the identity.
 
 An adapter is only worth shipping if it ranks better on queries it was not trained on:
 :func:`fit` splits the examples, trains on one part and compares MRR@10 on the held-out part.
+
+Votes come from many outposts, and one of them may be hostile, so no single source may own that gate
+(each example names its ``source``: a hub token id, or ``""`` for the hub operator's own judgements):
+the split is by ``key``, which the hub derives with a secret so an uploader cannot steer its items
+into the held-out part; :func:`cap_sources` limits each token's share of the training and held-out
+sets; and an adapter passes only if it also gains on the held-out queries of everyone but each token
+in turn (:func:`independent_gain`), so a token's votes alone can never publish one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from outpost.errors import ConfigError
 
-__all__ = ["Example", "FitResult", "evaluate", "fit", "split", "train_matrix"]
+__all__ = ["Example", "FitResult", "cap_sources", "evaluate", "fit", "independent_gain", "split", "train_matrix"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,7 @@ class Example:
     positives: tuple[str, ...]
     negatives: tuple[str, ...] = ()
     key: str = ""  # stable identity for the train/held-out split
+    source: str = ""  # who supplied it: a token id, or "" for the hub operator (trusted)
 
 
 @dataclass
@@ -56,6 +66,55 @@ def split(examples: list[Example], heldout: float = 0.2) -> tuple[list[Example],
         bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (held if bucket < heldout else train).append(ex)
     return train, held
+
+
+def cap_sources(examples: list[Example], share: float) -> list[Example]:
+    """Keep at most ``share`` of ``examples`` from any one token (trusted ``""`` examples are never capped).
+
+    A token's limit is ``share / (1 - share)`` times what every other source supplied, so with the default
+    0.5 a token counts at most as much as all others together, and a token alone counts for nothing. Which
+    of its examples survive follows ``key`` order (hub-chosen), not upload order; ``share >= 1`` disables
+    the cap (a hub whose every token is trusted).
+    """
+    if share >= 1.0:
+        return list(examples)
+    counts = Counter(ex.source for ex in examples)
+    limit = {s: math.floor(share / (1.0 - share) * (len(examples) - n)) for s, n in counts.items() if s}
+    used: Counter[str] = Counter()
+    keep: set[int] = set()
+    for i in sorted(range(len(examples)), key=lambda i: examples[i].key):
+        source = examples[i].source
+        if source and used[source] >= limit[source]:
+            continue
+        used[source] += 1
+        keep.add(i)
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
+def independent_gain(
+    matrix: np.ndarray,
+    current: np.ndarray | None,
+    train: list[Example],
+    held: list[Example],
+    ids: list[str],
+    vectors: np.ndarray,
+    min_gain: float,
+) -> str | None:
+    """Why the adapter fails the gate without any single token's held-out queries, or None if it passes.
+
+    For each token that supplied training examples, the adapter must still gain ``min_gain`` MRR@10 on the
+    held-out queries of all the other sources: a token's own votes can move the adapter, but never vouch
+    for it.
+    """
+    for source in sorted({ex.source for ex in train if ex.source}):
+        others = [ex for ex in held if ex.source != source]
+        if not others:
+            return f"no held-out queries from anyone but token {source}"
+        before = evaluate(current, others, ids, vectors)["mrr@10"]
+        after = evaluate(matrix, others, ids, vectors)["mrr@10"]
+        if after < before + min_gain:
+            return f"without token {source}'s queries held-out MRR@10 goes {before:.4f} → {after:.4f}"
+    return None
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -155,19 +214,33 @@ def fit(
     min_examples: int = 20,
     min_gain: float = 0.005,
     heldout: float = 0.2,
+    token_share: float = 1.0,
     **train_kw: float,
 ) -> FitResult:
-    """Train on part of the examples; ``improved`` only if held-out MRR@10 beats the current adapter's."""
+    """Train on part of the examples; ``improved`` only if held-out MRR@10 beats the current adapter's, also
+    without any single token's queries (see the module docstring); ``token_share`` caps each token's share."""
     usable = [ex for ex in examples if ex.positives]
     if len(usable) < min_examples:
         raise ConfigError(f"Only {len(usable)} judged queries with a helpful chunk; need at least {min_examples}")
     train, held = split(usable, heldout)
-    if not held:
-        train, held = usable[: -max(1, len(usable) // 5)], usable[-max(1, len(usable) // 5) :]
+    if not held:  # tiny sets: hold out the last fifth in key order (hub-chosen, like the split itself)
+        ordered = sorted(usable, key=lambda ex: ex.key)
+        train, held = ordered[: -max(1, len(usable) // 5)], ordered[-max(1, len(usable) // 5) :]
+    train, held = cap_sources(train, token_share), cap_sources(held, token_share)
+    if len(train) + len(held) < min_examples or not train or not held:
+        raise ConfigError(
+            f"Only {len(train) + len(held)} judged queries left once each token is capped at {token_share:.0%} of "
+            f"the data (setting hub_feedback_token_share); need at least {min_examples}, from more than one token "
+            "or from `outpost hub feedback import`"
+        )
     by_id = dict(zip(ids, vectors))
     matrix = train_matrix(train, by_id, **train_kw)  # type: ignore[arg-type]
     before = evaluate(current, held, ids, vectors)
     after = evaluate(matrix, held, ids, vectors)
     improved = after["mrr@10"] >= before["mrr@10"] + min_gain
+    notes = []
+    if improved and (why := independent_gain(matrix, current, train, held, ids, vectors, min_gain)):
+        improved = False
+        notes.append(why)
     log.info("adapter: held-out MRR@10 %.4f → %.4f (%s)", before["mrr@10"], after["mrr@10"], improved)
-    return FitResult(matrix, before, after, len(train), len(held), improved)
+    return FitResult(matrix, before, after, len(train), len(held), improved, notes)

@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     )
     share_query_text: bool = Field(False, description="Upload query text with feedback (else only vectors and ids).")
     hub_train_every: int = Field(200, ge=0, description="Hub: train an adapter after this many new votes (0: never).")
+    hub_feedback_max_items: int = Field(500, ge=1, description="Hub: most feedback items in one upload.")
+    hub_feedback_max_bytes: int = Field(
+        16 * 2**20, ge=1024, description="Hub: largest request body in bytes (larger: 413, never read)."
+    )
+    hub_feedback_token_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="Hub: largest share of adapter training data one token may supply (1: no cap)."
+    )
+    hub_keep_versions: int = Field(
+        20, ge=0, description="Hub: `hub prune` keeps deltas for clients this many versions behind; older get a snapshot."
+    )
+    hub_api_docs: bool = Field(False, description="Hub: serve /docs, /redoc and /openapi.json (behind the token check).")
     exact_search_below: int = Field(
         5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
     )

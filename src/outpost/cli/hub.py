@@ -176,9 +176,15 @@ def token_create(
     write: Annotated[Optional[list[str]], typer.Option("--write", help="Collection it may write (repeatable).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="May read and write everything.")] = False,
     model: Annotated[Optional[list[str]], typer.Option("--model", help="Hub model it may pull (repeatable).")] = None,
+    feedback: Annotated[
+        Optional[list[str]],
+        typer.Option("--feedback", help="Collection it may upload votes to (repeatable; `--read` does not imply it)."),
+    ] = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
-    secret, info = Tokens(_hub_home(ctx).require()).create(name, read or [], write or [], admin, model or [])
+    secret, info = Tokens(_hub_home(ctx).require()).create(
+        name, read or [], write or [], admin, model or [], feedback or []
+    )
     err.print(f"Token {info.id} for {name!r}; store it now, it is not shown again:")
     out.print(secret)
 

@@ -7,6 +7,11 @@
       hub.sqlite               tokens, their scopes, published versions, feedback, adapters
       collections/<name>/      one Store per collection (the current version)
       packs/<name>/            delta-<v-1>-<v> per published version, snapshots and squashed deltas on demand
+
+``hub.sqlite`` opens through numbered migrations (``PRAGMA user_version``). Requests only read it
+(token lookups run in a read transaction, which in WAL mode never waits for a writer), so a long
+write elsewhere cannot make an authenticated request fail; writes are short and wait up to
+``BUSY_TIMEOUT`` seconds for each other.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from outpost.packs.signing import generate_key, load_private_key, public_key_tex
 
 __all__ = ["HubHome"]
 
-SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -72,6 +77,25 @@ CREATE TABLE IF NOT EXISTS adapters (
     PRIMARY KEY (collection, version)
 );
 """
+
+# v2: a token may upload feedback only with its own ``feedback`` right (DESIGN §8 had read/write only);
+# SQLite cannot alter a CHECK constraint, so the scopes table is rebuilt.
+_V2 = """
+CREATE TABLE scopes_v2 (
+    token_id INTEGER NOT NULL REFERENCES tokens(id),
+    kind TEXT NOT NULL CHECK (kind IN ('collection', 'model')),
+    name TEXT NOT NULL,
+    right TEXT NOT NULL CHECK (right IN ('read', 'write', 'feedback')),
+    PRIMARY KEY (token_id, kind, name, right)
+);
+INSERT INTO scopes_v2 SELECT token_id, kind, name, right FROM scopes;
+DROP TABLE scopes;
+ALTER TABLE scopes_v2 RENAME TO scopes;
+CREATE INDEX IF NOT EXISTS feedback_by_collection ON feedback (collection, token_id);
+"""
+
+MIGRATIONS = [_V1, _V2]
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's (short) transaction
 
 
 _SCHEMA_READY: set[Path] = set()
@@ -123,26 +147,47 @@ class HubHome:
         return public_key_text(self.signing_key)
 
     def db(self) -> sqlite3.Connection:
-        """A new connection (one per thread): WAL, foreign keys, schema ensured."""
-        conn = sqlite3.connect(private_file(self.root / "hub.sqlite"), isolation_level=None, check_same_thread=False)
+        """A new connection (one per thread): WAL, foreign keys, schema migrated once per process."""
+        conn = sqlite3.connect(
+            private_file(self.root / "hub.sqlite"), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
+        )
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA foreign_keys=ON")
         if self.root not in _SCHEMA_READY:  # once per process, not on every request's connection
-            conn.executescript(SCHEMA)
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file: later connections inherit it
+            _migrate(conn)
             _SCHEMA_READY.add(self.root)
+        conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """One transaction on hub.sqlite, closed afterwards."""
+        """One write transaction on hub.sqlite (``BEGIN IMMEDIATE``), closed afterwards."""
+        with self._transaction("BEGIN IMMEDIATE") as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: a consistent view that never takes, nor waits for, the write lock."""
+        with self._transaction("BEGIN DEFERRED") as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
         conn = self.db()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(begin)
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         finally:
             conn.close()
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring hub.sqlite to the newest schema; reading ``user_version`` first keeps an up-to-date file lock-free."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

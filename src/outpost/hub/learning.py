@@ -1,15 +1,20 @@
 """Learning on the hub: store feedback, turn it into training examples, train and publish adapters.
 
-Feedback rows are keyed by the id the outpost gave them, so a retried upload is ignored. Training
+Feedback rows are keyed by the id the outpost gave them, so a retried upload is ignored. Every item is
+checked against its collection before it is stored (:func:`check_feedback`: vector dimension, chunk ids
+that exist) and keeps the id of the token that uploaded it, so a revoked token's votes stop counting
+(:func:`examples` skips them). Training
 reads the collection's own int8 vectors (no text, no re-embedding), fits an adapter with
 ``outpost.adapt.fit`` and publishes it only if held-out MRR@10 improves; publishing is a normal new
 version whose pack carries ``adapter.npy``. Rolling back publishes a newer version that carries the
-previous adapter: versions only move forward.
+previous adapter: versions only move forward. The held-out split uses a key the hub derives from each
+item id with a secret (:func:`split_key`), so an uploader cannot choose which of its votes are held out.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from dataclasses import dataclass
@@ -28,18 +33,73 @@ from outpost.records import Adapter, Changeset
 from outpost.store.sqlite import Store
 
 __all__ = [
+    "Rejection",
     "TrainReport",
+    "check_feedback",
     "collection_vectors",
     "examples",
     "import_qrels",
     "qrels_examples",
     "rollback",
+    "split_key",
     "store_feedback",
     "train_and_publish",
     "untrained_count",
 ]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A feedback item that does not fit its collection (not stored); ``index`` is its place in the upload."""
+
+    index: int
+    id: str
+    reason: str
+
+
+def check_feedback(store: Store, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """Split well-formed items into those that fit ``store`` and those that do not, with the reason.
+
+    The shape (types, counts, finite values, votes in range) is the HTTP layer's job; this checks what only
+    the collection knows: the query vector's dimension, and that every chunk shown or voted on exists. An
+    item that fails is reported, not stored: a legitimate outpost can hold votes on chunks a later version
+    deleted, and those must not block the rest of its queue.
+    """
+    dim = store.embedding.dimension if store.embedding else None
+    wanted = {cid for item in items for cid in (*item.get("shown", []), *item.get("source_votes", {}))}
+    known = _existing_chunks(store, wanted)
+    good: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    for index, item in enumerate(items):
+        reason = _misfit(item, dim, known)
+        if reason:
+            rejected.append(Rejection(index, str(item["id"]), reason))
+        else:
+            good.append(item)
+    return good, rejected
+
+
+def _misfit(item: dict[str, Any], dim: int | None, known: set[str]) -> str | None:
+    if dim is None:
+        return "the collection has no embedding yet"
+    if len(item["query_vector"]) != dim:
+        return f"query_vector has {len(item['query_vector'])} values; the collection's embedding has {dim}"
+    missing = [cid for cid in (*item.get("shown", []), *item.get("source_votes", {})) if cid not in known]
+    if missing:
+        return f"{len(missing)} chunk id(s) not in the collection, e.g. {missing[0]!r}"
+    return None
+
+
+def _existing_chunks(store: Store, ids: set[str]) -> set[str]:
+    found: set[str] = set()
+    wanted = sorted(ids)
+    for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+        batch = wanted[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        found.update(r[0] for r in store.db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", batch))
+    return found
 
 
 def store_feedback(home: HubHome, collection: str, token_id: int | None, items: list[dict[str, Any]]) -> int:
@@ -67,7 +127,7 @@ def store_feedback(home: HubHome, collection: str, token_id: int | None, items: 
 
 
 def untrained_count(home: HubHome, collection: str) -> int:
-    with home.connect() as db:
+    with home.read() as db:
         return int(
             db.execute(
                 "SELECT count(*) FROM feedback WHERE collection = ? AND trained_in IS NULL", (collection,)
@@ -75,7 +135,7 @@ def untrained_count(home: HubHome, collection: str) -> int:
         )
 
 
-def _example(row: Any) -> Example:
+def _example(row: Any, key: str) -> Example:
     """Helpful sources are positives, unhelpful ones hard negatives; a helpful answer with no source votes
     credits its first source, an unhelpful one discredits all it showed."""
     votes: dict[str, int] = json.loads(row["source_votes"])
@@ -86,13 +146,33 @@ def _example(row: Any) -> Example:
         positives = shown[:1]
     if not votes and row["answer_vote"] == 0:
         negatives = shown
-    return Example(np.frombuffer(row["query_vector"], dtype=np.float32), tuple(positives), tuple(negatives), row["id"])
+    source = "" if row["token_id"] is None else str(row["token_id"])
+    return Example(
+        np.frombuffer(row["query_vector"], dtype=np.float32), tuple(positives), tuple(negatives), key, source
+    )
 
 
 def examples(home: HubHome, collection: str) -> list[Example]:
-    with home.connect() as db:
-        rows = db.execute("SELECT * FROM feedback WHERE collection = ? ORDER BY id", (collection,)).fetchall()
-    return [_example(r) for r in rows]
+    """The collection's judged queries that still count: the operator's own, and live tokens' (not revoked)."""
+    with home.read() as db:
+        rows = db.execute(
+            "SELECT * FROM feedback WHERE collection = ? AND (token_id IS NULL OR token_id IN "
+            "(SELECT id FROM tokens WHERE revoked_at IS NULL)) ORDER BY id",
+            (collection,),
+        ).fetchall()
+    secret = _split_secret(home)
+    return [_example(r, split_key(secret, r["id"])) for r in rows]
+
+
+def _split_secret(home: HubHome) -> bytes:
+    """A secret only the hub holds, derived from its signing key (no new state to keep or back up)."""
+    raw = home.signing_key.private_bytes_raw()
+    return hashlib.sha256(b"outpost feedback split\0" + raw).digest()
+
+
+def split_key(secret: bytes, item_id: str) -> str:
+    """The train/held-out key of an item: an HMAC of its id, which an uploader cannot predict or steer."""
+    return hmac.new(secret, item_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def collection_vectors(store: Store) -> tuple[list[str], np.ndarray]:
@@ -117,9 +197,15 @@ class TrainReport:
 
 
 def train_and_publish(
-    hub: Hub, collection: str, min_examples: int = 20, min_gain: float = 0.005, **train_kw: float
+    hub: Hub,
+    collection: str,
+    min_examples: int = 20,
+    min_gain: float = 0.005,
+    token_share: float = 0.5,
+    **train_kw: float,
 ) -> TrainReport:
-    """Fit an adapter from the collection's feedback; publish it only if it beats the current state held out."""
+    """Fit an adapter from the collection's feedback; publish it only if it beats the current state held out
+    (also without any single token's queries; each token supplies at most ``token_share`` of the data)."""
     home = hub.home
     store = hub.store(collection)
     try:
@@ -132,6 +218,7 @@ def train_and_publish(
             current.matrix if current else None,
             min_examples=min_examples,
             min_gain=min_gain,
+            token_share=token_share,
             **train_kw,
         )
         next_version = (current.version if current else 0) + 1
@@ -148,7 +235,7 @@ def train_and_publish(
         reason = (
             f"held-out MRR@10 {result.before['mrr@10']:.4f} → {result.after['mrr@10']:.4f} "
             f"on {result.heldout_examples} queries"
-        )
+        ) + "".join(f"; {note}" for note in result.notes)
         if not result.improved:
             return TrainReport(
                 collection,

@@ -1,8 +1,16 @@
 """The hub's HTTP API (FastAPI): it only translates requests into ``Hub`` and ``Tokens`` calls.
 
-Every route but ``/health`` needs ``Authorization: Bearer <token>``. A collection outside the
-token's scope answers 404 exactly like one that does not exist. Pack files are served by name from
-a fixed list, inside a folder whose name is validated, with HTTP Range so downloads resume.
+Every route but ``/health`` needs ``Authorization: Bearer <token>``, and the check happens in
+:class:`TokenGate`, in front of routing and before a single byte of the request body is read: a
+request without a valid token gets 401 whatever its size, and an authenticated one whose body is
+larger than ``hub_feedback_max_bytes`` gets 413 (its ``Content-Length`` is checked first; a body
+without one is read up to the cap and no further). The same gate covers ``/docs``, ``/redoc`` and
+``/openapi.json``, which are off unless ``hub_api_docs`` is set.
+
+A collection outside the token's scope answers 404 exactly like one that does not exist. Feedback
+needs the ``feedback`` right: a token that may read a collection but not vote on it gets 403 (it
+already knows the collection exists, so a clear refusal leaks nothing). Pack files are served by
+name from a fixed list, inside a folder whose name is validated, with HTTP Range so downloads resume.
 """
 
 import json
@@ -10,27 +18,74 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outpost import __version__
-from outpost.errors import CollectionNotFoundError, ConfigError, OutpostError
+from outpost.errors import AuthError, CollectionNotFoundError, ConfigError, OutpostError
 from outpost.hub.home import HubHome
-from outpost.hub.learning import store_feedback, train_and_publish, untrained_count
+from outpost.hub.learning import check_feedback, store_feedback, train_and_publish, untrained_count
 from outpost.hub.service import Hub
 from outpost.hub.tokens import TokenInfo, Tokens
 from outpost.models.registry import ModelEntry, Registry
+from outpost.names import NAME_PATTERN
 from outpost.packs.format import PACK_FILES, pack_versions
 from outpost.packs.signing import sign
 from outpost.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["MAX_DIMENSION", "MAX_QUERY_CHARS", "MAX_SHOWN", "TokenGate", "create_app"]
 
 log = logging.getLogger(__name__)
 _PACK = re.compile(r"^(snapshot-[0-9]{1,12}|delta-[0-9]{1,12}-[0-9]{1,12})$")
+PUBLIC_PATHS = frozenset({"/health"})
+MAX_SHOWN = 64  # chunk ids one feedback item may show or vote on (an answer shows top_k sources)
+MAX_DIMENSION = 8192  # longest query vector accepted before the collection's own dimension is checked
+MAX_QUERY_CHARS = 8192  # query text, sent only when the outpost's user allows it
+
+ChunkId = Annotated[str, Field(pattern=NAME_PATTERN)]
+Vote = Literal[0, 1]
+
+
+class FeedbackItemIn(BaseModel):
+    """One vote as an outpost sends it (``FeedbackItem.payload``); extra fields are ignored, never stored."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)  # "1" is not a number, nor true a vector value
+
+    id: Annotated[str, Field(pattern=NAME_PATTERN)]
+    query_vector: Annotated[
+        list[Annotated[float, Field(allow_inf_nan=False)]], Field(min_length=1, max_length=MAX_DIMENSION)
+    ]
+    query: Annotated[str | None, Field(max_length=MAX_QUERY_CHARS)] = None
+    shown: Annotated[list[ChunkId], Field(max_length=MAX_SHOWN)] = []
+    answer_vote: Vote | None = None
+    source_votes: Annotated[dict[ChunkId, Vote], Field(max_length=MAX_SHOWN)] = {}
+
+    @model_validator(mode="after")
+    def _votes_on_shown(self) -> "FeedbackItemIn":
+        """A vote on a source must be on one the answer showed."""
+        stray = set(self.source_votes) - set(self.shown)
+        if stray:
+            raise ValueError(f"source_votes names chunks the item did not show: {sorted(stray)[:3]}")
+        return self
+
+
+class FeedbackRejection(BaseModel):
+    index: int
+    id: str
+    reason: str
+
+
+class FeedbackReceipt(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[FeedbackRejection] = []
 
 
 def _not_found(name: str) -> HTTPException:
@@ -45,8 +100,7 @@ def _pack_json(name: str, folder: Path) -> dict[str, Any]:
         "version": version,
         "snapshot": base == 0,
         "files": {f: (folder / f).stat().st_size for f in PACK_FILES if (folder / f).is_file()},
-        "url": f"/v1/collections/{name}/packs/{folder.name}",
-    }
+    }  # names and sizes only, never a URL: the client builds URLs from names it validated (DESIGN §11)
 
 
 def _info_json(hub: Hub, name: str) -> dict[str, Any]:
@@ -61,35 +115,124 @@ def _info_json(hub: Hub, name: str) -> dict[str, Any]:
     }
 
 
-def create_app(home: Path) -> FastAPI:
+def _bearer(header: str | None) -> str | None:
+    scheme, _, secret = (header or "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else None
+
+
+class TokenGate:
+    """ASGI middleware: authenticate, then bound the body, before the app (and routing) sees the request.
+
+    FastAPI reads a route's JSON body before it resolves the route's dependencies, so a token check written
+    as a dependency would come too late: an anonymous client could make the hub read and parse 100 MB. Here
+    the token is looked up first (a read transaction, off the event loop); the request is refused without
+    ever calling ``receive``. The authenticated token is left in ``scope["state"]["token"]`` for the routes.
+    """
+
+    def __init__(self, app: ASGIApp, tokens: Tokens, max_body: int) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            info = await anyio.to_thread.run_sync(self.tokens.authenticate, _bearer(headers.get("authorization")))
+        except AuthError:
+            await _refuse(scope, receive, send, 401, "A valid hub token is required", {"WWW-Authenticate": "Bearer"})
+            return
+        scope.setdefault("state", {})["token"] = info
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _refuse(scope, receive, send, 413, f"Request bodies are limited to {self.max_body} bytes")
+            return
+        body = await _read_bounded(receive, self.max_body)
+        if body is None:
+            await _refuse(scope, receive, send, 413, f"Request bodies are limited to {self.max_body} bytes")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, detail: str, headers: dict[str, str] | None = None
+) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    await response(scope, receive, send)
+
+
+async def _read_bounded(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes ``limit`` (the rest is never read)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(parts)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then defers to the real one (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def create_app(home: Path, settings: Settings | None = None) -> FastAPI:
     """The hub app over the hub home inside ``home`` (an OUTPOST_HOME)."""
+    settings = settings or Settings(home=home)
     hub_home = HubHome.at(home).require()
     hub = Hub(hub_home)
     tokens = Tokens(hub_home)
-    app = FastAPI(title="Outpost hub", version=__version__)
+    docs = settings.hub_api_docs
+    app = FastAPI(
+        title="Outpost hub",
+        version=__version__,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.add_middleware(TokenGate, tokens=tokens, max_body=settings.hub_feedback_max_bytes)
 
     @app.exception_handler(OutpostError)
     async def outpost_error(_: Request, exc: OutpostError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
-    def token(request: Request) -> TokenInfo:
-        header = request.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
-        try:
-            return tokens.authenticate(secret.strip() if scheme.lower() == "bearer" else None)
-        except OutpostError:
-            raise HTTPException(401, "A valid hub token is required", headers={"WWW-Authenticate": "Bearer"}) from None
+    bearer = HTTPBearer(auto_error=False, description="A hub token (`outpost hub token create`).")
+
+    def token(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo:
+        """The token :class:`TokenGate` authenticated (the dependency only names the scheme in the schema)."""
+        return request.state.token  # type: ignore[no-any-return]
 
     Token = Annotated[TokenInfo, Depends(token)]
 
-    def readable(name: str, tok: TokenInfo) -> str:
-        """The collection name if this token may read it and it exists; else the same 404 either way."""
+    def visible(name: str, tok: TokenInfo, *rights: str) -> str:
+        """The collection name if this token holds one of ``rights`` on it and it exists; else the same 404."""
         try:
-            if tok.can("read", name) and name in hub.names():
+            if any(tok.can(r, name) for r in rights) and name in hub.names():
                 return name
         except ConfigError:
             pass
         raise _not_found(name)
+
+    def readable(name: str, tok: TokenInfo) -> str:
+        return visible(name, tok, "read")
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -108,19 +251,16 @@ def create_app(home: Path) -> FastAPI:
         return _info_json(hub, readable(name, tok))
 
     @app.get("/v1/collections/{name}/sync")
-    def sync_plan(name: str, tok: Token, have: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+    def sync_plan(name: str, tok: Token, have: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict[str, Any]:
         """What a client at version ``have`` should download: a delta if the hub has the chain, else a snapshot."""
         name = readable(name, tok)
         try:
             folder = hub.pack_for(name, have)
         except CollectionNotFoundError:
             raise _not_found(name) from None
-        info = _info_json(hub, name)
-        return {
-            "collection": name,
-            "version": info["version"],
-            "pack": _pack_json(name, folder) if folder else None,
-        }
+        pack = _pack_json(name, folder) if folder else None
+        # The pack's own version (read with its rows), not a second read that a publish may have moved on.
+        return {"collection": name, "version": pack["version"] if pack else have, "pack": pack}
 
     @app.get("/v1/collections/{name}/packs/{pack}/{file}")
     def pack_file(name: str, pack: str, file: str, tok: Token) -> FileResponse:
@@ -133,19 +273,19 @@ def create_app(home: Path) -> FastAPI:
         return FileResponse(path, media_type="application/octet-stream")
 
     class FeedbackUpload(BaseModel):
-        items: list[dict[str, Any]]
+        items: Annotated[list[FeedbackItemIn], Field(max_length=settings.hub_feedback_max_items)]
 
     training = threading.Lock()
 
     def maybe_train(name: str) -> None:
         """Train in the background once enough new votes arrived (setting ``hub_train_every``; 0 = off)."""
-        every = Settings(home=home).hub_train_every
+        every = settings.hub_train_every
         if every <= 0 or untrained_count(hub_home, name) < every or not training.acquire(blocking=False):
             return
 
         def run() -> None:
             try:
-                train_and_publish(hub, name)
+                train_and_publish(hub, name, token_share=settings.hub_feedback_token_share)
             except OutpostError as exc:
                 log.warning("automatic training of %s skipped: %s", name, exc)
             finally:
@@ -154,15 +294,27 @@ def create_app(home: Path) -> FastAPI:
         threading.Thread(target=run, daemon=True).start()
 
     @app.post("/v1/collections/{name}/feedback")
-    def feedback(name: str, upload: FeedbackUpload, tok: Token) -> dict[str, int]:
-        """Votes from an outpost; keyed by their ids, so a retried upload is counted once."""
-        name = readable(name, tok)
-        for item in upload.items:
-            if not isinstance(item.get("id"), str) or not isinstance(item.get("query_vector"), list):
-                raise HTTPException(422, "Each feedback item needs an id and a query_vector")
-        accepted = store_feedback(hub_home, name, tok.id, upload.items)
+    def feedback(name: str, upload: FeedbackUpload, tok: Token) -> FeedbackReceipt:
+        """Votes from an outpost (needs the ``feedback`` right); keyed by their ids, so a retried upload is
+        counted once. Items that do not fit the collection are listed under ``rejected`` and not stored."""
+        name = visible(name, tok, "read", "feedback")
+        if not tok.can("feedback", name):
+            raise HTTPException(
+                403, f"This token may not upload feedback to {name!r}: the hub must grant it `--feedback {name}`"
+            )
+        items = [item.model_dump() for item in upload.items]
+        store = hub.store(name)
+        try:
+            good, rejected = check_feedback(store, items)
+        finally:
+            store.close()
+        accepted = store_feedback(hub_home, name, tok.id, good)
         maybe_train(name)
-        return {"accepted": accepted, "duplicates": len(upload.items) - accepted}
+        return FeedbackReceipt(
+            accepted=accepted,
+            duplicates=len(good) - accepted,
+            rejected=[FeedbackRejection(index=r.index, id=r.id, reason=r.reason) for r in rejected],
+        )
 
     models = Registry(hub_home.root)
 
