@@ -23,6 +23,7 @@ from outpost.errors import CollectionNotFoundError, ReadOnlyError
 from outpost.feedback import FeedbackQueue
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
+from outpost.ingest.limits import ReadLimits
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model
@@ -98,7 +99,8 @@ class Outpost:
                 "or into another local collection"
             )
         embedder = self.embedder()
-        return ingest(store, files, embedder, self.chunker(embedder), sync, progress)
+        limits = ReadLimits.from_settings(self.settings)
+        return ingest(store, files, embedder, self.chunker(embedder), sync, progress, limits)
 
     # -- retrieval and answers ----------------------------------------------------------------
 

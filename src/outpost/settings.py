@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     exact_search_below: int = Field(
         5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
     )
+    max_file_mb: int = Field(200, ge=1, description="Ingest: larger files are skipped and reported (MB).")
+    file_timeout_s: float = Field(
+        30.0, ge=0, description="Ingest: a file whose parsing takes longer is abandoned and reported (0: no limit)."
+    )
 
     @classmethod
     def settings_customise_sources(

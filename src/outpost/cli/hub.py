@@ -14,6 +14,7 @@ from outpost.cli.local import print_report
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
+from outpost.ingest.limits import ReadLimits
 from outpost.models.registry import Registry
 from outpost.settings import Settings
 
@@ -59,7 +60,8 @@ def ingest_cmd(
     embedder = op.embedder()
     hub = Hub(_hub_home(ctx), settings.exact_search_below)
     with progress_bars(not quiet) as progress:
-        report = hub.ingest(paths, collection, embedder, op.chunker(embedder), sync, progress)
+        limits = ReadLimits.from_settings(settings)
+        report = hub.ingest(paths, collection, embedder, op.chunker(embedder), sync, progress, limits)
     print_report(report)
     if not report.ok:
         raise typer.Exit(1)

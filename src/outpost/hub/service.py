@@ -20,6 +20,7 @@ from outpost.home import ensure_private_dir
 from outpost.hub.home import HubHome
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
+from outpost.ingest.limits import ReadLimits
 from outpost.ingest.pipeline import IngestReport, Progress, plan
 from outpost.packs.format import pack_name, pack_versions, read_pack, write_pack
 from outpost.packs.squash import squash
@@ -69,13 +70,14 @@ class Hub:
         chunker: Chunker,
         sync: bool = False,
         progress: Progress | None = None,
+        limits: ReadLimits | None = None,
     ) -> IngestReport:
         """Ingest into a hub collection; anything that changed becomes exactly one new version."""
         files = discover(paths)
         store = self.store(collection, create=True)
         try:
             self._drop_orphans(store)
-            changeset, report = plan(store, files, embedder, chunker, sync, progress)
+            changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
             if not changeset.is_empty():
                 report.version = self.publish(store, changeset)
             return report

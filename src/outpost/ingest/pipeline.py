@@ -4,6 +4,11 @@ The stages are pure functions over batches (``read_batch``, ``Chunker.chunk_batc
 ``embed_chunks``), so a hub can later run them on Ray Data ``map_batches`` unchanged; ``plan``
 and ``ingest`` only glue them to one store.
 
+Files are untrusted input: ``read_regular_file`` reads only regular files inside the ingest
+root (no link followed, size-capped) and parsing runs in a worker process that is killed when a
+file exceeds its time budget (``isolation.py``); each refused file becomes one ``LoadError`` in
+the report and the rest of the ingest goes on.
+
 What is skipped, and why it is cheap to re-run:
 - a document whose key and sha256 are unchanged is not even parsed;
 - a changed document's chunks that kept their id (same chunker, key and embedded text) reuse the
@@ -24,7 +29,10 @@ from outpost.embed.quantize import quantize
 from outpost.errors import LoadError
 from outpost.ingest.chunker import Chunker, embedding_text
 from outpost.ingest.discover import SourceFile
-from outpost.ingest.loaders import load_bytes, supported
+from outpost.ingest.fileread import read_regular_file
+from outpost.ingest.isolation import Parse, open_parser
+from outpost.ingest.limits import ReadLimits
+from outpost.ingest.loaders import supported
 from outpost.records import Changeset, Chunk, Document, DocumentRecord
 from outpost.store.sqlite import Store
 
@@ -54,24 +62,36 @@ class IngestReport:
         return not self.failures
 
 
-def read_batch(files: list[SourceFile], known: dict[str, str]) -> tuple[list[Document], list[str], list[LoadError]]:
-    """Read and parse files whose content hash differs from ``known``; returns (docs, unchanged keys, errors)."""
+def read_batch(
+    files: list[SourceFile],
+    known: dict[str, str],
+    limits: ReadLimits | None = None,
+    parse: Parse | None = None,
+) -> tuple[list[Document], list[str], list[LoadError]]:
+    """Read and parse files whose content hash differs from ``known``; returns (docs, unchanged keys, errors).
+
+    Each file is read by ``read_regular_file`` (regular files inside their root only, at most
+    ``limits.max_bytes``) and parsed by ``parse`` (default: a worker process that abandons a file
+    after ``limits.timeout_s``). Pass one ``parse`` for many batches to reuse its worker.
+    """
+    limits = limits or ReadLimits.default()
+    if parse is None:
+        with open_parser(limits) as own:
+            return read_batch(files, known, limits, own)
     docs: list[Document] = []
     unchanged: list[str] = []
     errors: list[LoadError] = []
     for item in files:
         try:
-            if not supported(item.path):
+            if item.problem is None and not supported(item.path):
                 raise LoadError(item.key, f"unsupported file type {item.path.suffix or '(no suffix)'!r}")
-            data = item.path.read_bytes()
+            data = read_regular_file(item, limits.max_bytes)
             if known.get(item.key) == hashlib.sha256(data).hexdigest():
                 unchanged.append(item.key)
                 continue
-            docs.append(load_bytes(data, item.key))
+            docs.append(parse(data, item.key))
         except LoadError as exc:
             errors.append(exc)
-        except OSError as exc:
-            errors.append(LoadError(item.key, f"cannot read file: {exc.strerror or exc}"))
     return docs, unchanged, errors
 
 
@@ -111,10 +131,11 @@ def plan(
     chunker: Chunker,
     sync: bool = False,
     progress: Progress | None = None,
+    limits: ReadLimits | None = None,
 ) -> tuple[Changeset, IngestReport]:
     """The changeset that brings ``store`` in line with ``files`` (not yet applied), and its report."""
     known = store.document_hashes()
-    docs, unchanged, errors = _read_with_progress(files, known, progress)
+    docs, unchanged, errors = _read_with_progress(files, known, progress, limits or ReadLimits.default())
     present = {f.key for f in files} if sync else None
     changeset, report = plan_documents(store, docs, embedder, chunker, present, progress)
     report.unchanged = len(unchanged)
@@ -185,26 +206,29 @@ def ingest(
     chunker: Chunker,
     sync: bool = False,
     progress: Progress | None = None,
+    limits: ReadLimits | None = None,
 ) -> IngestReport:
     """Bring ``store`` in line with ``files`` in one changeset (one new version, or none)."""
-    changeset, report = plan(store, files, embedder, chunker, sync, progress)
+    changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
     if not changeset.is_empty():
         report.version = store.apply(changeset)
     return report
 
 
 def _read_with_progress(
-    files: list[SourceFile], known: dict[str, str], progress: Progress | None, batch: int = 32
+    files: list[SourceFile], known: dict[str, str], progress: Progress | None, limits: ReadLimits, batch: int = 32
 ) -> tuple[list[Document], list[str], list[LoadError]]:
+    """``read_batch`` over ``files`` in batches, one parse worker for all of them."""
     docs: list[Document] = []
     unchanged: list[str] = []
     errors: list[LoadError] = []
-    for start in range(0, len(files), batch):
-        part = files[start : start + batch]
-        d, u, e = read_batch(part, known)
-        docs += d
-        unchanged += u
-        errors += e
-        if progress:
-            progress("load", len(part), len(files))
+    with open_parser(limits) as parse:
+        for start in range(0, len(files), batch):
+            part = files[start : start + batch]
+            d, u, e = read_batch(part, known, limits, parse)
+            docs += d
+            unchanged += u
+            errors += e
+            if progress:
+                progress("load", len(part), len(files))
     return docs, unchanged, errors

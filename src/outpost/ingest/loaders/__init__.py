@@ -15,7 +15,7 @@ from pathlib import Path
 from outpost.errors import LoadError, UnsupportedFileError
 from outpost.records import Block, Document
 
-__all__ = ["SUFFIXES", "load_bytes", "load_file", "supported"]
+__all__ = ["SUFFIXES", "load_bytes", "load_file", "preload", "supported"]
 
 Extractor = Callable[[bytes, str], tuple[str, list[Block]]]
 
@@ -49,6 +49,22 @@ def _extractor(module: str) -> Extractor:
     return mod.extract  # type: ignore[no-any-return]
 
 
+def preload(key: str) -> None:
+    """Import the loader for ``key``'s suffix now (the parse worker does it before its clock starts)."""
+    entry = SUFFIXES.get(Path(key).suffix.lower())
+    if entry is not None:
+        _extractor(entry[1])
+
+
+def _parser_failure(key: str, kind: str, exc: Exception) -> LoadError:
+    """A parser's own exception on malformed input, said in words where the type alone is cryptic."""
+    if isinstance(exc, RecursionError):
+        return LoadError(key, f"cannot read {kind}: nested too deeply")
+    if isinstance(exc, MemoryError):
+        return LoadError(key, f"cannot read {kind}: ran out of memory while parsing")
+    return LoadError(key, f"cannot read {kind}: {type(exc).__name__}: {exc}")
+
+
 def load_bytes(data: bytes, key: str) -> Document:
     """Load a file's bytes; ``key`` (its relative POSIX path) picks the format by suffix."""
     suffix = Path(key).suffix.lower()
@@ -59,8 +75,8 @@ def load_bytes(data: bytes, key: str) -> Document:
         title, blocks = _extractor(module)(data, key)
     except LoadError:
         raise
-    except Exception as exc:  # a parser's own exception on malformed input
-        raise LoadError(key, f"cannot read {kind}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise _parser_failure(key, kind, exc) from exc
     blocks = [b for b in blocks if b.text.strip()]
     if not blocks:
         raise LoadError(key, f"no text found in {kind} file")
@@ -74,12 +90,18 @@ def load_bytes(data: bytes, key: str) -> Document:
     )
 
 
-def load_file(path: Path, key: str) -> Document:
-    """Read and load one file; an OS error becomes a ``LoadError`` naming the file."""
+def load_file(path: Path, key: str, max_bytes: int | None = None) -> Document:
+    """Read one file the way ingest does (a regular file only, no link followed, at most
+    ``max_bytes``: default the configured cap) and load it; failures name ``key``."""
+    from outpost.ingest.discover import SourceFile
+    from outpost.ingest.fileread import read_regular_file
+    from outpost.ingest.limits import ReadLimits
+
+    cap = max_bytes if max_bytes is not None else ReadLimits.default().max_bytes
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LoadError(key, f"cannot read file: {exc.strerror or exc}") from exc
+        data = read_regular_file(SourceFile(path, path.name), cap)
+    except LoadError as exc:
+        raise LoadError(key, exc.reason) from exc
     return load_bytes(data, key)
 
 

@@ -22,6 +22,7 @@ from docx.text.paragraph import Paragraph
 
 from outpost.ingest.loaders import fail
 from outpost.ingest.loaders._common import HeadingPath, clean
+from outpost.ingest.loaders._zip import check_zip
 from outpost.records import Block
 
 __all__ = ["extract"]
@@ -56,9 +57,13 @@ def _row_texts(table: Table) -> list[str]:
 
 
 def _open(data: bytes, name: str) -> WordDocument:
-    """A .docx is a zip; anything else (an old binary .doc renamed) fails with a clear reason."""
+    """A .docx is a zip; anything else (an old binary .doc renamed) fails with a clear reason.
+
+    The zip is checked for bombs (size, ratio, member count, DTDs: ``_zip.check_zip``) first.
+    """
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise fail(name, "not a .docx file (not a zip archive; legacy .doc is not supported)")
+    check_zip(data, name)
     return docx.Document(io.BytesIO(data))
 
 
