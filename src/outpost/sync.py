@@ -277,11 +277,17 @@ def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list
             origin = store.get_meta("hub")
             store.close()
             items = queue.pending(name) if origin == hub.url else []
-            for start in range(0, len(items), 500):
-                batch = items[start : start + 500]
-                client.post(f"/v1/collections/{name}/feedback", {"items": [i.payload(share_text) for i in batch]})
-                queue.mark_uploaded([i.id for i in batch])
-                sent += len(batch)
+            try:
+                for start in range(0, len(items), 500):
+                    batch = items[start : start + 500]
+                    body = {"items": [i.payload(share_text) for i in batch]}
+                    rejected = client.post(f"/v1/collections/{name}/feedback", body).get("rejected") or []
+                    queue.mark_uploaded([i.id for i in batch])  # rejected ones never fit: not retried
+                    sent += len(batch) - len(rejected)
+                    if rejected:
+                        log.warning("The hub refused %d votes on %r: %s", len(rejected), name, rejected[0]["reason"])
+            except HubError as exc:  # e.g. 403, a token without the feedback right: the packs synced all the same
+                log.warning("Votes on %r stay queued (not uploaded): %s", name, exc)
     finally:
         queue.close()
     return sent

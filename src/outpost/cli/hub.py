@@ -78,7 +78,8 @@ def train_cmd(
     """Fit a query adapter from the collection's feedback; publish it only if it beats the current one."""
     from outpost.hub.learning import train_and_publish
 
-    report = train_and_publish(Hub(_hub_home(ctx)), collection, min_examples, min_gain)
+    share = _settings(ctx).hub_feedback_token_share
+    report = train_and_publish(Hub(_hub_home(ctx)), collection, min_examples, min_gain, share)
     err.print(f"{collection}: {report.reason} ({report.train_examples} train / {report.heldout_examples} held out)")
     if report.published:
         out.print(f"published adapter v{report.adapter_version} in collection version {report.collection_version}")
@@ -116,6 +117,31 @@ def feedback_import(
     embedder = Outpost(settings=settings).embedder()
     added = import_qrels(Hub(_hub_home(ctx)), collection, embedder, load_qrels(qrels), load_queries(queries))
     err.print(f"imported {added} labelled queries as feedback for {collection}")
+
+
+@hub_app.command("prune")
+@guarded
+def prune_cmd(
+    ctx: typer.Context,
+    keep_versions: Annotated[
+        Optional[int],
+        typer.Option(
+            "--keep-versions", min=0, help="Clients this many versions behind still get deltas (default: setting)."
+        ),
+    ] = None,
+    collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", help="Only this collection.")] = None,
+) -> None:
+    """Delete packs no supported client needs: deleted documents stop being downloadable (older clients get a
+    snapshot)."""
+    from outpost.hub.prune import prune_all
+
+    settings = _settings(ctx)
+    keep = settings.hub_keep_versions if keep_versions is None else keep_versions
+    for report in prune_all(Hub(_hub_home(ctx)), keep, collection):
+        err.print(
+            f"{report.collection}: v{report.version}, deltas from v{report.oldest_supported}; "
+            f"removed {len(report.removed)} packs, kept {len(report.kept)}"
+        )
 
 
 @hub_app.command("collections")
