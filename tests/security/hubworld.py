@@ -43,9 +43,10 @@ def synthetic_hub(home: Path, collections: tuple[str, ...] = ("docs", "secret"),
     return hub
 
 
-def item(collection: str = "docs", dim: int = DIM, shown: tuple[int, ...] = (0, 1), **fields: Any) -> dict[str, Any]:
-    """A well-formed feedback item, as ``FeedbackItem.payload`` sends it; ``fields`` override any part."""
-    ids = [chunk_id(collection, i) for i in shown]
+def item(collection: str = "docs", dim: int = DIM, chunks: tuple[int, ...] = (0, 1), **fields: Any) -> dict[str, Any]:
+    """A well-formed feedback item, as ``FeedbackItem.payload`` sends it, showing ``chunks`` (by number);
+    ``fields`` override any part."""
+    ids = [chunk_id(collection, i) for i in chunks]
     body: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "query_vector": [0.5] * dim,

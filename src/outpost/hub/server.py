@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -213,6 +214,15 @@ def create_app(home: Path, settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(OutpostError)
     async def outpost_error(_: Request, exc: OutpostError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own handler echoes each bad input back: a NaN then crashes the JSON encoder (500), and an
+        8,000-value vector comes back whole. Say where and what, never echo."""
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors[:20]}, status_code=422)
 
     bearer = HTTPBearer(auto_error=False, description="A hub token (`outpost hub token create`).")
 
