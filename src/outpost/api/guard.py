@@ -64,7 +64,7 @@ def host_name(host: str) -> str | None:
 
 
 def _is_port(text: str) -> bool:
-    return text.isdigit() and len(text) <= 5
+    return text.isascii() and text.isdigit() and int(text) <= 65535
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
