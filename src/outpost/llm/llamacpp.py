@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,31 @@ CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+@contextmanager
+def _plain_cpu_buffers() -> Iterator[None]:
+    """Load weights without llama.cpp's extra CPU buffer types (AMX / repacked layouts).
+
+    Why: with llama-cpp-python 0.3.36 on this CPU (AVX-512 + AMX), the first generation from either bundled
+    model (SmolLM2 Q4_1, Gemma 3 Q4_K_M) segfaults in that path; the plain buffers are correct everywhere.
+    llama-cpp-python has no argument for it, so the default model params are adjusted for one load
+    (callers load under the factory's lock).
+    """
+    import llama_cpp.llama as module
+
+    original = module.llama_cpp.llama_model_default_params
+
+    def plain() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_cpp.llama_model_default_params = plain
+    try:
+        yield
+    finally:
+        module.llama_cpp.llama_model_default_params = original
 
 
 def _physical_cores() -> int:
@@ -47,14 +73,15 @@ class LlamaCppModel(ChatModel):
         self.path = path
         self.name = name or path.stem
         self._lock = threading.Lock()
-        self.llm = Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or _physical_cores(),
-            n_gpu_layers=-1,  # offload everything when llama.cpp was built with a GPU backend; no-op on CPU
-            lora_path=lora,
-            verbose=False,
-        )
+        with _plain_cpu_buffers():
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or _physical_cores(),
+                n_gpu_layers=-1,  # offload everything when llama.cpp was built with a GPU backend; no-op on CPU
+                lora_path=lora,
+                verbose=False,
+            )
         self.n_ctx = self.llm.n_ctx()
         trained = int(self.llm.metadata.get(f"{self.architecture}.context_length", self.n_ctx) or self.n_ctx)
         if self.n_ctx > trained:
