@@ -34,9 +34,11 @@ from pathlib import Path
 
 from outpost.errors import ConfigError
 
-__all__ = ["SourceFile", "discover", "file_kind"]
+__all__ = ["NAMED_LINK", "SourceFile", "discover", "file_kind"]
 
 log = logging.getLogger(__name__)
+
+NAMED_LINK = "symbolic link; links are not followed (name the file it points to instead)"
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,14 @@ def _special_problem(entry: os.DirEntry[str]) -> str | None:
         mode = entry.stat(follow_symlinks=False).st_mode
     except OSError as exc:
         return f"cannot stat file: {exc.strerror or exc}"
-    return None if stat.S_ISREG(mode) else f"{file_kind(mode)}, not a regular file"
+    return _mode_problem(mode)
+
+
+def _mode_problem(mode: int) -> str | None:
+    """Why an entry of this mode is not read (``None``: a regular file, read it)."""
+    if stat.S_ISREG(mode):
+        return None
+    return NAMED_LINK if stat.S_ISLNK(mode) else f"{file_kind(mode)}, not a regular file"
 
 
 def _list(folder: str) -> list[os.DirEntry[str]]:
@@ -145,10 +154,10 @@ def _items(path: Path) -> list[SourceFile]:
     if path.is_dir():
         return [SourceFile(p, p.relative_to(path).as_posix(), path, problem) for p, problem in _walk(path)]
     try:
-        path.lstat()
+        mode = path.lstat().st_mode
     except OSError:
         raise ConfigError(f"No such file or directory: {path}") from None
-    return [SourceFile(path, path.name, path.parent)]
+    return [SourceFile(path, path.name, path.parent, _mode_problem(mode))]
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -20,7 +20,7 @@ import os
 import stat
 
 from outpost.errors import LoadError
-from outpost.ingest.discover import SourceFile, file_kind
+from outpost.ingest.discover import NAMED_LINK, SourceFile, file_kind
 
 __all__ = ["MB", "read_regular_file"]
 
@@ -38,7 +38,7 @@ def _open_error(item: SourceFile, parent_fd: int, name: str, exc: OSError) -> Lo
     except OSError:
         mode = 0
     if stat.S_ISLNK(mode):
-        return LoadError(item.key, "symbolic link; links are not followed (name the file it points to instead)")
+        return LoadError(item.key, NAMED_LINK)
     if mode and not stat.S_ISREG(mode):
         return LoadError(item.key, f"{file_kind(mode)}, not a regular file")
     return LoadError(item.key, f"cannot read file: {exc.strerror or exc}")
