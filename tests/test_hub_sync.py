@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from hubkit import CuttingProxy, HubServer, outpost_cli
@@ -19,6 +21,7 @@ from outpost.hub.tokens import Tokens
 from outpost.ingest import Chunker
 from outpost.packs import generate_key, read_pack
 from outpost.packs.signing import sign
+from outpost.records import Changeset, Chunk, DocumentRecord, EmbeddingIdentity
 from outpost.store import Store
 from outpost.sync import HubConfig, hub_name, save_hub, sync_hub
 
@@ -358,3 +361,93 @@ def test_collections_no_longer_shared_are_reported_and_pruned_on_request(hub: Hu
         pruned = client_sync(home, server.url, narrower, prune=True)
         assert pruned.unshared == ["other"] and not (home / "collections" / "other").exists()
     assert [c.name for c in Outpost(home=home).collections()] == ["docs"]
+
+
+# -- one version per read: snapshots and vector caches while another connection publishes -------------------
+# These use small synthetic vectors on purpose: what is tested is which rows go with which version number, not
+# retrieval quality, and hundreds of publishes must fit in a few seconds.
+
+RACE_IDENTITY = EmbeddingIdentity("race-vectors", "0" * 64, 8, 64)
+
+
+def _rows_at(version: int) -> int:
+    return 300 + version % 5  # each version has its own row count, so a mix of two is visible
+
+
+def _version_rows(name: str, version: int, previous: int = 0) -> Changeset:
+    """Version ``version`` of a collection whose every row (text and vector) says which version wrote it."""
+    n = _rows_at(version)
+    chunks = [Chunk(f"v{version}-{i}", f"d{version}.txt", i, f"v{version} row {i}") for i in range(n)]
+    return Changeset(
+        name,
+        previous,
+        chunks,
+        np.full((n, 8), version % 100, np.int8),
+        np.ones(n, np.float32),
+        documents=[DocumentRecord(f"d{version}.txt", "x", "t", "text", 1, n)],
+        delete_chunks=[f"v{previous}-{i}" for i in range(_rows_at(previous))] if previous else [],
+        delete_documents=[f"d{previous}.txt"] if previous else [],
+        embedding=RACE_IDENTITY,
+        version=version,
+    )
+
+
+def _is_one_version(version: int, texts: list[str]) -> bool:
+    return len(texts) == _rows_at(version) and all(t.startswith(f"v{version} row ") for t in texts)
+
+
+def test_a_snapshot_and_the_vector_cache_never_pair_one_version_with_another_s_rows(tmp_path: Path) -> None:
+    writer = Store.open(tmp_path, "race", create=True)
+    writer.apply(_version_rows("race", 1))
+    reader = Store.open(tmp_path, "race")  # its own connection, as another process would have
+    published = threading.Event()
+
+    def publish() -> None:
+        for v in range(2, 150):
+            writer.apply(_version_rows("race", v, v - 1))
+        published.set()
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    reads, mixed = 0, []
+    while not published.is_set():
+        snap = reader.snapshot()
+        if not _is_one_version(snap.version, [c.text for c in snap.upserts]):
+            mixed.append(("snapshot", snap.version))
+        reader._vectors = None  # read the rows again every time, as a reader does after each new version
+        (version, _), _, vectors = reader._all_vectors()
+        if len(vectors) != _rows_at(version) or not (vectors == version % 100).all():
+            mixed.append(("vectors", version))
+        reads += 1
+    thread.join()
+    assert reads > 20 and not mixed
+
+
+@pytest.mark.parametrize("when", ["before the snapshot reads", "while the snapshot reads"])
+def test_a_hub_snapshot_built_while_publishing_carries_its_rows_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A publish lands at the worst moment of a snapshot build (injected there, so the test is deterministic):
+    between the hub reading its version and the snapshot's read, or between the snapshot's rows and its
+    documents. The pack's name, its manifest version and its rows must still be one version."""
+    home = HubHome.at(tmp_path / "hub-home")
+    key = home.init()
+    hub = Hub(home)
+    writer = hub.store("race", create=True)  # its own connection, as `outpost hub ingest` in another process
+    hub.publish(writer, _version_rows("race", 1))  # writes snapshot-1 itself
+    hub.publish(writer, _version_rows("race", 2, 1))  # a delta: snapshot-2 does not exist yet
+    target = Store.snapshot if when.startswith("before") else Store.documents
+    published: list[int] = []
+
+    def publish_first(self: Store, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self is not writer and not published:
+            published.append(hub.publish(writer, _version_rows("race", 3, 2)))
+        return target(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, target.__name__, publish_first)
+    folder = hub.pack_for("race", 0)
+    manifest, cs = read_pack(folder, key)
+    assert published == [3]
+    assert folder.name == f"snapshot-{manifest['version']}"
+    assert _is_one_version(manifest["version"], [c.text for c in cs.upserts])
+    assert [d.key for d in cs.documents] == [f"d{manifest['version']}.txt"]

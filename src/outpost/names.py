@@ -13,7 +13,7 @@ from pathlib import Path
 
 from outpost.errors import ConfigError
 
-__all__ = ["NAME_PATTERN", "check_name", "is_valid_name", "safe_join"]
+__all__ = ["NAME_PATTERN", "check_name", "is_valid_name", "safe_join", "shown"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME = re.compile(NAME_PATTERN)
@@ -24,11 +24,22 @@ def is_valid_name(name: object) -> bool:
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr`` of a value from outside, cut short, for error messages.
+
+    ``repr`` escapes control characters (a hostile name cannot move the terminal's cursor or hide itself),
+    and the cut keeps a 100 kB name from filling the screen.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check_name(name: object, what: str = "name") -> str:
     """Return ``name`` if it is in the grammar, else raise ``ConfigError`` naming what it was meant to be."""
     if not is_valid_name(name):
         raise ConfigError(
-            f"Invalid {what} {name!r}: use letters, digits, '.', '_' or '-' (at most 128, starting with a letter or digit)"
+            f"Invalid {what} {shown(name)}: use letters, digits, '.', '_' or '-' "
+            "(at most 128, starting with a letter or digit)"
         )
     return name  # type: ignore[return-value]
 
@@ -44,5 +55,5 @@ def safe_join(base: Path, *names: str, what: str = "name") -> Path:
         path = path / check_name(name, what)
     root = base.resolve()
     if not path.resolve().is_relative_to(root):
-        raise ConfigError(f"Refused {what} {'/'.join(names)!r}: it would leave {base}")
+        raise ConfigError(f"Refused {what} {shown('/'.join(names))}: it would leave {base}")
     return path

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         "requests from any other origin are refused.",
     )
     share_query_text: bool = Field(False, description="Upload query text with feedback (else only vectors and ids).")
+    max_pack_bytes: int = Field(
+        4 * 2**30,
+        ge=1,
+        description="Largest pack file `outpost sync` downloads, in bytes (a hub announcing more is refused).",
+    )
     hub_train_every: int = Field(200, ge=0, description="Hub: train an adapter after this many new votes (0: never).")
     hub_feedback_max_items: int = Field(500, ge=1, description="Hub: most feedback items in one upload.")
     hub_feedback_max_bytes: int = Field(

@@ -1,10 +1,24 @@
 """Client sync: download signed packs from a hub, verify them, apply them in one transaction.
 
-Order of trust: the hub key is pinned at first sync (or given with ``--hub-key``) and a changed key
-is refused; a pack is verified (signature, every file hash, collection, versions, model) before any
-row reaches the store; ``Store.apply`` then applies it in one SQLite transaction, so a crash leaves
-the old version or the new one. Downloads land in a staging folder as ``*.part`` files and resume
-with HTTP Range.
+The laptop trusts nothing a hub sends before checking it (docs/security.md, "Hub → laptop"):
+
+- **Names.** Collection names (:func:`read_listing`), pack names (``snapshot-N`` / ``delta-M-N``,
+  :func:`read_plan`) and file names (the fixed ``PACK_FILES``) are checked against their grammar; the
+  client builds every URL from those names (a URL in a plan is ignored) and every path with
+  :func:`outpost.names.safe_join`, inside the staging folder, before any ``mkdir``, write, rename or delete.
+- **Sizes.** JSON answers are read up to ``MAX_JSON_BYTES``; the manifest and its signature up to small
+  fixed caps; data files up to the size the *signed* manifest gives them, and never past ``max_pack_bytes``.
+  A hub that sends more than it announced is cut off at the announced size and refused.
+- **Order of trust.** The hub key is pinned at first sync (loudly, with its fingerprint) or given with
+  ``--hub-key``; a changed key is refused. The manifest and its signature are fetched first and verified
+  before a data byte is requested; the plan, the pack's name and the signed manifest must agree on the
+  collection and the versions (integers, newer than local, a delta only on the local version). Every file
+  hash is checked before a row is parsed, and ``Store.apply`` applies the pack in one SQLite transaction,
+  so a crash leaves the old version or the new one.
+- **Transport.** TLS certificates are verified (a private CA is pinned with ``--hub-ca`` and kept in the
+  hub's config); redirects are refused, never followed (one could carry the token to another host).
+
+Downloads land in ``staging/<hub>/<collection>/<pack>/`` as ``*.part`` files and resume with HTTP Range.
 """
 
 from __future__ import annotations
@@ -14,7 +28,10 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable
+import sqlite3
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,44 +39,81 @@ from typing import Any
 
 import httpx
 
-from outpost.errors import AuthError, CollectionNotFoundError, HubError, OutpostError, PackError
+from outpost.errors import AuthError, CollectionNotFoundError, ConfigError, HubError, OutpostError, PackError
 from outpost.feedback import FeedbackQueue
 from outpost.home import ensure_private_dir
-from outpost.packs.format import read_pack
+from outpost.names import safe_join, shown
+from outpost.packs.format import (
+    MANIFEST_FILES,
+    check_pack_file,
+    load_manifest,
+    pack_name,
+    parse_pack_name,
+    read_pack,
+)
+from outpost.packs.signing import parse_public_key
 from outpost.store.sqlite import Store, check_collection_name
 
-__all__ = ["HubClient", "HubConfig", "SyncReport", "load_hubs", "save_hub", "sync_hub"]
+__all__ = [
+    "DEFAULT_MAX_PACK_BYTES",
+    "HubClient",
+    "HubConfig",
+    "PackPlan",
+    "SyncReport",
+    "load_hubs",
+    "read_listing",
+    "read_plan",
+    "save_hub",
+    "sync_hub",
+    "tls_verify",
+]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 _HUB_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
+DEFAULT_MAX_PACK_BYTES = 4 * 2**30  # per file; the setting `max_pack_bytes`
+MAX_JSON_BYTES = 8 * 2**20  # a hub's JSON answer (collection list, sync plan) is far smaller
+MAX_FILE_BYTES = {"manifest.json": 2**20, "manifest.sig": 1024}  # before the signature is checked
+MAX_COLLECTIONS = 10_000
+
 
 @dataclass
 class HubConfig:
-    """A hub this outpost syncs from, saved as ``hubs/<name>.json`` (0600: it holds the token)."""
+    """A hub this outpost syncs from, saved as ``hubs/<name>.json`` (0600: it holds the token).
+
+    ``ca_pem`` is the private CA pinned with ``--hub-ca`` (PEM text, kept here so later syncs verify the
+    hub's certificate against it, and only against it).
+    """
 
     name: str
     url: str
     token: str
     hub_key: str = ""
     last_sync: str = ""
+    ca_pem: str = ""
 
 
 def hub_name(url: str) -> str:
+    """A file name for a hub's config and staging folder, derived from its host and port."""
     host = httpx.URL(url).host or "hub"
     port = httpx.URL(url).port
-    return _HUB_NAME.sub("-", f"{host}-{port}" if port else host)
+    name = _HUB_NAME.sub("-", f"{host}-{port}" if port else host).strip("-._")[:64]
+    return name or "hub"
 
 
 def save_hub(home: Path, config: HubConfig) -> Path:
+    """Write ``hubs/<name>.json`` (0600) atomically; an unchanged config is not rewritten."""
     folder = ensure_private_dir(home / "hubs")
     path = folder / f"{check_collection_name(config.name)}.json"
+    text = json.dumps(asdict(config), indent=2)
+    if path.is_file() and path.read_text() == text:
+        return path
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(config), fh, indent=2)
+        fh.write(text)
     os.replace(tmp, path)
     return path
 
@@ -69,71 +123,276 @@ def load_hubs(home: Path) -> list[HubConfig]:
     return [HubConfig(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
-class HubClient:
-    """Thin HTTP client for the hub API; every failure becomes an ``OutpostError`` with the hub named."""
+def tls_verify(ca_pem: str = "") -> ssl.SSLContext | bool:
+    """What httpx verifies a hub's certificate with: the system's CAs, or only the pinned private CA."""
+    if not ca_pem:
+        return True
+    try:
+        return ssl.create_default_context(cadata=ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"The hub CA is not a PEM certificate ({exc}); pass the CA's .pem file to --hub-ca") from exc
 
-    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+
+def _ssl_failure(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error at the root of a transport error, if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class HubClient:
+    """HTTP to a hub; every failure becomes an ``OutpostError`` with the hub named.
+
+    Nothing is followed or trusted blindly: a redirect is an error, a JSON answer is read up to
+    ``MAX_JSON_BYTES``, a download up to the size it was announced with; bodies are read raw
+    (``Accept-Encoding: identity``), so a compressed answer cannot expand past those bounds.
+    """
+
+    def __init__(self, url: str, token: str, timeout: float = 30.0, ca_pem: str = "") -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(
             base_url=self.url,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"},
             timeout=httpx.Timeout(timeout, connect=5.0),
             follow_redirects=False,
+            verify=tls_verify(ca_pem),
         )
+
+    @classmethod
+    def for_hub(cls, hub: HubConfig, timeout: float = 30.0) -> HubClient:
+        return cls(hub.url, hub.token, timeout, hub.ca_pem)
 
     def close(self) -> None:
         self.http.close()
 
-    def get(self, path: str, **params: Any) -> Any:
+    @contextmanager
+    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A streamed response with an acceptable status; transport and TLS failures become ``HubError``."""
         try:
-            response = self.http.get(path, params=params)
-        except httpx.TransportError as exc:
-            raise HubError(f"Cannot reach the hub at {self.url}: {exc}") from exc
-        return self._check(response, path)
+            with self.http.stream(method, path, **kwargs) as response:
+                self._check(response, path)
+                yield response
+        except httpx.HTTPError as exc:
+            failure = _ssl_failure(exc)
+            if failure is not None:
+                raise HubError(
+                    f"The hub at {self.url} failed the TLS check ({failure}). If it uses a private CA, pass that "
+                    "CA's certificate with --hub-ca FILE; never sync from a hub whose certificate you cannot verify"
+                ) from exc
+            if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+                raise HubError(f"Cannot reach the hub at {self.url}: {exc}") from exc
+            raise HubError(
+                f"The connection to the hub at {self.url} was cut ({exc}); run `outpost sync` again to resume"
+            ) from exc
 
-    def _check(self, response: httpx.Response, path: str) -> Any:
-        if response.status_code == 401:
+    def _check(self, response: httpx.Response, path: str) -> None:
+        status = response.status_code
+        if 300 <= status < 400:
+            location = shown(response.headers.get("location", ""))
+            raise HubError(
+                f"The hub at {self.url} answered {path} with a redirect (HTTP {status} to {location}); Outpost never "
+                "follows redirects, which could carry the token elsewhere. Use the hub's final address with --hub"
+            )
+        if status == 401:
             raise AuthError(f"The hub at {self.url} refused the token (missing, wrong or revoked)")
-        if response.status_code == 404:
+        if status == 404:
             raise CollectionNotFoundError(path.split("/")[3] if path.count("/") >= 3 else path)
-        if response.status_code >= 400:
-            raise HubError(f"The hub at {self.url} answered {response.status_code}: {response.text[:200]}")
-        return response.json()
+        if status >= 400:
+            detail = _read_some(response, 4096).decode("utf-8", "replace")
+            raise HubError(f"The hub at {self.url} answered {status}: {shown(detail, 200)}")
+        if status not in (200, 206):
+            raise HubError(f"The hub at {self.url} answered {path} with unexpected HTTP {status}")
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        with self._stream(method, path, **kwargs) as response:
+            body = _read_capped(response, MAX_JSON_BYTES, path)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise HubError(f"The hub at {self.url} answered {path} with something that is not JSON") from exc
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._json("GET", path, params=params)
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            response = self.http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise HubError(f"Cannot reach the hub at {self.url}: {exc}") from exc
-        return self._check(response, path)
+        return self._json("POST", path, json=body)
 
     def download(self, path: str, dest: Path, size: int, on_bytes: Callable[[int], None] | None = None) -> None:
-        """Fetch ``path`` into ``dest``, resuming a ``dest.part`` left by an earlier, cut download."""
+        """Fetch ``path`` into ``dest``: exactly ``size`` bytes, resuming a ``dest.part`` an earlier try left.
+
+        A hub that sends more than ``size`` is cut off there and the partial file removed; one that sends
+        less leaves the ``.part`` for the next try to resume with a ``Range`` request.
+        """
         if dest.is_file() and dest.stat().st_size == size:
+            if on_bytes:
+                on_bytes(size)
             return
         part = dest.with_name(dest.name + ".part")
         have = part.stat().st_size if part.is_file() else 0
-        headers = {"Range": f"bytes={have}-"} if 0 < have < size else {}
         if have >= size:
             part.unlink(missing_ok=True)
-            have, headers = 0, {}
-        try:
-            with self.http.stream("GET", path, headers=headers) as response:
-                if response.status_code not in (200, 206):
-                    raise HubError(f"Download of {path} failed with HTTP {response.status_code}")
-                mode = "ab" if response.status_code == 206 else "wb"
-                if on_bytes and mode == "ab":
-                    on_bytes(have)
-                with part.open(mode) as fh:
-                    for block in response.iter_bytes():  # as received: a cut keeps every byte so far
-                        fh.write(block)
-                        if on_bytes:
-                            on_bytes(len(block))
-        except httpx.TransportError as exc:
-            raise HubError(f"Download from {self.url} was cut ({exc}); run `outpost sync` again to resume") from exc
+            have = 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with self._stream("GET", path, headers=headers) as response:
+            if response.status_code == 206:
+                _check_resumed_at(response, have, path)
+            else:
+                have = 0
+            if on_bytes and have:
+                on_bytes(have)
+            try:
+                _receive(response, part, have, size, on_bytes)
+            except PackError:
+                part.unlink(missing_ok=True)
+                raise
         if part.stat().st_size != size:
             raise HubError(f"Download of {path} is incomplete; run `outpost sync` again to resume")
         os.replace(part, dest)
+
+
+def _read_capped(response: httpx.Response, limit: int, path: str) -> bytes:
+    """The raw body, refused (and not read further) once it passes ``limit`` bytes."""
+    parts, size = [], 0
+    for block in response.iter_raw():
+        size += len(block)
+        if size > limit:
+            raise HubError(f"The hub's answer to {path} is larger than {limit} bytes: refusing it")
+        parts.append(block)
+    return b"".join(parts)
+
+
+def _read_some(response: httpx.Response, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of the raw body (an error's detail; the rest is never read)."""
+    parts, size = [], 0
+    for block in response.iter_raw():
+        parts.append(block[: limit - size])
+        size += len(parts[-1])
+        if size >= limit:
+            break
+    return b"".join(parts)
+
+
+def _check_resumed_at(response: httpx.Response, have: int, path: str) -> None:
+    """A 206 must continue exactly where the ``.part`` file ends."""
+    span = response.headers.get("content-range", "")
+    if not re.fullmatch(rf"bytes {have}-[0-9]+/([0-9]+|\*)", span):
+        raise HubError(f"The hub resumed {path} at {shown(span)}, not at byte {have}: run `outpost sync` again")
+
+
+def _receive(
+    response: httpx.Response, part: Path, have: int, size: int, on_bytes: Callable[[int], None] | None
+) -> None:
+    """Append the body to ``part``, never past ``size`` bytes in all (``PackError`` if the hub sends more)."""
+    written = have
+    with part.open("ab" if have else "wb") as fh:
+        for block in response.iter_raw():  # as received: a cut keeps every byte so far
+            if written + len(block) > size:
+                raise PackError(
+                    f"The hub sent more than the {size} bytes it announced for {part.stem}: refusing the pack"
+                )
+            fh.write(block)
+            written += len(block)
+            if on_bytes:
+                on_bytes(len(block))
+
+
+# -- what a hub says, checked ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackPlan:
+    """A hub's sync plan once checked: a canonical pack name, its versions, and each file's announced size."""
+
+    name: str
+    base: int
+    version: int
+    files: dict[str, int]
+
+
+def _bad_plan(collection: str, why: str) -> PackError:
+    return PackError(f"The hub's sync plan for {collection!r} is refused: {why}")
+
+
+def _integer(value: object, collection: str, what: str, high: int) -> int:
+    if type(value) is not int or not 0 <= value <= high:
+        raise _bad_plan(collection, f"{what} must be an integer from 0 to {high}, not {shown(value)}")
+    return value
+
+
+def read_plan(raw: object, collection: str, have: int, max_pack_bytes: int) -> PackPlan | None:
+    """Check a sync plan against the grammar and the local version; None when the hub says we are current.
+
+    A plan carries names and sizes only: any URL in it is ignored (the client builds its own). The pack's
+    name is the truth for its versions; a ``version`` or ``base_version`` field that disagrees is refused.
+    """
+    if not isinstance(raw, dict) or raw.get("collection") != collection:
+        raise _bad_plan(collection, f"it is not a plan for this collection: {shown(raw)}")
+    version = _integer(raw.get("version"), collection, "version", 10**12)
+    pack = raw.get("pack")
+    if pack is None:
+        if version != have:
+            raise _bad_plan(collection, f"no pack, but version {version} while local is at {have}")
+        return None
+    if version <= have:
+        raise PackError(f"The hub offers version {version} of {collection!r}, not newer than local {have}: refused")
+    if not isinstance(pack, dict):
+        raise _bad_plan(collection, f"pack is {shown(pack)}")
+    base, pack_version = parse_pack_name(pack.get("name"))
+    if pack_version != version or any(
+        key in pack and pack[key] != value
+        for key, value in (("version", version), ("base_version", base), ("snapshot", base == 0))
+    ):
+        raise _bad_plan(collection, f"pack {pack['name']} does not match the plan's versions")
+    if base not in (0, have):
+        raise PackError(
+            f"The hub offers a delta from version {base} of {collection!r}, but local is at {have}: refused"
+        )
+    return PackPlan(pack["name"], base, version, _read_files(pack.get("files"), collection, max_pack_bytes))
+
+
+def _read_files(files: object, collection: str, max_pack_bytes: int) -> dict[str, int]:
+    if not isinstance(files, dict) or not set(MANIFEST_FILES) <= set(files):
+        raise _bad_plan(collection, f"files are {shown(files)}")
+    sizes: dict[str, int] = {}
+    for name, size in files.items():
+        check_pack_file(name)
+        cap = MAX_FILE_BYTES.get(name, max_pack_bytes)
+        if type(size) is int and size > cap:
+            raise PackError(f"The hub announces {size} bytes for {name}, over the {cap}-byte limit (max_pack_bytes)")
+        sizes[name] = _integer(size, collection, f"size of {name}", cap)
+    return sizes
+
+
+def read_listing(raw: object) -> dict[str, int]:
+    """The hub's collection list as ``{name: version}``: names in the collection grammar, integer versions."""
+    if not isinstance(raw, list) or len(raw) > MAX_COLLECTIONS:
+        raise PackError(f"The hub's collection list is refused: {shown(raw)}")
+    listing: dict[str, int] = {}
+    for entry in raw:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        version = entry.get("version") if isinstance(entry, dict) else None
+        try:
+            check_collection_name(name)  # type: ignore[arg-type]
+        except (ConfigError, TypeError):
+            raise PackError(f"The hub listed an invalid collection name {shown(name)}: refusing the list") from None
+        if type(version) is not int or version < 0 or name in listing:
+            raise PackError(f"The hub listed collection {name!r} with version {shown(version)}: refusing the list")
+        listing[name] = version
+    return listing
+
+
+def _served_key(raw: object) -> str:
+    key = raw.get("public_key") if isinstance(raw, dict) else None
+    if not isinstance(key, str) or len(key) > 128:
+        raise PackError(f"The hub's public key is refused: {shown(key)}")
+    parse_public_key(key)
+    return key
+
+
+# -- sync --------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -146,9 +405,12 @@ class SyncReport:
     feedback_uploaded: int = 0
 
 
-def pin_key(client: HubClient, config: HubConfig, given: str | None) -> str:
-    """The hub key to trust: the pinned one, the one given, or (first sync) the hub's own."""
-    served = client.get("/v1/hub")["public_key"]
+def pin_key(client: HubClient, config: HubConfig, given: str | None) -> tuple[str, bool]:
+    """The hub key to trust — the pinned one, the one given, or (first sync) the hub's own — and whether
+    it was taken on first use, unverified (the caller says so loudly)."""
+    if given:
+        parse_public_key(given)
+    served = _served_key(client.get("/v1/hub"))
     expected = config.hub_key or given
     if given and config.hub_key and given != config.hub_key:
         raise PackError(
@@ -159,7 +421,7 @@ def pin_key(client: HubClient, config: HubConfig, given: str | None) -> str:
             f"The hub at {config.url} now presents key {served}, not the pinned {expected}. Refusing to sync: "
             "if the hub's key really changed, remove the pinned hub file and sync again with --hub-key."
         )
-    return expected or served
+    return expected or served, not expected
 
 
 def _local_store(home: Path, name: str, hub: HubConfig, exact_below: int) -> Store:
@@ -171,39 +433,84 @@ def _local_store(home: Path, name: str, hub: HubConfig, exact_below: int) -> Sto
     return store
 
 
-def _fetch_pack(client: HubClient, plan: dict[str, Any], staging: Path, progress: Progress | None) -> Path:
-    folder = staging / plan["name"]
-    ensure_private_dir(folder)
-    total = sum(plan["files"].values())
+def _remove(path: Path, base: Path) -> None:
+    """Delete a staging folder, but only one that is inside ``base`` (checked again, just before)."""
+    if path.resolve().is_relative_to(base.resolve()) and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _clear_other_packs(staging: Path, keep: str) -> None:
+    """One pack in progress per collection: drop what an earlier, different plan left in staging."""
+    if not staging.is_dir():
+        return
+    for entry in staging.iterdir():
+        if entry.name == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            _remove(entry, staging)
+        else:
+            entry.unlink()  # a stray file, or a link (removing a link never touches what it points to)
+
+
+def _fetch_pack(
+    client: HubClient, collection: str, plan: PackPlan, staging: Path, hub_key: str, progress: Progress | None
+) -> Path:
+    """Download a pack into staging: manifest and signature first, verified, then the data files it signs."""
+    _clear_other_packs(staging, plan.name)
+    folder = ensure_private_dir(safe_join(staging, plan.name, what="pack name"))
+    url = f"/v1/collections/{collection}/packs/{plan.name}"
+    for name in MANIFEST_FILES:
+        client.download(f"{url}/{name}", safe_join(folder, name, what="pack file"), plan.files[name])
+    manifest = load_manifest(folder, hub_key)
+    _check_manifest_against_plan(manifest, collection, plan)
+    sizes = {name: entry["bytes"] for name, entry in manifest["files"].items()}
+    total = sum(sizes.values())
     tick = (lambda n: progress("download", n, total)) if progress else None
-    for name, size in plan["files"].items():
-        if (folder / name).is_file() and tick:
-            tick(size)
-        client.download(f"{plan['url']}/{name}", folder / name, size, tick)
+    for name, size in sizes.items():
+        client.download(f"{url}/{name}", safe_join(folder, name, what="pack file"), size, tick)
     return folder
 
 
+def _check_manifest_against_plan(manifest: dict[str, Any], collection: str, plan: PackPlan) -> None:
+    """The signed manifest must describe exactly the pack the plan named, with the sizes it announced."""
+    if manifest["collection"] != collection:
+        raise PackError(f"Pack is for collection {manifest['collection']!r}, not {collection!r}: refused")
+    if (manifest["base_version"], manifest["version"]) != (plan.base, plan.version):
+        signed = pack_name(manifest["base_version"], manifest["version"])
+        raise PackError(f"The hub named the pack {plan.name}, but its signed manifest is {signed}: refused")
+    announced = {name: size for name, size in plan.files.items() if name not in MANIFEST_FILES}
+    if announced != {name: entry["bytes"] for name, entry in manifest["files"].items()}:
+        raise PackError(f"The hub's plan for {plan.name} announces other files or sizes than its signed manifest")
+
+
 def sync_collection(
-    client: HubClient, home: Path, hub: HubConfig, name: str, exact_below: int = 5000, progress: Progress | None = None
+    client: HubClient,
+    home: Path,
+    hub: HubConfig,
+    name: str,
+    exact_below: int = 5000,
+    progress: Progress | None = None,
+    max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
 ) -> tuple[int, int, str] | None:
     """Bring one local collection to the hub's latest version; None when already current."""
     store = _local_store(home, name, hub, exact_below)
     try:
         have = store.version
-        plan = client.get(f"/v1/collections/{name}/sync", have=have)
-        if plan["pack"] is None:
+        plan = read_plan(client.get(f"/v1/collections/{name}/sync", have=have), name, have, max_pack_bytes)
+        if plan is None:
             return None
-        if plan["version"] <= have:
-            raise PackError(f"The hub offers version {plan['version']} of {name!r}, not newer than local {have}")
-        staging = home / "staging" / hub.name / name
-        folder = _fetch_pack(client, plan["pack"], staging, progress)
+        staging_root = home / "staging"
+        staging = safe_join(staging_root, hub.name, name, what="staging folder")
         try:
-            _verify_and_apply(store, folder, hub, name, progress)
+            folder = _fetch_pack(client, name, plan, staging, hub.hub_key, progress)
+            _verify_and_apply(store, folder, hub, name, plan, progress)
+        except (HubError, AuthError):
+            raise  # the network failed, not the pack: keep what arrived, the next sync resumes it
         except OutpostError:
-            shutil.rmtree(folder, ignore_errors=True)  # a refused pack is fetched afresh next time
+            _remove(safe_join(staging, plan.name), staging)  # a refused pack is fetched afresh next time
             raise
-        shutil.rmtree(staging, ignore_errors=True)
-        return have, store.version, plan["pack"]["name"]
+        _remove(staging, staging_root)
+        return have, store.version, plan.name
     except OutpostError:
         if store.version == 0:  # nothing ever arrived: leave no empty collection behind
             store.close()
@@ -213,15 +520,25 @@ def sync_collection(
         store.close()
 
 
-def _verify_and_apply(store: Store, folder: Path, hub: HubConfig, name: str, progress: Progress | None) -> None:
-    manifest, changeset = read_pack(folder, hub.hub_key)
-    if manifest["collection"] != name:
-        raise PackError(f"Pack is for collection {manifest['collection']!r}, not {name!r}")
+def _verify_and_apply(
+    store: Store, folder: Path, hub: HubConfig, name: str, plan: PackPlan, progress: Progress | None
+) -> None:
+    manifest, changeset = read_pack(folder, hub.hub_key)  # signature, shape, every hash, every table's schema
+    _check_manifest_against_plan(manifest, name, plan)
+    mine = store.embedding
+    if mine is not None and changeset.embedding is not None and changeset.embedding != mine:
+        raise PackError(
+            f"The hub's pack for {name!r} was embedded with {changeset.embedding.short()}, but the local copy with "
+            f"{mine.short()}: refused. If the hub re-embedded the collection, delete the local copy and sync again."
+        )
     if progress:
         progress("apply", 0, 1)
     if store.get_meta("hub") != hub.url:
         store.set_meta(hub=hub.url)  # before the first apply: a crash after it still knows its origin
-    store.apply(changeset)  # checks base version, replay and model identity in one transaction
+    try:
+        store.apply(changeset)  # checks base version, replay and model identity in one transaction
+    except sqlite3.Error as exc:  # e.g. a signed pack that upserts a chunk id the collection already has
+        raise PackError(f"Pack {plan.name} for {name!r} could not be applied ({exc}); nothing changed") from exc
     store.set_meta(last_sync=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if progress:
         progress("apply", 1, 1)
@@ -235,17 +552,26 @@ def sync_hub(
     exact_below: int = 5000,
     progress: Progress | None = None,
     share_text: bool = False,
+    *,
+    max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
+    on_first_pin: Callable[[str], None] | None = None,
 ) -> SyncReport:
-    """Sync every collection the token may read; one failing collection does not stop the others."""
-    client = HubClient(hub.url, hub.token)
+    """Sync every collection the token may read; one failing collection does not stop the others.
+
+    ``on_first_pin(key)`` is called when the hub's key is trusted on first use, unverified: the CLI warns
+    loudly with its fingerprint. ``last_sync`` in the hub's config moves only when every collection synced.
+    """
+    client = HubClient.for_hub(hub)
     try:
-        hub.hub_key = pin_key(client, hub, given_key)
+        hub.hub_key, first_use = pin_key(client, hub, given_key)
+        if first_use and on_first_pin:
+            on_first_pin(hub.hub_key)
         save_hub(home, hub)
         report = SyncReport(hub.url)
-        visible = [c["name"] for c in client.get("/v1/collections")]
+        visible = list(read_listing(client.get("/v1/collections")))
         for name in visible:
             try:
-                result = sync_collection(client, home, hub, name, exact_below, progress)
+                result = sync_collection(client, home, hub, name, exact_below, progress, max_pack_bytes)
             except AuthError:
                 raise
             except OutpostError as exc:  # this collection fails; the others still sync
@@ -257,8 +583,9 @@ def sync_hub(
                 report.updated[name] = result
         report.unshared = _unshared(home, hub, set(visible), prune)
         report.feedback_uploaded = upload_feedback(client, home, hub, visible, share_text)
-        hub.last_sync = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        save_hub(home, hub)
+        if not report.failed:
+            hub.last_sync = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            save_hub(home, hub)
         return report
     finally:
         client.close()
@@ -281,11 +608,11 @@ def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list
                 for start in range(0, len(items), 500):
                     batch = items[start : start + 500]
                     body = {"items": [i.payload(share_text) for i in batch]}
-                    rejected = client.post(f"/v1/collections/{name}/feedback", body).get("rejected") or []
+                    rejected = _rejected(client.post(f"/v1/collections/{name}/feedback", body))
                     queue.mark_uploaded([i.id for i in batch])  # rejected ones never fit: not retried
-                    sent += len(batch) - len(rejected)
+                    sent += len(batch) - min(len(rejected), len(batch))
                     if rejected:
-                        log.warning("The hub refused %d votes on %r: %s", len(rejected), name, rejected[0]["reason"])
+                        log.warning("The hub refused %d votes on %r: %s", len(rejected), name, shown(rejected[0]))
             except HubError as exc:  # e.g. 403, a token without the feedback right: the packs synced all the same
                 log.warning("Votes on %r stay queued (not uploaded): %s", name, exc)
     finally:
@@ -293,12 +620,20 @@ def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list
     return sent
 
 
+def _rejected(answer: object) -> list[object]:
+    """The reasons a hub gave for votes it refused (whatever shape a hostile hub gives its answer)."""
+    rejected = answer.get("rejected") if isinstance(answer, dict) else None
+    if not isinstance(rejected, list):
+        return []
+    return [r.get("reason") if isinstance(r, dict) else r for r in rejected]
+
+
 def _unshared(home: Path, hub: HubConfig, visible: set[str], prune: bool) -> list[str]:
     """Local collections from this hub that the token no longer sees (deleted with ``prune``)."""
     gone: list[str] = []
     folder = home / "collections"
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if path.name in visible or not (path / "store.sqlite").is_file():
+        if path.name in visible or path.is_symlink() or not (path / "store.sqlite").is_file():
             continue
         store = Store.open(folder, path.name)
         origin = store.get_meta("hub")
@@ -306,15 +641,18 @@ def _unshared(home: Path, hub: HubConfig, visible: set[str], prune: bool) -> lis
         if origin == hub.url:
             gone.append(path.name)
             if prune:
-                shutil.rmtree(path)
+                shutil.rmtree(safe_join(folder, path.name, what="collection"))
     return gone
 
 
 def hub_versions(hub: HubConfig) -> dict[str, int] | None:
     """Latest versions the hub offers this token, or None when it cannot be reached quickly."""
-    client = HubClient(hub.url, hub.token, timeout=3.0)
     try:
-        return {c["name"]: c["version"] for c in client.get("/v1/collections")}
+        client = HubClient.for_hub(hub, timeout=3.0)
+    except OutpostError:
+        return None
+    try:
+        return read_listing(client.get("/v1/collections"))
     except OutpostError:
         return None
     finally:

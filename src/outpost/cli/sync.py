@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,10 +12,25 @@ from rich.table import Table
 from outpost.app import Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
 from outpost.errors import ConfigError
-from outpost.sync import HubConfig, SyncReport, hub_name, hub_versions, load_hubs, sync_hub
+from outpost.packs.signing import fingerprint
+from outpost.sync import HubConfig, SyncReport, hub_name, hub_versions, load_hubs, sync_hub, tls_verify
 
 
-def _targets(home: Path, url: str | None, token: str | None) -> list[HubConfig]:
+def _read_ca(path: Path, url: str) -> str:
+    """The PEM text of a private CA for ``--hub-ca``, checked now (a typo must not wait for the next sync)."""
+    if not url.startswith("https://"):
+        raise ConfigError(f"--hub-ca pins the CA of an https:// hub, and {url} is not one")
+    try:
+        pem = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the hub CA {path}: {exc}") from exc
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        raise ConfigError(f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    tls_verify(pem)
+    return pem
+
+
+def _targets(home: Path, url: str | None, token: str | None, ca: Path | None = None) -> list[HubConfig]:
     saved = {h.url: h for h in load_hubs(home)}
     if url:
         url = url.rstrip("/")
@@ -23,10 +39,29 @@ def _targets(home: Path, url: str | None, token: str | None) -> list[HubConfig]:
             config.token = token
         if not config.token:
             raise ConfigError(f"No token for {url}: pass --token")
+        if ca is not None:
+            config.ca_pem = _read_ca(ca, url)  # saved with the hub's config: later syncs verify against it
         return [config]
+    if ca is not None:
+        raise ConfigError("--hub-ca needs --hub URL: it pins the CA of that hub")
     if not saved:
         raise ConfigError("No hub configured yet: outpost sync --hub URL --token TOKEN")
     return list(saved.values())
+
+
+def _warn_first_pin(url: str) -> Callable[[str], None]:
+    def warn(key: str) -> None:
+        err.print(
+            f"WARNING: first sync with {url}: trusting the signing key it presented, unverified.\n"
+            f"  key:         {key}\n"
+            f"  fingerprint: {fingerprint(key)}\n"
+            "Compare the fingerprint with the one `outpost hub serve` prints on the hub (or ask its operator). "
+            "Every later sync refuses any other key. To pin the key up front instead, sync with "
+            f"`outpost sync --hub {url} --hub-key {key}`.",
+            style="bold yellow",
+        )
+
+    return warn
 
 
 def _print(report: SyncReport) -> None:
@@ -50,6 +85,12 @@ def sync_cmd(
         Optional[str],
         typer.Option("--hub-key", help="The hub's public key (ed25519:...) to pin; else pinned on first use."),
     ] = None,
+    hub_ca: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--hub-ca", help="PEM certificate of the private CA that signed the hub's TLS certificate (saved)."
+        ),
+    ] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Delete local copies the token no longer sees.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -57,10 +98,18 @@ def sync_cmd(
     settings = Outpost(home=ctx.obj.get("home")).settings
     home = settings.home
     failed = False
-    for config in _targets(home, hub, token):
+    for config in _targets(home, hub, token, hub_ca):
         with progress_bars(not quiet) as progress:
             report = sync_hub(
-                home, config, hub_key, prune, settings.exact_search_below, progress, settings.share_query_text
+                home,
+                config,
+                hub_key,
+                prune,
+                settings.exact_search_below,
+                progress,
+                settings.share_query_text,
+                max_pack_bytes=settings.max_pack_bytes,
+                on_first_pin=_warn_first_pin(config.url),
             )
         _print(report)
         failed |= bool(report.failed)

@@ -131,9 +131,19 @@ class Hub:
             store.close()
 
     def _snapshot(self, store: Store, version: int) -> Path:
+        """The snapshot pack of the latest version, built once from one read transaction.
+
+        The folder is named after the version the snapshot actually read, not ``version`` (read a moment
+        earlier): if another process published in between, the pack is the newer version, named as such,
+        so a pack's name, its manifest and its rows always agree.
+        """
         folder = self._packs(store.name) / pack_name(0, version)
+        if folder.is_dir():
+            return folder
+        changeset = store.snapshot()
+        folder = self._packs(store.name) / pack_name(0, changeset.version)
         if not folder.is_dir():
-            write_pack(store.snapshot(), folder, self.home.signing_key)
+            write_pack(changeset, folder, self.home.signing_key)
         return folder
 
     def _delta(self, name: str, have: int, current: int) -> Path | None:

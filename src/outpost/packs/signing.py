@@ -7,6 +7,7 @@ Public keys travel as text, ``ed25519:<base64 of the 32 raw bytes>``, short enou
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,7 +18,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from outpost.errors import PackError
 from outpost.home import ensure_private_dir
 
-__all__ = ["PREFIX", "generate_key", "load_private_key", "parse_public_key", "public_key_text", "sign", "verify"]
+__all__ = [
+    "PREFIX",
+    "fingerprint",
+    "generate_key",
+    "load_private_key",
+    "parse_public_key",
+    "public_key_text",
+    "sign",
+    "verify",
+]
 
 PREFIX = "ed25519:"
 
@@ -52,6 +62,14 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(body, validate=True))
     except ValueError as exc:
         raise PackError(f"Not an Ed25519 public key: {text!r} (expected {PREFIX}<base64>)") from exc
+
+
+def fingerprint(text: str) -> str:
+    """``SHA256:`` and the sha256 of the raw public key in groups of four hex digits: what a person compares
+    between the hub (``outpost hub serve`` prints it) and the laptop (first sync prints it)."""
+    raw = parse_public_key(text).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    return "SHA256:" + " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
 
 
 def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:

@@ -2,14 +2,19 @@
 
 Every change goes through :meth:`Store.apply` with a :class:`Changeset`: one ``BEGIN IMMEDIATE``
 transaction that checks the base version, writes, and bumps the version. Readers see the old
-version or the new one, never a mix. The schema opens through numbered migrations.
+version or the new one, never a mix: a read that spans several statements (a snapshot, the vector
+cache) runs inside :meth:`Store.reading`, one read transaction, and what it caches is keyed by the
+``(version, generation)`` it read in that same transaction (:meth:`Store.state`). The schema opens
+through numbered migrations.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +32,11 @@ __all__ = ["Store", "check_collection_name", "fts_query"]
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# What a reader's caches are keyed by: (version, generation), read in one transaction with the rows they hold.
+# The generation is a random token each apply writes with its version, so even a collection deleted and
+# re-created up to the same version number never matches a cache filled from the old one.
+StateKey = tuple[int, str]
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -248,12 +258,13 @@ class Store:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._lock = threading.RLock()  # one transaction at a time on the shared connection
         self._migrate()
-        self._vectors: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, keys, int8 rows)
-        self._ann: tuple[int, object] | None = None  # (version, usearch index)
-        self._unit: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, keys, unit float32 rows)
-        self._count: tuple[int, int] | None = None  # (version, chunks)
-        self._adapter: tuple[int, Adapter | None] | None = None  # (version, adapter)
+        self._vectors: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, int8 rows)
+        self._ann: tuple[StateKey, object] | None = None  # (state, usearch index)
+        self._unit: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, unit float32 rows)
+        self._count: tuple[StateKey, int] | None = None  # (state, chunks)
+        self._adapter: tuple[StateKey, Adapter | None] | None = None  # (state, adapter)
 
     @classmethod
     def open(cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000) -> Store:
@@ -278,13 +289,37 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self._lock:  # the connection is shared by threads (API server): one transaction at a time
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: every statement inside sees the same committed version (a WAL snapshot).
+
+        Without it each statement is its own transaction, so a publish landing between two of them (another
+        process, or another thread's connection) would pair one version's number with the next one's rows.
+        Re-entrant: inside a transaction already (a write, or an outer read) it adds nothing.
+        """
+        with self._lock:
+            if self.db.in_transaction:
+                yield
+                return
+            self.db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self.db.execute("COMMIT")  # nothing was written: ending the read releases its snapshot
+
+    def state(self) -> StateKey:
+        """(version, generation) in one statement: the key for anything cached from this store's rows."""
+        rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('version', 'generation')").fetchall())
+        return int(rows.get("version") or 0), rows.get("generation") or ""
 
     # -- metadata -----------------------------------------------------------------------------
 
@@ -366,42 +401,52 @@ class Store:
         return docs, chunks
 
     def info(self) -> CollectionInfo:
-        docs, chunks = self.counts()
+        with self.reading():
+            docs, chunks = self.counts()
+            version, embedding, chunker_id = self.version, self.embedding, self.chunker_id
         size = sum(f.stat().st_size for f in self.folder.iterdir() if f.is_file())
-        return CollectionInfo(self.name, self.version, docs, chunks, size, self.embedding, self.chunker_id)
+        return CollectionInfo(self.name, version, docs, chunks, size, embedding, chunker_id)
 
     def snapshot(self) -> Changeset:
-        """The whole collection as a changeset from version 0 (what a snapshot pack carries)."""
-        rows = self.db.execute("SELECT * FROM chunks ORDER BY doc_key, ordinal").fetchall()
-        dim = self.embedding.dimension if self.embedding else 0
-        vectors = np.frombuffer(b"".join(r["vector"] for r in rows), dtype=np.int8).reshape(len(rows), dim)
-        return Changeset(
-            collection=self.name,
-            base_version=0,
-            version=self.version,
-            snapshot=True,
-            upserts=[_chunk_from_row(r) for r in rows],
-            vectors=vectors,
-            scales=np.array([r["scale"] for r in rows], dtype=np.float32),
-            documents=self.documents(),
-            embedding=self.embedding,
-            chunker_id=self.chunker_id,
-            adapter=self.adapter,
-        )
+        """The whole collection as a changeset from version 0 (what a snapshot pack carries).
+
+        Read in one transaction, so the version it carries is the version of its rows even while another
+        process publishes.
+        """
+        with self.reading():
+            version = self.version
+            rows = self.db.execute("SELECT * FROM chunks ORDER BY doc_key, ordinal").fetchall()
+            embedding = self.embedding
+            dim = embedding.dimension if embedding else 0
+            vectors = np.frombuffer(b"".join(r["vector"] for r in rows), dtype=np.int8).reshape(len(rows), dim)
+            return Changeset(
+                collection=self.name,
+                base_version=0,
+                version=version,
+                snapshot=True,
+                upserts=[_chunk_from_row(r) for r in rows],
+                vectors=vectors,
+                scales=np.array([r["scale"] for r in rows], dtype=np.float32),
+                documents=self.documents(),
+                embedding=embedding,
+                chunker_id=self.chunker_id,
+                adapter=self.adapter,
+            )
 
     @property
     def adapter(self) -> Adapter | None:
         """The collection's query adapter, if the hub has shipped one (read once per version: every dense
         query asks for it, and the matrix is ~0.6 MB)."""
-        version = self.version
-        if self._adapter is None or self._adapter[0] != version:
-            row = self.db.execute("SELECT version, dim, matrix FROM adapter WHERE id = 1").fetchone()
-            adapter = None
-            if row is not None:
-                matrix = np.frombuffer(row["matrix"], dtype=np.float32).reshape(row["dim"], row["dim"])
-                adapter = Adapter(row["version"], matrix)
-            self._adapter = (version, adapter)
-        return self._adapter[1]
+        with self.reading():
+            key = self.state()
+            if self._adapter is None or self._adapter[0] != key:
+                row = self.db.execute("SELECT version, dim, matrix FROM adapter WHERE id = 1").fetchone()
+                adapter = None
+                if row is not None:
+                    matrix = np.frombuffer(row["matrix"], dtype=np.float32).reshape(row["dim"], row["dim"])
+                    adapter = Adapter(row["version"], matrix)
+                self._adapter = (key, adapter)
+            return self._adapter[1]
 
     def _write_adapter(self, adapter: Adapter) -> None:
         matrix = np.ascontiguousarray(adapter.matrix, dtype=np.float32)
@@ -434,32 +479,41 @@ class Store:
 
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Cosine top-k over int8 vectors as (rowid, similarity): exact when small, ANN above."""
-        version = self.version
-        if self._chunk_count(version) < self.exact_below:
-            if self._unit is None or self._unit[0] != version:
+        with self.reading():  # the count, the cached rows and the index all belong to one state
+            key = self.state()
+            exact = self._chunk_count(key) < self.exact_below
+            if exact and (self._unit is None or self._unit[0] != key):
                 _, keys, vectors = self._all_vectors()
-                self._unit = (version, keys, unit_rows(vectors))
-            return top_k_cosine(query, self._unit[2], self._unit[1], k)
-        return AnnIndex.search(self._ann_index(), query, k)
+                self._unit = (key, keys, unit_rows(vectors))
+            unit, index = (self._unit, None) if exact else (None, self._ann_index())
+        if unit is not None:
+            return top_k_cosine(query, unit[2], unit[1], k)
+        return AnnIndex.search(index, query, k)
 
-    def _chunk_count(self, version: int) -> int:
-        """Chunks at ``version``, counted once per version (a count(*) per query costs more than the search)."""
-        if self._count is None or self._count[0] != version:
-            self._count = (version, self.counts()[1])
+    def _chunk_count(self, key: StateKey) -> int:
+        """Chunks at state ``key``, counted once per version (a count(*) per query costs more than the search).
+
+        Call inside :meth:`reading`, with ``key`` read in the same transaction.
+        """
+        if self._count is None or self._count[0] != key:
+            self._count = (key, self.counts()[1])
         return self._count[1]
 
-    def _all_vectors(self) -> tuple[int, np.ndarray, np.ndarray]:
-        if self._vectors is None or self._vectors[0] != self.version:
-            rows = self.db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid").fetchall()
-            dim = self.embedding.dimension if self.embedding else 0
-            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = (
-                np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int8).reshape(len(rows), dim)
-                if rows
-                else np.zeros((0, dim), dtype=np.int8)
-            )
-            self._vectors = (self.version, keys, vectors)
-        return self._vectors
+    def _all_vectors(self) -> tuple[StateKey, np.ndarray, np.ndarray]:
+        """(state, rowids, int8 rows) of the whole collection, cached per state; read in one transaction."""
+        with self.reading():
+            key = self.state()
+            if self._vectors is None or self._vectors[0] != key:
+                rows = self.db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid").fetchall()
+                dim = self.embedding.dimension if self.embedding else 0
+                keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vectors = (
+                    np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int8).reshape(len(rows), dim)
+                    if rows
+                    else np.zeros((0, dim), dtype=np.int8)
+                )
+                self._vectors = (key, keys, vectors)
+            return self._vectors
 
     def _ann_files(self) -> AnnIndex:
         dim = self.embedding.dimension if self.embedding else 0
@@ -467,23 +521,25 @@ class Store:
 
     def _ann_index(self):  # type: ignore[no-untyped-def]
         """The ANN index for the current version: cached, loaded from disk, or rebuilt from the store."""
-        version = self.version
-        if self._ann is not None and self._ann[0] == version:
-            return self._ann[1]
-        files = self._ann_files()
-        index = files.load(version)
-        if index is None or len(index) != self.counts()[1]:
-            log.info("building ANN index for %s at version %d", self.name, version)
-            _, keys, vectors = self._all_vectors()
-            index = files.build(version, keys, vectors)
-        self._ann = (version, index)
-        return index
+        with self.reading():
+            key = self.state()
+            if self._ann is not None and self._ann[0] == key:
+                return self._ann[1]
+            files = self._ann_files()
+            index = files.load(key[0])
+            if index is None or len(index) != self._chunk_count(key):
+                log.info("building ANN index for %s at version %d", self.name, key[0])
+                _, keys, vectors = self._all_vectors()
+                index = files.build(key[0], keys, vectors)
+            self._ann = (key, index)
+            return index
 
     # -- writes -------------------------------------------------------------------------------
 
     def apply(self, changeset: Changeset) -> int:
         """Apply one changeset atomically; returns the new version."""
         with self._transaction():
+            before = self.state()
             self._check_versions(changeset)
             if changeset.embedding is not None:
                 self.check_embedding(changeset.embedding)
@@ -496,9 +552,11 @@ class Store:
             if changeset.adapter is not None:
                 self._write_adapter(changeset.adapter)
             self._set_meta("version", str(changeset.version))
+            after = (changeset.version, secrets.token_hex(8))
+            self._set_meta("generation", after[1])
             fault("apply:before-commit")
         fault("apply:after-commit")
-        self._after_apply(changeset.version, removed, added, changeset.vectors)
+        self._after_apply(before, after, removed, added, changeset.vectors)
         return changeset.version
 
     def _check_versions(self, changeset: Changeset) -> None:
@@ -554,22 +612,32 @@ class Store:
             added.append(int(cursor.lastrowid or 0))
         return added
 
-    def _after_apply(self, version: int, removed: list[int], added: list[int], vectors: np.ndarray) -> None:
-        """Keep the ANN file in step (incrementally when the previous one is loaded)."""
+    def _after_apply(
+        self, before: StateKey, after: StateKey, removed: list[int], added: list[int], vectors: np.ndarray
+    ) -> None:
+        """Keep the ANN file in step (incrementally when the previous one is loaded).
+
+        ``before`` and ``after`` are the states this apply went from and to. The state is read again with the
+        rows: if another writer moved on meanwhile, the index is rebuilt from what is there now, so an index
+        is never filed under a version whose rows it does not hold.
+        """
         self._vectors = None
-        _, chunks = self.counts()
-        files = self._ann_files()
-        if chunks < self.exact_below:
-            files.drop()
-            self._ann = None
-            return
-        previous = self._ann[1] if self._ann is not None and self._ann[0] == version - 1 else files.load(version - 1)
-        if previous is None:
-            _, keys, all_vectors = self._all_vectors()
-            index = files.build(version, keys, all_vectors)
-        else:
-            index = files.update(previous, version, np.asarray(removed), np.asarray(added), vectors)
-        self._ann = (version, index)
+        with self.reading():
+            key = self.state()
+            chunks = self._chunk_count(key)
+            files = self._ann_files()
+            if chunks < self.exact_below:
+                files.drop()
+                self._ann = None
+                return
+            cached = self._ann[1] if self._ann is not None and self._ann[0] == before else None
+            previous = cached if cached is not None else files.load(before[0])
+            if previous is None or key != after:
+                _, keys, all_vectors = self._all_vectors()
+                index = files.build(key[0], keys, all_vectors)
+            else:
+                index = files.update(previous, key[0], np.asarray(removed), np.asarray(added), vectors)
+            self._ann = (key, index)
 
 
 def _marks(items: Sequence[object]) -> str:
