@@ -35,7 +35,7 @@ from outpost.dashboard.security import (
     key_ok_value,
     set_cookie,
 )
-from outpost.errors import CollectionNotFoundError, ConfigError
+from outpost.errors import CollectionNotFoundError, ConfigError, ModelNotFoundError, OutpostError
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
@@ -135,6 +135,7 @@ class Dashboard:
             try:
                 if not views.collection_exists(self.settings, name):
                     raise CollectionNotFoundError(name)
+                self.load_model(model)
                 stream = self.op.ask(question, name, stream=True, model=model or None)
                 yield sse(
                     "sources", {"collection": name, "id": stream.id, "sources": [asdict(s) for s in stream.sources]}
@@ -146,6 +147,18 @@ class Dashboard:
             except Exception as exc:  # noqa: BLE001 - shown on the page; the stream and the server go on
                 yield sse("error", {"collection": name, "message": plain_error(exc)})
         yield sse("end", {})
+
+    def load_model(self, name: str | None) -> None:
+        """Load (or find loaded) the chat model first, so a model that cannot load says so in those words."""
+        try:
+            self.op.chat_model(name or None)
+        except OutpostError:
+            raise
+        except Exception as exc:  # llama.cpp raises ValueError and friends for an unreadable file
+            shown = name or self.settings.llm_model
+            raise ModelNotFoundError(
+                f"Model {shown!r} failed to load ({exc}): pull it again, or pick another model"
+            ) from exc
 
     # -- jobs ---------------------------------------------------------------------------------
 
