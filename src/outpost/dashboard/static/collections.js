@@ -1,5 +1,5 @@
 // Collections: add a folder with live ingest progress; delete a local collection after confirming.
-import { confirmDeletes, followJob, notice, postJSON } from "./common.js";
+import { confirmDeletes, followJob, notice, postJSON, refresh } from "./common.js";
 
 const form = document.getElementById("ingest-form");
 const panel = document.getElementById("ingest-progress");
@@ -31,7 +31,7 @@ form.addEventListener("submit", async (event) => {
         return li;
       }));
       summary.dataset.state = "done";
-      notice(`Ingest into ${collection} finished: reload to see it in the table.`, "info");
+      refresh("[data-testid=collections-table]").then(bindDeletes);
     },
     failed: (f) => {
       summary.textContent = "";
@@ -42,7 +42,12 @@ form.addEventListener("submit", async (event) => {
   button.disabled = false;
 });
 
-confirmDeletes((name) => `/ui/api/collections/${encodeURIComponent(name)}/delete`, (name, row) => {
-  row.remove();
-  notice(`Deleted ${name}.`, "info");
-});
+function bindDeletes(root) {
+  if (!root) return;
+  confirmDeletes((name) => `/ui/api/collections/${encodeURIComponent(name)}/delete`, (name, row) => {
+    row.remove();
+    notice(`Deleted ${name}.`, "info");
+  }, root);
+}
+
+bindDeletes(document);

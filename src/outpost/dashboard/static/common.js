@@ -133,9 +133,23 @@ export function followJob(jobId, bars, handlers = {}) {
   });
 }
 
+/** Replace the element matching `selector` with the same element from a fresh render of this page. */
+export async function refresh(selector) {
+  try {
+    const response = await fetch(location.pathname, { headers: { Accept: "text/html" }, credentials: "same-origin" });
+    if (!response.ok) return null;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector(selector);
+    const current = document.querySelector(selector);
+    if (fresh && current) current.replaceWith(document.adoptNode(fresh));
+    return document.querySelector(selector);
+  } catch {
+    return null; // the table stays as it was; a reload shows the change
+  }
+}
+
 /** Delete buttons that ask for confirmation inline, then POST. */
-export function confirmDeletes(urlFor, done) {
-  for (const button of document.querySelectorAll("[data-testid^=delete-]")) {
+export function confirmDeletes(urlFor, done, root = document) {
+  for (const button of root.querySelectorAll("[data-testid^=delete-]")) {
     const confirm = button.nextElementSibling;
     button.addEventListener("click", () => {
       button.hidden = true;

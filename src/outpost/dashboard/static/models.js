@@ -1,5 +1,5 @@
 // Models: pull (file or hub) with progress, create from a Modelfile, delete.
-import { confirmDeletes, followJob, notice, postJSON } from "./common.js";
+import { confirmDeletes, followJob, notice, postJSON, refresh } from "./common.js";
 
 const pullForm = document.getElementById("pull-form");
 pullForm.addEventListener("submit", async (event) => {
@@ -16,8 +16,9 @@ pullForm.addEventListener("submit", async (event) => {
   summary.textContent = `Pulling ${source}…`;
   await followJob(job.id, panel.querySelector(".bars"), {
     result: (r) => {
-      summary.textContent = `Pulled ${r.name} (${r.size}, sha256 ${r.sha256.slice(0, 12)}). Reload to see it listed.`;
+      summary.textContent = `Pulled ${r.name} (${r.size}, sha256 ${r.sha256.slice(0, 12)}).`;
       summary.dataset.state = "done";
+      refresh("[data-testid=models-table]").then(bindDeletes);
     },
     failed: (f) => {
       summary.textContent = "";
@@ -36,12 +37,18 @@ createForm.addEventListener("submit", async (event) => {
   });
   if (result) {
     const summary = createForm.querySelector(".summary");
-    summary.textContent = `Created ${result.created} from ${result.base}. Reload to see it listed.`;
+    summary.textContent = `Created ${result.created} from ${result.base}.`;
     summary.dataset.state = "done";
+    refresh("[data-testid=models-table]").then(bindDeletes);
   }
 });
 
-confirmDeletes((name) => `/ui/api/models/${encodeURIComponent(name)}/delete`, (name, row) => {
-  row.remove();
-  notice(`Deleted ${name}.`, "info");
-});
+function bindDeletes(root) {
+  if (!root) return;
+  confirmDeletes((name) => `/ui/api/models/${encodeURIComponent(name)}/delete`, (name, row) => {
+    row.remove();
+    notice(`Deleted ${name}.`, "info");
+  }, root);
+}
+
+bindDeletes(document);
