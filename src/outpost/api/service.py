@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from outpost.app import Outpost
-from outpost.errors import ModelNotFoundError
+from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model, unload_all
 from outpost.models.registry import Registry
@@ -111,6 +111,8 @@ class ApiService:
         return Generation(name, pieces, used, params.max_tokens, sources, answer_id)
 
     def complete(self, name: str, prompt: str, stop: list[str] | None = None, **given: Any) -> Generation:
+        if not prompt:  # llama.cpp asserts on a prompt of zero tokens (found by schemathesis: a 500)
+            raise ConfigError("The prompt is empty: give the text to complete")
         model = self.chat_model(name)
         params = self.params(model, **given)
         return Generation(name, _primed(self._tracked(model.stream_raw(prompt, params, stop))), 0, params.max_tokens)
