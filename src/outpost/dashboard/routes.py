@@ -206,46 +206,44 @@ class PackTracker:
     """Turns sync's ``(stage, advance, total)`` calls into progress per pack.
 
     ``sync_hub`` reports bytes per pack, then ``apply`` 0/1 and 1/1, collection after collection,
-    in the order the hub lists them; the packs it is about to fetch are known beforehand from the
-    hub's plans, so each run of download events is labelled with its collection.
+    in the order the hub lists them. The collections that will fetch a pack are known beforehand
+    from the hub's plans, so the n-th run of download events is labelled with the n-th of them (a
+    collection that fails before its download would shift the labels; the result names each one).
     """
 
-    def __init__(self, job: Job, expected: list[tuple[str, int]]) -> None:
+    def __init__(self, job: Job, expected: list[str]) -> None:
         self.job = job
         self.expected = expected
         self.index = -1
         self.open = False
         self.done = 0
+        self.total = 0
+        self.label = ""
 
     def __call__(self, stage: str, advance: int, total: int) -> None:
-        if stage == "download" and not self.open:
-            self.index, self.open, self.done = self.index + 1, True, 0
         if stage == "download":
+            if not self.open:  # the first bytes of the next pack
+                self.index, self.open, self.done = self.index + 1, True, 0
+                self.label = self.expected[self.index] if self.index < len(self.expected) else f"{self.index + 1}"
             self.done += advance
-        if stage == "apply" and advance:
+            self.total = total
+        applied = stage == "apply" and advance > 0
+        if applied:
             self.open = False
-        name, size = self.expected[self.index] if 0 <= self.index < len(self.expected) else ("", total)
-        label = name if size == total and name else f"pack {self.index + 1}"
-        data = {
-            "stage": "pack",
-            "pack": label,
-            "done": self.done,
-            "total": total,
-            "applied": stage == "apply" and advance,
-        }
+        data = {"stage": "pack", "pack": self.label, "done": self.done, "total": self.total, "applied": applied}
         self.job.emit("progress", data)
 
 
-def _expected_packs(hub: HubConfig, op: Any) -> list[tuple[str, int]]:
-    """(collection, bytes) of each pack the coming sync will fetch, in order; empty if the hub cannot say."""
+def _expected_packs(hub: HubConfig, op: Any) -> list[str]:
+    """The collections the coming sync will fetch a pack for, in order; empty if the hub cannot say."""
     local = {c.name: c.version for c in op.collections()}
     client = HubClient(hub.url, hub.token, timeout=10.0)
-    expected = []
+    expected: list[str] = []
     try:
         for c in client.get("/v1/collections"):
             plan = client.get(f"/v1/collections/{c['name']}/sync", have=local.get(c["name"], 0))
             if plan.get("pack"):
-                expected.append((c["name"], sum(plan["pack"]["files"].values())))
+                expected.append(c["name"])
     except Exception:  # noqa: BLE001 - labels are a nicety; sync itself reports the real error
         return expected
     finally:
