@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,10 +25,10 @@ from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
 from outpost.ingest import Chunker
 from outpost.packs import generate_key, read_pack
-from outpost.packs.signing import sign
+from outpost.packs.signing import fingerprint, sign
 from outpost.records import Changeset, Chunk, DocumentRecord, EmbeddingIdentity
 from outpost.store import Store
-from outpost.sync import HubConfig, hub_name, save_hub, sync_hub
+from outpost.sync import HubConfig, hub_name, load_hubs, save_hub, sync_hub
 
 QUERIES = ["alpha launch date", "who is on call", "budget risks", "coffee machine"]
 
@@ -451,3 +456,122 @@ def test_a_hub_snapshot_built_while_publishing_carries_its_rows_version(
     assert folder.name == f"snapshot-{manifest['version']}"
     assert _is_one_version(manifest["version"], [c.text for c in cs.upserts])
     assert [d.key for d in cs.documents] == [f"d{manifest['version']}.txt"]
+
+
+# -- TLS: a real certificate chain, made here with `cryptography` ----------------------------------------------
+
+
+def _tls_chain(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate it signed for 127.0.0.1 (ca.pem, server.pem, server.key)."""
+    from datetime import datetime, timedelta, timezone
+    from ipaddress import IPv4Address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.now(timezone.utc)
+
+    def cert(subject: str, key, issuer: str, signer, ca: bool) -> x509.Certificate:  # type: ignore[no-untyped-def]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
+        )
+        if ca:
+            usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+            builder = builder.add_extension(usage, critical=True)
+        else:
+            names = [x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("Outpost test CA", ca_key, "Outpost test CA", ca_key, True)
+    server = cert("127.0.0.1", server_key, "Outpost test CA", ca_key, False)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def _serve_hub(home: Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """The real `outpost hub serve` in a subprocess on a free port."""
+    from hubkit import free_port
+
+    port = free_port()
+    env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "outpost", "hub", "serve", "--port", str(port), *args]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True), port
+
+
+def _wait_listening(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the hub did not start")
+
+
+@pytest.mark.slow
+def test_sync_over_tls_verifies_the_hub_certificate_against_a_pinned_private_ca(
+    hub: HubFixture, tmp_path: Path
+) -> None:
+    hub.publish(write_docs(tmp_path / "docs", 1))
+    token = hub.token("docs")
+    ca, cert, key = _tls_chain(tmp_path / "tls")
+    process, port = _serve_hub(hub.home, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        _wait_listening(port, process)
+        url = f"https://127.0.0.1:{port}"
+        # Without the CA: refused with a clear certificate error, and nothing synced or saved.
+        stranger = tmp_path / "stranger"
+        with pytest.raises(HubError, match="failed the TLS check .*CERTIFICATE_VERIFY_FAILED.*--hub-ca"):
+            client_sync(stranger, url, token)
+        assert not (stranger / "collections" / "docs").exists()
+        plain = outpost_cli("sync", "--hub", url, "--token", token, "-q", home=stranger)
+        assert plain.returncode != 0 and "--hub-ca" in plain.stderr and "Traceback" not in plain.stderr
+        # With --hub-ca: synced; the first use of the hub's key is announced loudly with its fingerprint.
+        home = tmp_path / "client"
+        first = outpost_cli("sync", "--hub", url, "--token", token, "--hub-ca", str(ca), "-q", home=home)
+        assert first.returncode == 0, first.stderr
+        assert "WARNING: first sync" in first.stderr and fingerprint(hub.public_key) in first.stderr
+        assert f"--hub-key {hub.public_key}" in first.stderr
+        assert state(home)[0] == 1
+        saved = load_hubs(home)[0]
+        assert saved.ca_pem == ca.read_text() and saved.hub_key == hub.public_key
+        # The CA is pinned in the hub's config: the next sync uses it without the flag, and warns no more.
+        hub.publish(write_docs(tmp_path / "docs", 2))
+        again = outpost_cli("sync", "-q", home=home)
+        assert again.returncode == 0, again.stderr
+        assert "WARNING" not in again.stderr and state(home)[0] == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    served = process.stderr.read() if process.stderr else ""
+    assert f"https://127.0.0.1:{port}" in served and fingerprint(hub.public_key) in served
+
+
+def test_hub_serve_refuses_half_a_tls_configuration(hub: HubFixture, tmp_path: Path) -> None:
+    _, cert, key = _tls_chain(tmp_path / "tls")
+    alone = outpost_cli("hub", "serve", "--tls-cert", str(cert), home=hub.home)
+    assert alone.returncode != 0 and "--tls-cert and --tls-key go together" in alone.stderr
+    mismatched = outpost_cli("hub", "serve", "--tls-cert", str(cert), "--tls-key", str(cert), home=hub.home)
+    assert mismatched.returncode != 0 and "Cannot serve TLS" in mismatched.stderr

@@ -198,6 +198,8 @@ class HubClient:
             )
         if status == 401:
             raise AuthError(f"The hub at {self.url} refused the token (missing, wrong or revoked)")
+        if status == 404 and "/packs/" in path:
+            raise HubError(f"The hub at {self.url} answered 404 for {path}: run `outpost sync` again later")
         if status == 404:
             raise CollectionNotFoundError(path.split("/")[3] if path.count("/") >= 3 else path)
         if status >= 400:
@@ -507,7 +509,7 @@ def sync_collection(
         except (HubError, AuthError):
             raise  # the network failed, not the pack: keep what arrived, the next sync resumes it
         except OutpostError:
-            _remove(safe_join(staging, plan.name), staging)  # a refused pack is fetched afresh next time
+            _remove(staging / plan.name, staging)  # a refused pack is fetched afresh next time
             raise
         _remove(staging, staging_root)
         return have, store.version, plan.name

@@ -159,21 +159,48 @@ def collections_cmd(ctx: typer.Context, json_out: Annotated[bool, typer.Option("
     out.print(table)
 
 
+def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:
+    """uvicorn's ssl options for ``--tls-cert``/``--tls-key``, checked before the server starts."""
+    import ssl
+
+    from outpost.errors import ConfigError
+
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        raise ConfigError("--tls-cert and --tls-key go together: the certificate (PEM) and its private key")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"Cannot serve TLS with {cert} and {key}: {exc}") from exc
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
 @hub_app.command("serve")
 @guarded
 def serve_cmd(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    tls_cert: Annotated[
+        Optional[Path], typer.Option("--tls-cert", help="Serve HTTPS with this PEM certificate (chain).")
+    ] = None,
+    tls_key: Annotated[Optional[Path], typer.Option("--tls-key", help="The PEM private key of --tls-cert.")] = None,
 ) -> None:
-    """Serve the hub API (collections, signed packs with HTTP Range) with uvicorn."""
+    """Serve the hub API (collections, signed packs with HTTP Range) with uvicorn, over HTTPS with --tls-cert."""
     import uvicorn
 
     from outpost.hub.server import create_app
+    from outpost.packs.signing import fingerprint
 
+    tls = _tls_options(tls_cert, tls_key)
     app = create_app(_settings(ctx).home)
-    err.print(f"Outpost hub on http://{host}:{port} — public key {_hub_home(ctx).public_key}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    key = _hub_home(ctx).public_key
+    scheme = "https" if tls else "http"
+    err.print(f"Outpost hub on {scheme}://{host}:{port} — public key {key}\n  key fingerprint {fingerprint(key)}")
+    if not tls and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print("warning: plain HTTP: tokens and packs cross the network unencrypted; use --tls-cert/--tls-key")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **tls)  # type: ignore[arg-type]
 
 
 models_app = typer.Typer(

@@ -365,7 +365,8 @@ def _read_table(path: Path, columns: dict[str, pa.DataType], rows: int, dim: int
     for name, kind in columns.items():
         column = table.column(name)
         if column.type != kind or (name not in _NULLABLE and column.null_count):
-            raise PackError(f"Pack file {path.name}: column {name} is {column.type} with nulls: refusing the pack")
+            nulls = f" with {column.null_count} nulls" if column.null_count else ""
+            raise PackError(f"Pack file {path.name}: column {name} is {column.type}{nulls}: refusing the pack")
     if dim is not None and table.num_rows:
         kind = table.column("vector").type
         if kind != pa.list_(pa.int8(), dim) or table.column("vector").null_count:
