@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright.sync_api import expect
 
 from hubkit import ServerThread
 from outpost import Outpost
@@ -37,6 +38,8 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 QUESTION = "How many vacation days do new hires get?"
+
+expect.set_options(timeout=30_000)  # two shared cores: a page can take seconds while a model loads beside it
 
 
 def _example(question: str, source: str, answer: str) -> str:

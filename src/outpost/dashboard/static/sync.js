@@ -1,5 +1,5 @@
 // Sync: "Sync now" per hub, with live progress per pack and the outcome in plain words.
-import { followJob, notice, postJSON } from "./common.js";
+import { followJob, notice, postJSON, refresh } from "./common.js";
 
 for (const button of document.querySelectorAll("[data-testid=sync-now]")) {
   const section = button.closest("section");
@@ -26,6 +26,8 @@ for (const button of document.querySelectorAll("[data-testid=sync-now]")) {
         lastError.hidden = !failed.length;
         lastError.textContent = failed.length ? `Last sync: ${failed.join("; ")}` : "";
         if (failed.length) notice(`Some collections did not sync: ${failed.join("; ")}`);
+        const here = `section[data-hub="${CSS.escape(button.dataset.hub)}"]`;
+        refresh(`${here} [data-testid=hub-table]`).then(() => refresh(`${here} [data-testid=hub-meta]`));
       },
       failed: (f) => {
         summary.textContent = "";
