@@ -117,7 +117,7 @@ function renderEvidence(node, evidence) {
   const items = Array.isArray(evidence) ? evidence : [evidence];
   node.replaceChildren(...items.map((e) => {
     const q = document.createElement("q");
-    q.textContent = typeof e === "string" ? e : (e.text ?? e.quote ?? JSON.stringify(e));
+    q.textContent = typeof e === "string" ? e : (e.text ?? JSON.stringify(e));
     return q;
   }));
   if (items.length) node.prepend("Evidence: ");
@@ -145,11 +145,46 @@ function renderSources(card, sources, words) {
   }));
 }
 
+const SHOWN = new Set([...KNOWN, "generated", "evidence", "claims", "grounding", "notice", "grounding_ms"]);
+
+/** The grounding check (when the answering path filled it): verdict, notice, and each sentence's reason. */
 function renderExtras(card, answer) {
-  const extras = Object.entries(answer).filter(([k, v]) => !KNOWN.has(k) && v !== null && v !== "" &&
+  const box = card.querySelector(".extra");
+  box.replaceChildren();
+  if (answer.grounding && answer.grounding !== "unchecked") {
+    const pill = document.createElement("span");
+    pill.className = `pill ${answer.grounding === "supported" ? "ok" : answer.grounding === "unsupported" ? "bad" : ""}`;
+    pill.dataset.testid = "grounding";
+    pill.setAttribute("data-testid", "grounding");
+    pill.textContent = answer.grounding;
+    box.append("Grounding: ", pill, " ");
+  }
+  if (answer.notice) {
+    const note = document.createElement("p");
+    note.className = "answer-notice";
+    note.textContent = answer.notice;
+    box.append(note);
+  }
+  if (answer.claims?.length) {
+    const details = document.createElement("details");
+    const supported = answer.claims.filter((c) => c.supported).length;
+    const summary = document.createElement("summary");
+    summary.textContent = `${supported} of ${answer.claims.length} sentences supported by the sources`;
+    const list = document.createElement("ul");
+    for (const claim of answer.claims) {
+      const li = document.createElement("li");
+      li.textContent = `${claim.supported ? "✓" : "✗"} ${claim.text} — ${claim.reason}`;
+      list.append(li);
+    }
+    details.append(summary, list);
+    box.append(details);
+  }
+  const others = Object.entries(answer).filter(([k, v]) => !SHOWN.has(k) && v !== null && v !== "" &&
     !(Array.isArray(v) && !v.length));
-  card.querySelector(".extra").textContent = extras
-    .map(([k, v]) => `${k.replaceAll("_", " ")}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ");
+  if (others.length) {
+    box.append(others.map(([k, v]) => `${k.replaceAll("_", " ")}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
+      .join(" · "));
+  }
 }
 
 async function vote(card, body, pressed, other) {
