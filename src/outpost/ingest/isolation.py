@@ -237,10 +237,22 @@ def _parse_reply(data: bytes, key: str, announce: Callable[[], None]) -> dict[st
         return {"error": "ran out of memory while parsing (the parser's memory ceiling); skipped"}
 
 
-def _limit_memory(limit: int) -> None:
+def _address_space() -> int:
+    """Bytes of address space this process already maps (Linux; 0 where /proc is absent)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _limit_memory(extra: int) -> None:
+    """Cap the address space at what the worker maps after its imports plus ``extra`` for parsing,
+    so the ceiling bounds parsing only, whatever the imports happen to map."""
     with contextlib.suppress(ImportError, ValueError, OSError):
         import resource
 
+        limit = _address_space() + extra
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 

@@ -42,7 +42,7 @@ class ReadLimits:
 
     @property
     def parse_memory_bytes(self) -> int:
-        """Address-space ceiling of the parser process: room for the largest allowed file's
-        parse (text, XML trees and page objects take several times the input), never under 2 GiB.
-        It only bounds what an unforeseen decompression bomb can take; it is not a budget."""
+        """Address space the parser process may add to what it maps at start: room for the largest
+        allowed file's parse (text, XML trees and page objects take several times the input), never
+        under 2 GiB. It only bounds what an unforeseen decompression bomb can take; not a budget."""
         return max(_MIN_PARSE_MEMORY, _PARSE_MEMORY_PER_INPUT_BYTE * self.max_bytes)
