@@ -19,7 +19,7 @@ from typing import Any, Literal, overload
 
 from outpost.embed.base import Embedder
 from outpost.embed.factory import load_embedder
-from outpost.errors import CollectionNotFoundError, ReadOnlyError
+from outpost.errors import CollectionNotFoundError, ModelNotFoundError, ReadOnlyError
 from outpost.feedback import FeedbackQueue
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
@@ -27,7 +27,7 @@ from outpost.ingest.limits import ReadLimits
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model
-from outpost.rag import AnswerStream, pack_sources, to_sources
+from outpost.rag import SYSTEM_PROMPT, AnswerStream, pack_sources, to_sources
 from outpost.records import Answer, CollectionInfo, Hit, Source
 from outpost.retrieve import Mode, Retriever
 from outpost.settings import Settings
@@ -119,6 +119,21 @@ class Outpost:
     def chat_model(self, name: str | None = None) -> ChatModel:
         return load_chat_model(self.settings, name)
 
+    def _answer_model(self, name: str | None, extractive: bool) -> tuple[ChatModel | None, str]:
+        """The chat model to answer with, or (None, why) to answer with the evidence alone.
+
+        A model the caller named must load (an error otherwise); the default one may be missing, and then
+        the answer is extractive and says so, rather than no answer at all.
+        """
+        if extractive:
+            return None, ""
+        try:
+            return self.chat_model(name), ""
+        except ModelNotFoundError as exc:
+            if name is not None:
+                raise
+            return None, f"No chat model could load ({exc}); answering with the best source sentences alone."
+
     @overload
     def ask(self, question: str, collection: str = ..., *, stream: Literal[False] = ..., **kw: Any) -> Answer: ...
     @overload
@@ -136,37 +151,66 @@ class Outpost:
         temperature: float | None = None,
         max_tokens: int | None = None,
         seed: int | None = None,
+        extractive: bool = False,
+        check: bool | None = None,
+        chat: ChatModel | None = None,
+        params: GenerationParams | None = None,
+        system: str = SYSTEM_PROMPT,
     ) -> Answer | AnswerStream:
-        """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``."""
+        """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``.
+
+        The one answering path (DESIGN §11): retrieve and pack (``prepare``), generate, then ground —
+        evidence and a per-sentence check (``check``, default: the ``grounding`` setting) — for the CLI, the
+        Python API, both HTTP dialects and the dashboard alike. ``extractive=True`` answers with the best
+        source sentences and no LLM, as happens by itself when the default chat model cannot load. The
+        HTTP API passes its own loaded ``chat`` model and ``params``; ``system`` replaces the instructions.
+        """
         s = self.settings
-        chat = self.chat_model(model)
-        params = GenerationParams(
+        notice = ""
+        if chat is None:
+            chat, notice = self._answer_model(model, extractive)
+        params = params or GenerationParams(
             temperature=s.temperature if temperature is None else temperature,
             max_tokens=max_tokens or s.max_tokens,
             seed=seed,
         )
-        messages, sources, answer_id = self.prepare(question, collection, chat, params.max_tokens, k, mode)
-        answer = AnswerStream(chat, question, messages, sources, params, collection, id=answer_id)
+        messages, sources, answer_id = self.prepare(question, collection, chat, params.max_tokens, k, mode, system)
+        answer = AnswerStream(
+            chat,
+            question,
+            messages,
+            sources,
+            params,
+            collection,
+            id=answer_id,
+            embedder=self.embedder(),  # the loaded instance retrieval used
+            check=s.grounding if check is None else check,
+            notice=notice,
+        )
         return answer if stream else answer.result()
 
     def prepare(
         self,
         question: str,
         collection: str,
-        chat: ChatModel,
+        chat: ChatModel | None,
         max_tokens: int,
         k: int | None = None,
         mode: Mode = "hybrid",
+        system: str = SYSTEM_PROMPT,
     ) -> tuple[list[Message], list[Source], str]:
         """Retrieve, pack the prompt to ``chat``'s context, and queue the shown sources for feedback.
 
-        Returns (messages, the sources in the prompt, the answer id to vote with). The CLI, the Python
-        API and the local API all answer through here.
+        Returns (messages, the sources in the prompt, the answer id to vote with); with no ``chat``
+        (extractive), no messages and every retrieved source. ``ask`` answers through here.
         """
         retriever = self.retriever(collection)
         query = retriever.embedder.embed_query(question)
         hits = retriever.search(question, k or self.settings.top_k, mode, query=query)
-        messages, sources = pack_sources(chat, question, to_sources(hits), max_tokens)
+        if chat is None:
+            messages, sources = [], to_sources(hits)
+        else:
+            messages, sources = pack_sources(chat, question, to_sources(hits), max_tokens, system)
         answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in sources])
         return messages, sources, answer_id
 

@@ -1,20 +1,36 @@
-"""Retrieval-augmented answering: hits → numbered sources → a prompt packed to the context → answer.
+"""Retrieval-augmented answering: hits → numbered sources → a prompt packed to the context → answer → grounding.
 
 The sources an answer lists are exactly the chunks placed in the prompt, numbered as the model
-saw them; when the prompt does not fit, the lowest-ranked chunks are dropped first.
+saw them; when the prompt does not fit, the lowest-ranked chunks are dropped first. Once generated,
+every answer goes through one step, :func:`ground_answer`: its evidence is found and each of its
+sentences checked against the sources (``outpost.evidence``). With no chat model, the answer is the
+evidence itself (``AnswerStream(model=None)``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from outpost.embed.base import Embedder
 from outpost.errors import ContextOverflowError
+from outpost.evidence import extractive_answer, ground
 from outpost.llm.base import ChatModel, GenerationParams, Message
-from outpost.records import Answer, Hit, Source
+from outpost.records import Answer, Evidence, Hit, Source
 
-__all__ = ["AnswerStream", "SYSTEM_PROMPT", "build_messages", "cited_numbers", "pack_sources"]
+__all__ = [
+    "AnswerStream",
+    "SYSTEM_PROMPT",
+    "UNSUPPORTED_NOTICE",
+    "build_messages",
+    "cited_numbers",
+    "ground_answer",
+    "pack_sources",
+]
+
+UNSUPPORTED_NOTICE = "The sources do not support the model's answer; here is what they say."
+EXTRACTIVE_MODEL = "extractive"
 
 SYSTEM_PROMPT = (
     "You are a careful assistant for an organisation's internal documents. Answer the question "
@@ -73,11 +89,42 @@ def cited_numbers(text: str, count: int) -> list[int]:
     return list(seen)
 
 
+def ground_answer(answer: Answer, embedder: Embedder | None, check: bool = True) -> Answer:
+    """The evidence-and-grounding step that every answer goes through after generation (DESIGN §11).
+
+    Fills ``evidence``, ``claims``, ``grounding`` and each source's ``evidence`` (in place, so a caller
+    holding the sources list sees them). With ``check`` and no supported sentence, ``text`` becomes a plain
+    notice and the evidence; the reply stays in ``generated``. No answer text (``model=None``) makes an
+    extractive answer. ``embedder`` None (no collection) leaves the answer unchecked.
+    """
+    if embedder is None:
+        return answer
+    extractive = answer.model == EXTRACTIVE_MODEL
+    result = ground(answer.question, answer.generated, answer.sources, embedder, check and not extractive)
+    by_source: dict[int, list[Evidence]] = {}
+    for item in result.evidence:
+        by_source.setdefault(item.source, []).append(item)
+    answer.sources[:] = [replace(s, evidence=tuple(by_source.get(s.number, ()))) for s in answer.sources]
+    answer.evidence, answer.claims, answer.grounding_ms = result.evidence, result.claims, result.ms
+    answer.grounding = "extractive" if extractive else result.status
+    if extractive:
+        answer.text = extractive_answer(result.evidence)
+        answer.cited = cited_numbers(answer.text, len(answer.sources))
+    elif result.status == "unsupported":
+        answer.text = f"{UNSUPPORTED_NOTICE}\n{extractive_answer(result.evidence)}"
+        answer.notice = UNSUPPORTED_NOTICE
+    return answer
+
+
 @dataclass
 class AnswerStream:
-    """Iterate for text pieces as they are generated; ``answer`` is complete once exhausted."""
+    """Iterate for text pieces as they are generated; ``answer`` is complete (and grounded) once exhausted.
 
-    model: ChatModel
+    ``model=None`` answers extractively: no generation, the best evidence sentences are the one piece.
+    ``embedder`` is the collection's (the one retrieval used); ``check`` turns the grounding check on.
+    """
+
+    model: ChatModel | None
     question: str
     messages: list[Message]
     sources: list[Source]
@@ -85,14 +132,20 @@ class AnswerStream:
     collection: str = ""
     answer: Answer | None = None
     id: str = ""
+    embedder: Embedder | None = None
+    check: bool = True
+    notice: str = ""  # why there is no model (shown with an extractive answer)
 
     def __iter__(self) -> Iterator[str]:
+        if self.model is None:
+            yield from self._extractive()
+            return
         pieces: list[str] = []
         for piece in self.model.stream(self.messages, self.params):
             pieces.append(piece)
             yield piece
         text = "".join(pieces).strip()
-        self.answer = Answer(
+        answer = Answer(
             question=self.question,
             text=text,
             sources=self.sources,
@@ -101,7 +154,15 @@ class AnswerStream:
             cited=cited_numbers(text, len(self.sources)),
             usage={"prompt_tokens": self.model.prompt_tokens(self.messages), "completion_pieces": len(pieces)},
             id=self.id,
+            generated=text,
         )
+        self.answer = ground_answer(answer, self.embedder, self.check)
+
+    def _extractive(self) -> Iterator[str]:
+        answer = Answer(self.question, "", self.sources, EXTRACTIVE_MODEL, self.collection, id=self.id)
+        self.answer = ground_answer(answer, self.embedder)
+        self.answer.notice = self.notice
+        yield self.answer.text
 
     def result(self) -> Answer:
         """Run to the end (if not yet) and return the answer."""

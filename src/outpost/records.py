@@ -25,10 +25,12 @@ __all__ = [
     "Block",
     "Changeset",
     "Chunk",
+    "Claim",
     "CollectionInfo",
     "Document",
     "DocumentRecord",
     "EmbeddingIdentity",
+    "Evidence",
     "Hit",
     "Source",
 ]
@@ -176,8 +178,36 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A sentence of source ``[source]`` that supports an answer, with its support score (higher is better)."""
+
+    source: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One sentence of a generated answer, checked against the sources it cites (all of them if none).
+
+    ``supported`` is the verdict; ``reason`` says why in words ("'2' is not in source [1]"); ``evidence``
+    is the source sentence that came closest, shown beside the claim.
+    """
+
+    text: str
+    supported: bool
+    score: float
+    reason: str
+    sources: tuple[int, ...] = ()
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True)
 class Source:
-    """A chunk placed in the prompt, numbered as the model saw it (``[n]``)."""
+    """A chunk placed in the prompt, numbered as the model saw it (``[n]``).
+
+    ``evidence`` holds this source's sentences among the answer's best evidence (filled after generation).
+    """
 
     number: int
     document: str
@@ -186,15 +216,36 @@ class Source:
     text: str
     page: int | None = None
     heading: str = ""
+    evidence: tuple[Evidence, ...] = ()
 
     def label(self) -> str:
         page = f" p.{self.page}" if self.page is not None else ""
         return f"[{self.number}] {self.document}{page}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the HTTP APIs' ``sources[]``): evidence as ``[{"source", "text", "score"}]``."""
+        return asdict(self)
+
 
 @dataclass
 class Answer:
-    """A generated answer with the sources that were in its prompt."""
+    """An answer with the sources that were in its prompt, its evidence and its grounding check.
+
+    What a caller (CLI, Python API, HTTP APIs, dashboard) shows, all filled by ``Outpost.ask`` after
+    generation, streamed or not:
+
+    - ``text``: what to show as the answer. Normally the model's reply; when the grounding check found no
+      supported sentence, a plain notice followed by the best evidence (the reply stays in ``generated``);
+      in extractive mode (``outpost ask --extractive``, or no chat model could load), the best evidence
+      sentences themselves, cited.
+    - ``generated``: the model's own reply, verbatim ("" in extractive mode).
+    - ``evidence``: the source sentences that best support the answer, best first; each also appears in
+      its ``sources[n-1].evidence``.
+    - ``claims``: one entry per sentence of the reply: ``supported``, ``score``, ``reason``, closest evidence.
+    - ``grounding``: ``supported`` | ``partial`` | ``unsupported`` | ``unchecked`` (check off, or no
+      sources) | ``extractive``.
+    - ``notice``: why the answer is not the model's own words ("" if it is), e.g. no chat model could load.
+    """
 
     question: str
     text: str
@@ -204,6 +255,12 @@ class Answer:
     cited: list[int] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     id: str = ""  # the feedback id: vote on this answer with it
+    generated: str = ""
+    evidence: list[Evidence] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    grounding: str = "unchecked"
+    notice: str = ""
+    grounding_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     temperature: float = Field(0.2, ge=0.0, description="Sampling temperature.")
     max_tokens: int = Field(384, ge=1, description="Most tokens to generate for an answer.")
     top_k: int = Field(5, ge=1, description="Chunks retrieved for an answer.")
+    grounding: bool = Field(
+        True, description="Check each answer sentence against its sources and mark unsupported ones."
+    )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     bm25_weight: float = Field(1.0, ge=0.0, description="Weight of BM25 ranks in fusion.")
     dense_weight: float = Field(1.0, ge=0.0, description="Weight of vector ranks in fusion.")

@@ -123,8 +123,9 @@ def _final(gen: Generation) -> dict[str, Any]:
         "prompt_eval_count": gen.prompt_tokens,
         "eval_count": gen.completion_tokens,
         "eval_duration": elapsed,
-        "sources": [s.__dict__ for s in gen.sources],
+        "sources": [s.to_dict() for s in gen.sources],  # with each source's evidence sentences
         "answer_id": gen.answer_id or None,
+        "grounding": gen.grounding(),
     }
 
 

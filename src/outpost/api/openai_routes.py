@@ -77,7 +77,7 @@ def _usage(gen: Generation) -> dict[str, int]:
 
 
 def _sources(gen: Generation) -> list[dict[str, Any]]:
-    return [s.__dict__ for s in gen.sources]
+    return [s.to_dict() for s in gen.sources]  # with each source's evidence sentences
 
 
 class FeedbackRequest(BaseModel):
@@ -136,6 +136,7 @@ def openai_router(service: ApiService) -> APIRouter:
                     "usage": _usage(gen),
                     "sources": _sources(gen),
                     "answer_id": gen.answer_id or None,
+                    "grounding": gen.grounding(),
                 }
 
             return _sse(events())
@@ -149,6 +150,7 @@ def openai_router(service: ApiService) -> APIRouter:
             "usage": _usage(gen),
             "sources": _sources(gen),
             "answer_id": gen.answer_id or None,
+            "grounding": gen.grounding(),
         }
 
     @router.post("/completions", response_model=None)

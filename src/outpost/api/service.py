@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.factory import load_chat_model, unload_all
 from outpost.models.registry import Registry
 from outpost.models.resolve import check_registry_name
+from outpost.rag import AnswerStream
 from outpost.records import Source
 from outpost.settings import Settings
 from outpost.store.sqlite import check_collection_name
@@ -45,6 +46,20 @@ class Generation:
     completion_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    answer: AnswerStream | None = None  # RAG: grounded once the pieces are exhausted
+
+    def grounding(self) -> dict[str, Any] | None:
+        """RAG answers: the grounding verdict for the final event / response (``None`` otherwise)."""
+        done = self.answer.answer if self.answer is not None else None
+        if done is None:
+            return None
+        return {
+            "status": done.grounding,
+            "answer": done.text,
+            "claims": [asdict(c) for c in done.claims],
+            "evidence": [asdict(e) for e in done.evidence],
+            "ms": done.grounding_ms,
+        }
 
     def __iter__(self) -> Iterator[str]:
         for piece in self.pieces:
@@ -99,16 +114,15 @@ class ApiService:
     def chat(self, name: str, messages: list[Message], **given: Any) -> Generation:
         model = self.chat_model(name)
         params = self.params(model, **given)
-        sources: list[Source] = []
-        answer_id = ""
-        if name.startswith(RAG_PREFIX):
+        if name.startswith(RAG_PREFIX):  # the one answering path, grounding included (DESIGN §11)
             question = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-            messages, sources, answer_id = self.outpost.prepare(
-                question, name.removeprefix(RAG_PREFIX), model, params.max_tokens
-            )
+            answer = self.outpost.ask(question, name.removeprefix(RAG_PREFIX), stream=True, chat=model, params=params)
+            used = model.check_prompt(answer.messages)
+            pieces = _primed(self._tracked(iter(answer)))
+            return Generation(name, pieces, used, params.max_tokens, answer.sources, answer.id, answer=answer)
         used = model.check_prompt(messages)
         pieces = _primed(self._tracked(model.stream(messages, params)))
-        return Generation(name, pieces, used, params.max_tokens, sources, answer_id)
+        return Generation(name, pieces, used, params.max_tokens)
 
     def complete(self, name: str, prompt: str, stop: list[str] | None = None, **given: Any) -> Generation:
         if not prompt:  # llama.cpp asserts on a prompt of zero tokens (found by schemathesis: a 500)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Optional
@@ -62,6 +63,12 @@ def _answer_json(answer: Answer) -> dict[str, object]:
         "collection": answer.collection,
         "cited": answer.cited,
         "id": answer.id,
+        "generated": answer.generated,
+        "grounding": answer.grounding,
+        "claims": [asdict(c) for c in answer.claims],
+        "evidence": [asdict(e) for e in answer.evidence],
+        "notice": answer.notice,
+        "grounding_ms": answer.grounding_ms,
         "sources": [
             {
                 "number": s.number,
@@ -71,6 +78,7 @@ def _answer_json(answer: Answer) -> dict[str, object]:
                 "chunk_id": s.chunk_id,
                 "score": s.score,
                 "text": s.text,
+                "evidence": [asdict(e) for e in s.evidence],
             }
             for s in answer.sources
         ],
@@ -86,6 +94,25 @@ def print_report(report: IngestReport) -> None:
         f"{report.chunks_embedded} chunks embedded, {report.chunks_reused} reused"
         + (f"; {len(report.failures)} failed" if report.failures else "")
     )
+
+
+def _print_grounding(answer: Answer) -> None:
+    """Under the streamed reply: what the check found (unsupported sentences marked), then the evidence."""
+    if answer.notice and answer.grounding == "extractive":
+        out.print(f"({answer.notice})")
+    elif answer.grounding == "unsupported":
+        reasons = "; ".join(f"{c.text!r}: {c.reason}" for c in answer.claims)
+        out.print(f"\n✗ NOT SUPPORTED by the sources ({reasons}).\n{answer.text}")
+    elif answer.grounding == "partial":
+        for claim in answer.claims:
+            if not claim.supported:
+                out.print(f"✗ unsupported: {claim.text!r} ({claim.reason})")
+    elif answer.grounding == "supported":
+        out.print("✓ every sentence is supported by the sources")
+    if answer.evidence:
+        out.print("\nEvidence:")
+        for item in answer.evidence:
+            out.print(f"  [{item.source}] “{item.text}”")
 
 
 def _print_sources(answer: Answer) -> None:
@@ -143,16 +170,28 @@ def ask_cmd(
     k: K = None,
     mode: ModeOpt = "hybrid",
     model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="Chat model: bundled name (smollm2) or .gguf path.")
+        Optional[str], typer.Option("--model", "-m", help="Chat model: bundled name or .gguf path.")
     ] = None,
     temperature: Annotated[Optional[float], typer.Option(min=0.0, help="Sampling temperature (default 0.2).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Most tokens in the answer (default 384).")] = None,
     ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", min=256, help="Context window (default 4096).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed, for repeatable answers.")] = None,
+    extractive: Annotated[
+        bool, typer.Option("--extractive", help="Answer with the best source sentences alone, no LLM.")
+    ] = False,
+    check: Annotated[
+        Optional[bool],
+        typer.Option("--check/--no-check", help="Check each answer sentence against its sources (default on)."),
+    ] = None,
     json_out: Json = False,
     embed_model: EmbedModel = None,
 ) -> None:
-    """Answer a question from a collection with the local LLM, streaming, then list the sources."""
+    """Answer a question from a collection with the local LLM, streaming, then its evidence and sources.
+
+    Each sentence of the answer is checked against the sources it cites; unsupported ones are marked, and
+    an answer with none supported is replaced by what the sources say. With --extractive (or when no chat
+    model can load) the answer is the best source sentences themselves.
+    """
     op = _outpost(ctx, embed_model=embed_model, n_ctx=ctx_tokens)
     stream = op.ask(
         question,
@@ -164,6 +203,8 @@ def ask_cmd(
         temperature=temperature,
         max_tokens=max_tokens,
         seed=seed,
+        extractive=extractive,
+        check=check,
     )
     if json_out:
         print_json(_answer_json(stream.result()))
@@ -171,6 +212,7 @@ def ask_cmd(
     for piece in stream:
         out.print(piece, end="")
     out.print()
+    _print_grounding(stream.result())
     _print_sources(stream.result())
     err.print(
         f"answer id {stream.result().id[:12]} — rate it: outpost feedback vote {stream.result().id[:12]} up|down "
@@ -218,6 +260,7 @@ def quickstart_cmd(
     for piece in stream:
         out.print(piece, end="")
     out.print()
+    _print_grounding(stream.result())
     _print_sources(stream.result())
     out.print('\nNext: outpost ingest ~/docs --collection mydocs && outpost ask "..." --collection mydocs')
 

@@ -27,6 +27,13 @@ CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# For a GGUF with no chat template and no ChatML tokens either (a base model such as the bundled Gemma 3
+# 270M): a plain transcript that it can continue, stopped at a blank line or a new question.
+PLAIN = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}Answer: {{ message['content'] }}\n\n"
+    "{% else %}{{ message['content'] }}\n\n{% endif %}{% endfor %}{% if add_generation_prompt %}Answer:{% endif %}"
+)
+PLAIN_STOP = ["\n\n", "\nQuestion:"]
 
 
 @contextmanager
@@ -97,11 +104,18 @@ class LlamaCppModel(ChatModel):
 
         eos_id, bos_id = self.llm.token_eos(), self.llm.token_bos()
         return Jinja2ChatFormatter(
-            template=self.llm.metadata.get("tokenizer.chat_template") or CHATML,
+            template=self.llm.metadata.get("tokenizer.chat_template") or (PLAIN if self._plain else CHATML),
             eos_token=self._token_text(eos_id),
             bos_token=self._token_text(bos_id),
             stop_token_ids=[eos_id],
         )
+
+    @cached_property
+    def _plain(self) -> bool:
+        """No chat template and no ChatML tokens: a base model, prompted as a plain transcript."""
+        if self.llm.metadata.get("tokenizer.chat_template"):
+            return False
+        return len(self.llm.tokenize(b"<|im_start|>", add_bos=False, special=True)) != 1
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -113,7 +127,7 @@ class LlamaCppModel(ChatModel):
         result = self._formatter(messages=messages)
         tokens = self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
-        return tokens, [s for s in stop if s]
+        return tokens, [s for s in stop if s] + (PLAIN_STOP if self._plain else [])
 
     def prompt_tokens(self, messages: list[Message]) -> int:
         return len(self._render(messages)[0])

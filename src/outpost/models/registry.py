@@ -28,7 +28,7 @@ from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.faults import fault
 from outpost.hashing import sha256_file
 from outpost.home import ensure_private_dir, open_private
-from outpost.llm.bundled import bundled_models
+from outpost.llm.bundled import ASSEMBLED_MODELS, assemble_bundled, bundled_models
 
 __all__ = ["ModelEntry", "Registry", "gguf_metadata"]
 
@@ -136,9 +136,20 @@ class Registry:
             return []
         return [self._read(p) for p in sorted(self.manifests.glob("*.json"))]
 
+    def _register_assembled(self, name: str) -> None:
+        """A bundled model shipped in part packages: assembled into the blob store on first use, then registered.
+
+        Only on ``get`` (not ``list``): assembling copies and hashes ~250 MB, which a listing should not cost.
+        """
+        found = assemble_bundled(name, self.blobs)
+        if found is not None:
+            self.register_file(found[0], found[1], name, "bundled")
+
     def get(self, name: str) -> ModelEntry:
         self._register_bundled()
         path = self.manifests / f"{check_model_name(name)}.json"
+        if not path.is_file() and name.lower() in ASSEMBLED_MODELS:
+            self._register_assembled(name.lower())
         if not path.is_file():
             raise ModelNotFoundError(
                 f"No model named {name!r}: run `outpost models list`, or `outpost models pull FILE`"

@@ -1,0 +1,261 @@
+"""Answer quality of the bundled chat models on SQuAD v1.1 dev, through ``Outpost.ask``, with and without grounding.
+
+Every paragraph of SQuAD v1.1 dev is ingested as one document of one collection (2,067 paragraphs, cached in
+``benchmarks/.cache/answers-home``); each sampled question is asked through the real answering path
+(retrieve → pack → generate → ground), greedy decoding. For each configuration (model × prompt × sources in
+the prompt) it prints SQuAD's official metrics — exact match, token F1 — and "the answer contains a gold
+span" (official normalisation: lowercase, no punctuation or articles; citations like ``[1]`` removed first),
+for:
+
+- ``model``: the model's reply as generated (grounding check off),
+- ``checked``: what Outpost shows with the check on (an answer with no supported sentence is replaced by the
+  best evidence sentence),
+- ``extractive``: the best evidence sentence alone, no LLM (the baseline measured in the same run),
+
+plus the share of questions whose own paragraph was among the sources ("retrieved"), the metrics on that
+subset, the share of wrong replies that the grounding check flagged (a reply is wrong when it contains no
+gold span), the share of right replies it flagged (false alarms), and the check's median cost in ms.
+
+Questions are sampled as whole paragraphs (all of a paragraph's questions, paragraphs shuffled with seed 0),
+so a run of N questions is a prefix of a run of more. Generated replies are cached per (model, prompt, k,
+question) in ``benchmarks/.cache/answers-<config>.jsonl``, so a longer run reuses a shorter one's replies.
+
+    python benchmarks/answers.py --limit 100                       # explore: every configuration, 100 questions
+    python benchmarks/answers.py --limit 500 --configs gemma3-270m:default:3,extractive::3
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import re
+import statistics
+import string
+import sys
+import time
+from pathlib import Path
+
+from _common import CACHE_DIR, REPO  # noqa: F401  (sets the offline switches first)
+
+from outpost import Outpost
+from outpost.rag import SYSTEM_PROMPT
+
+SQUAD = REPO.parent / "shared" / "datasets" / "squad_v1.1_dev" / "dev-v1.1.json"
+HOME = CACHE_DIR / "answers-home"
+COLLECTION = "squad"
+
+PROMPTS = {
+    "default": SYSTEM_PROMPT,
+    "short": (
+        "Answer the question from the numbered sources in one short sentence, then cite the source "
+        "like [1]. If the sources do not say, answer: I don't know."
+    ),
+    "span": "Reply with the shortest phrase from the sources that answers the question, and nothing else.",
+}
+# model:prompt:k (k = sources in the prompt); "extractive" needs no model or prompt.
+DEFAULT_CONFIGS = [
+    "smollm2:default:3",
+    "smollm2:short:1",
+    "smollm2:span:1",
+    "gemma3-270m:default:3",
+    "gemma3-270m:default:1",
+    "gemma3-270m:short:1",
+    "gemma3-270m:span:1",
+    "extractive::3",
+]
+
+
+# -- SQuAD's official normalisation and metrics (evaluate-v1.1.py) ----------------------------------------
+
+
+def normalize(text: str) -> str:
+    text = re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text)  # citations are not part of the answer
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize(prediction).split(), normalize(gold).split()
+    common = collections.Counter(pred) & collections.Counter(ref)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def scores(prediction: str, golds: list[str]) -> dict[str, float]:
+    norm = normalize(prediction)
+    return {
+        "em": max(float(norm == normalize(g)) for g in golds),
+        "f1": max(f1(prediction, g) for g in golds),
+        "contains": max(float(bool(normalize(g)) and f" {normalize(g)} " in f" {norm} ") for g in golds),
+    }
+
+
+# -- data ------------------------------------------------------------------------------------------------
+
+
+def paragraphs() -> list[tuple[str, str, list[dict]]]:
+    """(document key, paragraph text, its questions) for every paragraph of SQuAD dev."""
+    data = json.loads(SQUAD.read_text())["data"]
+    return [
+        (f"{a['title'][:60]}-{i:03d}.txt", p["context"], p["qas"]) for a in data for i, p in enumerate(a["paragraphs"])
+    ]
+
+
+def ensure_collection(op: Outpost, paras: list[tuple[str, str, list[dict]]]) -> None:
+    """Write each paragraph to a file and ingest them all once (the home is cached between runs)."""
+    folder = CACHE_DIR / "squad-paragraphs"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        for key, text, _ in paras:
+            (folder / re.sub(r"[^A-Za-z0-9._-]", "_", key)).write_text(text + "\n")
+    if any(c.name == COLLECTION for c in op.collections()):
+        return
+    started = time.perf_counter()
+    report = op.ingest(folder, collection=COLLECTION)
+    print(f"ingested {len(report.added)} paragraphs in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+
+
+def sample(paras: list[tuple[str, str, list[dict]]], limit: int) -> list[dict]:
+    order = list(range(len(paras)))
+    random.Random(0).shuffle(order)
+    out: list[dict] = []
+    for i in order:
+        key, _, qas = paras[i]
+        doc = re.sub(r"[^A-Za-z0-9._-]", "_", key)
+        out += [
+            {"id": q["id"], "question": q["question"], "golds": [a["text"] for a in q["answers"]], "doc": doc}
+            for q in qas
+        ]
+        if len(out) >= limit:
+            return out[:limit]
+    return out
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+
+def run_config(op: Outpost, config: str, questions: list[dict], max_tokens: int) -> list[dict]:
+    model, prompt, k = config.split(":")
+    cache = CACHE_DIR / f"answers-{config.replace(':', '_')}.jsonl"
+    done = {}
+    if cache.is_file():
+        done = {r["id"]: r for r in map(json.loads, cache.read_text().splitlines())}
+    rows = []
+    started = time.perf_counter()
+    with cache.open("a") as out:
+        for n, q in enumerate(questions, start=1):
+            if q["id"] in done:
+                rows.append(done[q["id"]])
+                continue
+            t0 = time.perf_counter()
+            answer = op.ask(
+                q["question"],
+                COLLECTION,
+                k=int(k),
+                model=None if model == "extractive" else model,
+                extractive=model == "extractive",
+                system=PROMPTS.get(prompt, SYSTEM_PROMPT),
+                temperature=0.0,
+                max_tokens=max_tokens,
+                seed=0,
+            )
+            row = {
+                "id": q["id"],
+                "generated": answer.generated,
+                "shown": answer.text,
+                "grounding": answer.grounding,
+                "grounding_ms": answer.grounding_ms,
+                "retrieved": any(s.document == q["doc"] for s in answer.sources),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            rows.append(row)
+            if n % 10 == 0:
+                rate = (time.perf_counter() - started) / max(1, len(rows) - len(done))
+                print(f"  {config}: {n}/{len(questions)} ({rate:.1f} s/question)", file=sys.stderr, flush=True)
+    return rows
+
+
+def summarise(config: str, questions: list[dict], rows: list[dict]) -> dict[str, object]:
+    golds = {q["id"]: q["golds"] for q in questions}
+    extractive = config.startswith("extractive")
+
+    def mean(key: str, field: str, subset: list[dict]) -> float:
+        return statistics.fmean(scores(r[field], golds[r["id"]])[key] for r in subset) if subset else float("nan")
+
+    field = "shown" if extractive else "generated"
+    retrieved = [r for r in rows if r["retrieved"]]
+    wrong = [r for r in rows if not scores(r["generated"], golds[r["id"]])["contains"]] if not extractive else []
+    right = [r for r in rows if r not in wrong] if not extractive else []
+    flagged = lambda subset: (
+        sum(r["grounding"] == "unsupported" for r in subset) / len(subset) if subset else float("nan")
+    )  # noqa: E731
+    return {
+        "config": config,
+        "n": len(rows),
+        "retrieved": sum(r["retrieved"] for r in rows) / len(rows),
+        "em": mean("em", field, rows),
+        "f1": mean("f1", field, rows),
+        "contains": mean("contains", field, rows),
+        "contains_retrieved": mean("contains", field, retrieved),
+        "checked_em": mean("em", "shown", rows),
+        "checked_f1": mean("f1", "shown", rows),
+        "checked_contains": mean("contains", "shown", rows),
+        "checked_contains_retrieved": mean("contains", "shown", retrieved),
+        "wrong_flagged": flagged(wrong),
+        "right_flagged": flagged(right),
+        "check_ms_p50": statistics.median(r["grounding_ms"] for r in rows),
+        "seconds_p50": statistics.median(r["seconds"] for r in rows),
+    }
+
+
+def table(results: list[dict[str, object]]) -> str:
+    head = (
+        "| model:prompt:k | n | own ¶ retrieved | EM | F1 | contains gold | contains (own ¶ retrieved) "
+        "| checked: EM | F1 | contains | contains (own ¶) | wrong flagged | right flagged | check ms p50 | s/question |"
+    )
+    lines = [head, "|" + "---|" * 15]
+    for r in results:
+        cells = [r["config"], r["n"]] + [
+            f"{r[k]:.3f}" if isinstance(r[k], float) else r[k]
+            for k in (
+                "retrieved", "em", "f1", "contains", "contains_retrieved", "checked_em", "checked_f1",
+                "checked_contains", "checked_contains_retrieved", "wrong_flagged", "right_flagged",
+            )
+        ]  # fmt: skip
+        cells += [f"{r['check_ms_p50']:.0f}", f"{r['seconds_p50']:.1f}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=100, help="questions (whole paragraphs, seed 0)")
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="model:prompt:k, comma-separated")
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    op = Outpost(home=HOME, n_ctx=2048, n_threads=args.threads)
+    paras = paragraphs()
+    ensure_collection(op, paras)
+    questions = sample(paras, args.limit)
+    results = []
+    for config in args.configs.split(","):
+        rows = run_config(op, config, questions, args.max_tokens)
+        results.append(summarise(config, questions, rows))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(json.dumps(results, indent=2) if args.json else table(results))
+
+
+if __name__ == "__main__":
+    main()

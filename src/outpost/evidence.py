@@ -1,0 +1,385 @@
+"""Evidence and grounding: which source sentences back an answer, and which answer sentences the sources back.
+
+Two questions a reader of a generated answer should be able to settle without re-reading every source:
+
+- **Evidence** — which sentences of the sources best support this answer? Each source sentence is scored
+  by the collection's own embedder (cosine to the question and to the answer's supported sentences) and by
+  lexical overlap (how many of their key terms, numbers and names it contains). The best few are the
+  answer's evidence; with no LLM at all, they *are* the answer (:func:`extractive_answer`).
+- **Grounding** — is each sentence of the answer supported by the sources it cites (all the sources in
+  the prompt if it cites none)? Its numbers, dates and names must appear in one place in those sources,
+  most of its key terms too, and that place must say the same thing (embedder similarity). Support is
+  *local* — checked against one source sentence and its neighbour, not the whole source — because a
+  small model's typical mistake is a real phrase from the right source that answers something else.
+
+Both run after generation for every caller alike (``AnswerStream``), and cost one batched embedder call
+(``benchmarks/answers.py`` reports the milliseconds). The embedder is passed in — the same loaded
+instance that retrieval uses — so this module needs no model of its own.
+
+    >>> result = ground(question, answer_text, sources, embedder)
+    >>> result.status, [c.supported for c in result.claims], result.evidence[0].text
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from outpost.embed.base import Embedder
+from outpost.records import Claim, Evidence, Source
+
+__all__ = [
+    "Grounding",
+    "MARGIN",
+    "MIN_SIMILARITY",
+    "MIN_TERM_COVERAGE",
+    "extractive_answer",
+    "find_evidence",
+    "ground",
+    "split_sentences",
+    "strip_citations",
+]
+
+# A claim is supported when one sentence of its sources holds all its numbers and names, at least this share of
+# its other key terms, says the same thing at least this similarly (all-MiniLM-L6-v2 cosine), and is within
+# MARGIN of the sentence closest to the claim (calibrated on SQuAD dev with benchmarks/answers.py).
+MIN_TERM_COVERAGE = 0.5
+MIN_SIMILARITY = 0.35
+MARGIN = 0.1
+EVIDENCE_COUNT = 3  # sentences shown under an answer
+SHORT_CLAIM_TERMS = 5  # a claim with fewer key terms is a fragment ("20 days"): read it with its question
+
+_CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,:]\d+)*%?")
+# A sentence ends at . ! ? followed by space and a capital, digit or opening mark; common abbreviations and
+# initials ("e.g.", "Dr.", "J. Smith") do not end one.
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])")
+_ABBREVIATIONS = {"e.g", "i.e", "dr", "mr", "mrs", "ms", "st", "vs", "etc", "no", "fig", "inc", "ltd", "jr", "sr"}
+_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*•>]\s+|\d+[.)]\s+|\|)")
+_NUMBER_WORDS = {
+    "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
+    "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20",
+    "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80", "ninety": "90",
+    "hundred": "100", "thousand": "1000",
+}  # fmt: skip
+_STOPWORD_TEXT = """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has have having he
+    her here hers herself him himself his how i if in into is it its itself just me more most my myself nor not
+    now of off on once only or other our ours ourselves out over own same she should so some such than that the
+    their theirs them themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves may might must
+    shall per via yes no answer answers answered source sources according based question questions text context
+    following given says said say states stated mentioned there's it's don't doesn't isn't aren't i'm
+    know cannot unknown information provided many much get got"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+@dataclass
+class Grounding:
+    """What :func:`ground` found: per-sentence claims, the best evidence, and a one-word verdict.
+
+    ``status`` is ``supported`` (every claim supported), ``partial`` (some), ``unsupported`` (none, or the
+    answer states nothing the sources say) or ``unchecked`` (no sources to check against).
+    """
+
+    claims: list[Claim] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    status: str = "unchecked"
+    ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    source: int  # the source's number as the model saw it
+    index: int  # position within that source
+    text: str
+    terms: frozenset[str]  # stemmed key terms, numbers and lowercased names: what lexical matching reads
+
+
+# -- text helpers -------------------------------------------------------------------------------------
+
+
+def strip_citations(text: str) -> str:
+    """``"20 days [1]."`` → ``"20 days."``: citations are checked separately, never as words."""
+    return _CITATION.sub("", text).strip()
+
+
+def _lines(text: str) -> list[str]:
+    """Logical lines: a hard-wrapped line continues when it lacks an end mark and the next starts lowercase."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = _MARKUP.sub("", raw).strip(" |")
+        wrapped = lines and not _MARKUP.match(raw) and line[:1].islower() and lines[-1][-1:] not in ".!?:;"
+        if wrapped:
+            lines[-1] = f"{lines[-1]} {line}"
+        elif line:
+            lines.append(line)
+    return lines
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``: lines first (headings, list items, table rows stand alone), then . ! ? ends."""
+    out: list[str] = []
+    for line in _lines(text):
+        start = 0
+        for match in _BOUNDARY.finditer(line):
+            before = line[start : match.start()].rstrip(".!?\"'”’)]").rsplit(" ", 1)[-1].lower()
+            if before in _ABBREVIATIONS or (len(before) == 1 and before.isalpha()):
+                continue
+            out.append(line[start : match.start()].strip())
+            start = match.end()
+        out.append(line[start:].strip())
+    return [s for s in out if len(s) > 2]
+
+
+def _stem(word: str) -> str:
+    """A light suffix strip so that "days"/"day" and "accrued"/"accrues" meet; not a linguist's stemmer."""
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + keep
+    return word
+
+
+def _number(token: str) -> str:
+    return token.replace(",", "").rstrip("%").rstrip(".")
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(text.replace("’", "'"))
+
+
+def _terms(text: str) -> frozenset[str]:
+    """Key terms as matched against sources: numbers normalised, number words as digits, words stemmed."""
+    terms = set()
+    for token in _tokens(text):
+        low = token.lower()
+        if token[0].isdigit():
+            terms.add(_number(token))
+        elif low in _NUMBER_WORDS:
+            terms.add(_NUMBER_WORDS[low])
+        elif low not in _STOPWORDS and len(low) > 1:
+            terms.add(_stem(low.removesuffix("'s")))
+    return frozenset(terms)
+
+
+def _sentences(sources: list[Source]) -> list[_Sentence]:
+    return [
+        _Sentence(source.number, index, text, _terms(text))
+        for source in sources
+        for index, text in enumerate(split_sentences(source.text))
+    ]
+
+
+def _coverage(wanted: frozenset[str] | list[str], have: frozenset[str]) -> float:
+    return sum(1 for t in wanted if t in have) / len(wanted) if wanted else 0.0
+
+
+# -- evidence -----------------------------------------------------------------------------------------
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+def _rank(
+    question: str,
+    sentences: list[_Sentence],
+    vectors: np.ndarray,
+    q_vec: np.ndarray,
+    support: tuple[str, np.ndarray] | None = None,
+) -> list[Evidence]:
+    """Every source sentence scored against the question (and the answer's supported part), best first.
+
+    Score = mean of cosine and key-term coverage, for the question and, when the answer has supported
+    sentences (``support`` = their text and summed vector), for those too: the evidence shown is what
+    backs *this* answer, not only the topic. An unsupported answer gets question-only evidence.
+    """
+    if not sentences:
+        return []
+    q_terms = _terms(question)
+    score = 0.5 * (vectors @ q_vec) + 0.5 * np.array([_coverage(q_terms, s.terms) for s in sentences])
+    if support is not None:
+        a_terms = _terms(support[0])
+        a_score = vectors @ _unit(support[1]) + np.array([_coverage(a_terms, s.terms) for s in sentences])
+        score = 0.5 * score + 0.25 * a_score
+    order = np.argsort(-score, kind="stable")
+    return [Evidence(sentences[i].source, sentences[i].text, round(float(score[i]), 4)) for i in order]
+
+
+# -- grounding ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What one answer sentence asserts: exact items (numbers, names) and other key terms (stems)."""
+
+    exact: dict[str, str]  # matching key → as written, for the reason shown to the reader
+    words: frozenset[str]
+    fragment: bool = False  # too few terms to stand alone: read (and embedded) with its question
+
+    @classmethod
+    def of(cls, text: str, question: str) -> _Facts:
+        exact: dict[str, str] = {}
+        words: set[str] = set()
+        for position, token in enumerate(_tokens(text)):
+            low = token.lower()
+            if token[0].isdigit() or low in _NUMBER_WORDS:
+                exact.setdefault(_NUMBER_WORDS.get(low) or _number(token), token)
+            elif low in _STOPWORDS or len(low) < 2:
+                continue
+            elif token[0].isupper() and (position > 0 or token.isupper()):  # a sentence's first word is no name
+                exact.setdefault(_stem(low.removesuffix("'s")), token)
+            else:
+                words.add(_stem(low.removesuffix("'s")))
+        if not exact and not words:
+            return cls(exact, frozenset())
+        # A fragment ("20 days", "Denver Broncos") only means something as the answer to its question, so
+        # its support must also be about the question: read it with the question's terms.
+        if len(exact) + len(words) < SHORT_CLAIM_TERMS:
+            return cls(exact, frozenset(words) | _terms(question), fragment=True)
+        return cls(exact, frozenset(words))
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.exact and not self.words
+
+
+def _check(
+    text: str,
+    cites: list[int],
+    facts: _Facts,
+    vector: np.ndarray,
+    sentences: list[_Sentence],
+    vectors: np.ndarray,
+    numbers: list[int],
+) -> Claim:
+    """One answer sentence against the sentences of the sources it cites (all sources if it cites none).
+
+    Supported when one source sentence holds all its numbers and names and most of its key terms, says the
+    same thing (cosine >= ``MIN_SIMILARITY``), and is (within ``MARGIN``) the sentence of those sources
+    that is closest to the claim at all. The last condition is what catches a real number or name taken
+    from the wrong place: "new hires get 25 days" matches the 20-days sentence best, and 25 is not in it.
+    """
+    allowed = set(cites) or set(numbers)
+    checked = tuple(sorted(allowed))
+    if facts.is_empty:
+        return Claim(text, False, 0.0, "states nothing that the sources could support", checked)
+    pool = [i for i, s in enumerate(sentences) if s.source in allowed]
+    if not pool:
+        return Claim(text, False, 0.0, f"cites {_labels(checked)}, which has no text to check", checked)
+    sims = vectors[pool] @ vector
+    closest = float(sims.max())
+    best: tuple[tuple[float, float], int, list[str], float] | None = None
+    for j, i in enumerate(pool):
+        terms = sentences[i].terms
+        missing = [shown for key, shown in facts.exact.items() if key not in terms]
+        coverage = _coverage(facts.words, terms) if facts.words else 1.0
+        rank = (-float(len(missing)), 0.5 * float(sims[j]) + 0.5 * coverage)
+        if best is None or rank > best[0]:
+            best = (rank, j, missing, coverage)
+    assert best is not None
+    (_, score), j, missing, coverage = best
+    where = sentences[pool[j]]
+    reason = _verdict(facts, missing, coverage, float(sims[j]), closest, sentences, pool, checked)
+    evidence = Evidence(where.source, where.text, round(score, 4))
+    return Claim(text, reason == "", round(score, 4), reason or f"supported by [{where.source}]", checked, evidence)
+
+
+def _verdict(
+    facts: _Facts,
+    missing: list[str],
+    coverage: float,
+    sim: float,
+    closest: float,
+    sentences: list[_Sentence],
+    pool: list[int],
+    checked: tuple[int, ...],
+) -> str:
+    """Why a claim is not supported ("" when it is), in words a reader can act on."""
+    if missing:
+        anywhere = frozenset().union(*(sentences[i].terms for i in pool))
+        absent = [m for m in missing if _number(m.lower()) not in anywhere and _stem(m.lower()) not in anywhere]
+        if absent:
+            return f"{', '.join(repr(m) for m in absent)} is not in {_labels(checked)}"
+        return _misplaced(missing, checked)
+    if coverage < MIN_TERM_COVERAGE and facts.fragment and facts.exact:
+        # the fragment's own facts are there, but the sentence that holds them is not about the question
+        return _misplaced(list(facts.exact.values()), checked)
+    if coverage < MIN_TERM_COVERAGE:
+        return f"most of its key terms are not in {_labels(checked)} ({coverage:.0%} found together)"
+    if sim < MIN_SIMILARITY:
+        return f"no sentence of {_labels(checked)} says this (best similarity {sim:.2f})"
+    if sim < closest - MARGIN:
+        return f"its facts are in {_labels(checked)}, but not where it speaks to this"
+    return ""
+
+
+def _misplaced(items: list[str], checked: tuple[int, ...]) -> str:
+    return f"{', '.join(repr(m) for m in items)} is in {_labels(checked)}, but not where it speaks to this"
+
+
+def _labels(numbers: tuple[int, ...]) -> str:
+    return ("source " if len(numbers) == 1 else "sources ") + ", ".join(f"[{n}]" for n in numbers)
+
+
+def _answer_sentences(text: str, count: int) -> list[tuple[str, list[int]]]:
+    """(sentence without citations, the valid source numbers it cites) for each sentence of the answer."""
+    out = []
+    for sentence in split_sentences(text):
+        cites = [int(n) for group in _CITATION.findall(sentence) for n in group.split(",")]
+        clean = strip_citations(sentence)
+        if clean.strip(" .!?"):
+            out.append((clean, [n for n in dict.fromkeys(cites) if 1 <= n <= count]))
+    return out
+
+
+def ground(question: str, text: str, sources: list[Source], embedder: Embedder, check: bool = True) -> Grounding:
+    """Evidence for an answer and (``check``) a verdict per sentence, from one batched embedder call.
+
+    ``text`` empty means no answer was generated: the evidence is then chosen for the question alone, as
+    for an extractive answer.
+    """
+    started = time.perf_counter()
+    sentences = _sentences(sources)
+    parts = _answer_sentences(text, len(sources)) if check and text.strip() else []
+    facts = [_Facts.of(sentence, question) for sentence, _ in parts]
+    # A fragment is embedded with its question ("… new hires get? 20 days"), a full sentence on its own.
+    probes = [f"{question} {s}" if f.fragment else s for (s, _), f in zip(parts, facts)]
+    vectors = embedder.embed([question, *probes, *(s.text for s in sentences)])
+    q_vec, c_vecs, s_vecs = vectors[0], vectors[1 : 1 + len(parts)], vectors[1 + len(parts) :]
+    numbers = [s.number for s in sources]
+    claims = [
+        _check(sentence, cites, f, c_vecs[i], sentences, s_vecs, numbers)
+        for i, ((sentence, cites), f) in enumerate(zip(parts, facts))
+    ]
+    good = [i for i, c in enumerate(claims) if c.supported]
+    support = (" ".join(claims[i].text for i in good), c_vecs[good].sum(axis=0)) if good else None
+    evidence = _rank(question, sentences, s_vecs, q_vec, support)[:EVIDENCE_COUNT]
+    ms = (time.perf_counter() - started) * 1000
+    return Grounding(claims, evidence, _status(claims, bool(sources), check), round(ms, 1))
+
+
+def _status(claims: list[Claim], has_sources: bool, check: bool) -> str:
+    if not check or not has_sources:
+        return "unchecked"
+    supported = sum(c.supported for c in claims)
+    if claims and supported == len(claims):
+        return "supported"
+    return "partial" if supported else "unsupported"
+
+
+def find_evidence(question: str, sources: list[Source], embedder: Embedder) -> list[Evidence]:
+    """The source sentences that best answer ``question`` (no answer needed), best first."""
+    return ground(question, "", sources, embedder, check=False).evidence
+
+
+def extractive_answer(evidence: list[Evidence], count: int = 1) -> str:
+    """An answer made of the best evidence sentences alone, cited: what Outpost says with no LLM."""
+    if not evidence:
+        return "The sources contain nothing on this."
+    return " ".join(f"{e.text.rstrip()} [{e.source}]" for e in evidence[:count])

@@ -1,0 +1,192 @@
+"""Evidence and grounding with the real all-MiniLM-L6-v2 embedder; answers with the real bundled GGUFs.
+
+The fast tests check the core (``outpost.evidence``) and the extractive path, which need no LLM; the slow
+ones go through the real default chat model: the Python API, both HTTP dialects (the official ``openai``
+client and raw HTTP against a real server on 127.0.0.1) and ``outpost quickstart`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from hubkit import ServerThread
+from outpost import Outpost
+from outpost.api.app import create_app
+from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
+from outpost.errors import ModelNotFoundError
+from outpost.evidence import find_evidence, ground, split_sentences
+from outpost.records import Source
+from outpost.settings import Settings
+
+HANDBOOK = """Time off
+New hires get 20 vacation days per year, accrued monthly from their first day. After three full
+years of service the allowance rises to 25 days. Your manager, Dana Whitfield, approves requests
+within five working days.
+Sick leave is separate from vacation and is not capped."""
+EXPENSES = "Meals on business trips are reimbursed up to 45 EUR per day. Keep every receipt for 2 years."
+QUESTION = "How many vacation days do new hires get?"
+
+
+@pytest.fixture
+def sources() -> list[Source]:
+    return [
+        Source(1, "handbook.md", "c1", 0.9, HANDBOOK, heading="Time off"),
+        Source(2, "expenses.html", "c2", 0.5, EXPENSES),
+    ]
+
+
+def test_sentences_join_hard_wrapped_lines_and_keep_headings_apart() -> None:
+    sentences = split_sentences(HANDBOOK)
+    assert sentences[0] == "Time off"
+    assert "After three full years of service the allowance rises to 25 days." in sentences
+    assert split_sentences("See e.g. the HR portal. Ask J. Smith first.") == [
+        "See e.g. the HR portal.",
+        "Ask J. Smith first.",
+    ]
+
+
+def test_evidence_is_the_sentence_that_answers(sources: list[Source], embedder: SentenceTransformerEmbedder) -> None:
+    best = find_evidence(QUESTION, sources, embedder)
+    assert best[0].source == 1
+    assert best[0].text == "New hires get 20 vacation days per year, accrued monthly from their first day."
+    meals = find_evidence("What is the daily limit for meals when travelling?", sources, embedder)
+    assert meals[0].source == 2 and "45 EUR" in meals[0].text
+
+
+def test_a_faithful_answer_passes(sources: list[Source], embedder: SentenceTransformerEmbedder) -> None:
+    for reply in ("New hires get 20 vacation days per year [1].", "20 days.", "Twenty vacation days a year."):
+        result = ground(QUESTION, reply, sources, embedder)
+        assert result.status == "supported", (reply, result.claims)
+        assert result.claims[0].evidence is not None and "20 vacation days" in result.claims[0].evidence.text
+    assert result.evidence[0].text.startswith("New hires get 20")
+
+
+@pytest.mark.parametrize(
+    ("reply", "because"),
+    [
+        ("New hires get 30 vacation days per year [1].", "'30' is not in source [1]"),
+        ("New hires get 25 vacation days per year [1].", "not in source [1]"),  # a real number, misplaced
+        ("Requests are approved by Maria Lopez [1].", "'Maria', 'Lopez' is not in source [1]"),
+        ("New hires get 20 vacation days per year [2].", "not in source [2]"),  # right fact, wrong citation
+        ("The answer is: 2", "not where it speaks to this"),  # SmolLM2's reply in issue 16
+    ],
+)
+def test_a_planted_wrong_number_or_name_is_flagged(
+    reply: str, because: str, sources: list[Source], embedder: SentenceTransformerEmbedder
+) -> None:
+    result = ground(QUESTION, reply, sources, embedder)
+    assert result.status == "unsupported"
+    assert [c.supported for c in result.claims] == [False]
+    assert because in result.claims[0].reason
+    assert result.evidence[0].text.startswith("New hires get 20")  # the evidence is still the right sentence
+
+
+def test_only_the_unsupported_sentence_of_an_answer_is_marked(
+    sources: list[Source], embedder: SentenceTransformerEmbedder
+) -> None:
+    reply = "New hires get 20 vacation days per year [1]. Meals are reimbursed up to 60 EUR per day [2]."
+    result = ground(QUESTION, reply, sources, embedder)
+    assert result.status == "partial"
+    assert [c.supported for c in result.claims] == [True, False]
+    assert result.claims[1].sources == (2,) and "'60' is not in source [2]" in result.claims[1].reason
+    assert result.ms > 0
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Outpost:
+    op = Outpost(home=tmp_path_factory.mktemp("evidence-home"))
+    op.ingest(sample_dir, collection="samples")
+    return op
+
+
+def test_extractive_answers_without_any_llm(samples: Outpost) -> None:
+    answer = samples.ask(QUESTION, "samples", extractive=True)
+    assert answer.grounding == "extractive" and answer.model == "extractive" and answer.generated == ""
+    assert answer.text.startswith("New hires get 20 vacation days per year") and answer.text.endswith("[1]")
+    assert answer.cited == [1] and answer.sources[0].evidence[0].text == answer.evidence[0].text
+    assert not [m for m in samples.__dict__.values() if "Llama" in type(m).__name__]
+
+
+def test_no_loadable_default_model_answers_extractively_and_says_so(samples: Outpost) -> None:
+    op = Outpost(settings=samples.settings, llm_model="no-such-model")
+    answer = op.ask(QUESTION, "samples")
+    assert answer.grounding == "extractive" and "20 vacation days" in answer.text
+    assert "No chat model could load" in answer.notice and "no-such-model" in answer.notice
+    with pytest.raises(ModelNotFoundError):  # a model the caller names must exist
+        op.ask(QUESTION, "samples", model="no-such-model")
+
+
+# -- with the real default chat model -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_default_model_answers_the_quickstart_question_with_evidence(samples: Outpost) -> None:
+    answer = samples.ask(QUESTION, "samples", stream=True)
+    pieces = list(answer)
+    done = answer.result()
+    assert "".join(pieces).strip() == done.generated
+    assert "20" in done.text and done.grounding == "supported", (done.generated, done.claims)
+    assert done.evidence[0].source == 1 and "20 vacation days" in done.evidence[0].text
+
+
+@pytest.fixture(scope="module")
+def api(samples: Outpost) -> Iterator[ServerThread]:
+    with ServerThread(create_app(Settings(home=samples.settings.home, n_ctx=2048))) as running:
+        yield running
+
+
+@pytest.mark.slow
+def test_both_api_dialects_return_evidence_and_grounding(api: ServerThread) -> None:
+    client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="unused")
+    raw = client.chat.completions.with_raw_response.create(
+        model="rag:samples", messages=[{"role": "user", "content": QUESTION}], temperature=0.0, max_tokens=48
+    )
+    body = json.loads(raw.text)
+    assert raw.parse().choices[0].message.content == body["choices"][0]["message"]["content"]
+    first = body["sources"][0]
+    assert first["number"] == 1 and "20 vacation days" in first["evidence"][0]["text"]
+    grounding = body["grounding"]
+    assert grounding["status"] == "supported" and grounding["claims"][0]["supported"] is True
+    assert {"text", "supported", "score", "reason", "sources", "evidence"} <= set(grounding["claims"][0])
+
+    # streamed: the evidence and the verdict arrive with the final event, after the last piece
+    with httpx.stream(
+        "POST",
+        f"{api.url}/api/chat",
+        json={
+            "model": "rag:samples",
+            "messages": [{"role": "user", "content": QUESTION}],
+            "options": {"temperature": 0},
+        },
+        timeout=300,
+    ) as response:
+        events = [json.loads(line) for line in response.iter_lines() if line]
+    final = events[-1]
+    assert final["done"] and all("grounding" not in e for e in events[:-1])
+    assert "20 vacation days" in final["sources"][0]["evidence"][0]["text"]
+    assert final["grounding"]["status"] in ("supported", "partial", "unsupported")
+    assert final["grounding"]["evidence"][0]["text"].startswith("New hires get 20")
+
+
+@pytest.mark.slow
+def test_quickstart_answers_its_own_question_right_with_evidence(home: Path) -> None:
+    env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "outpost", "quickstart"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer = proc.stdout.split("A: ", 1)[1].split("\nEvidence:", 1)[0]
+    assert "20" in answer
+    assert "✓ every sentence is supported by the sources" in answer
+    assert "unsupported" not in proc.stdout.lower() and "NOT SUPPORTED" not in proc.stdout
+    evidence = proc.stdout.split("\nEvidence:", 1)[1].split("Sources:", 1)[0]
+    assert "[1] “New hires get 20 vacation days per year, accrued monthly from their first day.”" in evidence
