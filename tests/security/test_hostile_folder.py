@@ -18,6 +18,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -228,6 +229,19 @@ def test_a_parse_over_budget_is_abandoned_and_the_next_file_still_parses() -> No
             parse(slow, "slow.md")  # ~8 MB of Markdown: seconds of pure-Python parsing
         doc = parse(b"# Quick\n\nA short note.\n", "quick.md")
     assert doc.title == "Quick" and [b.text for b in doc.blocks] == ["A short note."]
+
+
+def test_a_worker_that_dies_mid_file_is_reported_and_replaced() -> None:
+    slow = ("# Heading\n\n" + "A paragraph of *plain* words.\n\n" * 300_000).encode()  # seconds to parse
+    with IsolatedParser(ReadLimits(200 * MB, timeout_s=120)) as parse:
+        worker = parse._proc
+        assert worker is not None
+        threading.Timer(1.0, worker.kill).start()  # as the kernel's OOM killer or a segfault would
+        with pytest.raises(
+            LoadError, match=r"^slow\.md: the parser process died while reading this file \(killed by SIGKILL\)"
+        ):
+            parse(slow, "slow.md")
+        assert parse(b"plain text", "next.txt").blocks[0].text == "plain text"
 
 
 def test_the_worker_reports_loader_errors_and_returns_the_same_document_as_in_process() -> None:

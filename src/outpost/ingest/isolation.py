@@ -9,14 +9,14 @@ Why a process, when the loaders are pure Python functions:
 A child process can be killed from any thread at any point, and its address-space ceiling
 (``RLIMIT_AS``) also bounds what an unforeseen decompression bomb can allocate.
 
-Cost: one interpreter start per ingest (a few hundred ms, overlapped with reading the first
-files) and a copy of each file through a pipe; ``benchmarks/ingest_isolation.py`` measures it.
-A file that times out or crashes the worker costs one restart.
+Cost: one interpreter start per ingest (about 0.5 s, overlapped with reading the first files)
+and a copy of each file through a pipe (about 0.25 ms per file); ``benchmarks/ingest_safety.py``
+measures it. A file that times out or crashes the worker costs one restart.
 
-Protocol (parent → child): ``>IQ`` key length and data length, the key, the data. The child
-imports the file's loader, answers ``S`` (started: the budget runs from here, so imports do not
-count against it), parses, then answers ``D`` + ``>Q`` length + a JSON document or error. Only
-data crosses the boundary (no pickle), and the child's stdout is reserved for the protocol.
+Protocol (the child side is ``worker.py``): the parent sends ``>IQ`` (key length, data length),
+the key and the data; the child imports the file's loader and answers ``S`` (started: the budget
+runs from here, so imports do not count against it), parses, then answers ``D``, a ``>Q`` length
+and a JSON document or error. Only data crosses the boundary (no pickle).
 """
 
 from __future__ import annotations
@@ -39,17 +39,17 @@ from outpost.errors import LoadError, OutpostError
 from outpost.ingest.limits import ReadLimits
 from outpost.records import Block, Document
 
-__all__ = ["IsolatedParser", "Parse", "open_parser"]
+__all__ = ["DONE", "JOB", "LENGTH", "STARTED", "IsolatedParser", "Parse", "document_json", "open_parser", "write_all"]
 
 Parse = Callable[[bytes, str], Document]
 
-_JOB = struct.Struct(">IQ")
-_LENGTH = struct.Struct(">Q")
-_STARTED, _DONE = b"S", b"D"
+JOB = struct.Struct(">IQ")  # the protocol, shared with worker.py
+LENGTH = struct.Struct(">Q")
+STARTED, DONE = b"S", b"D"
 _STARTUP_S = 120.0  # interpreter start and loader import on a loaded 2-core machine
 
 
-def _document_json(doc: Document) -> dict[str, Any]:
+def document_json(doc: Document) -> dict[str, Any]:
     return {
         "key": doc.key,
         "sha256": doc.sha256,
@@ -73,6 +73,10 @@ def _describe_exit(code: int | None) -> str:
 
 
 class _Timeout(Exception):
+    pass
+
+
+class _NotStarted(Exception):
     pass
 
 
@@ -105,6 +109,9 @@ class IsolatedParser:
             raise LoadError(
                 key, f"parsing took longer than {self.limits.timeout_s:g} s (setting file_timeout_s); abandoned"
             ) from None
+        except _NotStarted:
+            self._stop(kill=True)
+            raise LoadError(key, f"the parser process did not start within {_STARTUP_S:g} s") from None
         except (OSError, EOFError):
             code = self._stop(kill=True)
             raise LoadError(key, f"the parser process died while reading this file ({_describe_exit(code)})") from None
@@ -139,15 +146,19 @@ class IsolatedParser:
     def _exchange(self, proc: subprocess.Popen[bytes], data: bytes, key: str) -> dict[str, Any]:
         key_bytes = key.encode("utf-8")
         stdin = proc.stdin.fileno()  # type: ignore[union-attr]
-        _write_all(stdin, _JOB.pack(len(key_bytes), len(data)) + key_bytes)
-        _write_all(stdin, data)
+        write_all(stdin, JOB.pack(len(key_bytes), len(data)) + key_bytes)
+        write_all(stdin, data)
         out = proc.stdout.fileno()  # type: ignore[union-attr]
-        if _read_exact(out, 1, time.monotonic() + _STARTUP_S) != _STARTED:
+        try:
+            started = _read_exact(out, 1, time.monotonic() + _STARTUP_S)
+        except _Timeout:
+            raise _NotStarted from None
+        if started != STARTED:
             raise EOFError("protocol error")
         deadline = time.monotonic() + self.limits.timeout_s
-        if _read_exact(out, 1, deadline) != _DONE:
+        if _read_exact(out, 1, deadline) != DONE:
             raise EOFError("protocol error")
-        (length,) = _LENGTH.unpack(_read_exact(out, _LENGTH.size, deadline))
+        (length,) = LENGTH.unpack(_read_exact(out, LENGTH.size, deadline))
         return json.loads(_read_exact(out, length, deadline))  # type: ignore[no-any-return]
 
 
@@ -158,7 +169,7 @@ def _spawn(limits: ReadLimits) -> subprocess.Popen[bytes]:
     often run from inside the (untrusted) folder being ingested, which could hold an ``outpost/``.
     """
     package_parent = str(Path(outpost.__file__).resolve().parents[1])
-    command = [sys.executable, "-m", "outpost.ingest.isolation", str(limits.parse_memory_bytes)]
+    command = [sys.executable, "-m", "outpost.ingest.worker", str(limits.parse_memory_bytes)]
     try:
         return subprocess.Popen(
             command,
@@ -175,7 +186,7 @@ def _spawn(limits: ReadLimits) -> subprocess.Popen[bytes]:
         ) from exc
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     """``os.write`` may write less than asked on a pipe: loop until all of it is out."""
     view = memoryview(data)
     while view:
@@ -207,67 +218,3 @@ def open_parser(limits: ReadLimits) -> Iterator[Parse]:
         return
     with IsolatedParser(limits) as parser:
         yield parser
-
-
-# -- the worker side ------------------------------------------------------------------------
-
-
-def _read_job(stream: Any) -> tuple[str, bytes] | None:
-    header = stream.read(_JOB.size)
-    if len(header) < _JOB.size:
-        return None
-    key_length, data_length = _JOB.unpack(header)
-    key = stream.read(key_length).decode("utf-8")
-    data = stream.read(data_length)
-    if len(data) < data_length:
-        return None
-    return key, data
-
-
-def _parse_reply(data: bytes, key: str, announce: Callable[[], None]) -> dict[str, Any]:
-    from outpost.ingest.loaders import load_bytes, preload
-
-    preload(key)
-    announce()
-    try:
-        return {"document": _document_json(load_bytes(data, key))}
-    except LoadError as exc:
-        return {"error": exc.reason}
-    except MemoryError:
-        return {"error": "ran out of memory while parsing (the parser's memory ceiling); skipped"}
-
-
-def _address_space() -> int:
-    """Bytes of address space this process already maps (Linux; 0 where /proc is absent)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def _limit_memory(extra: int) -> None:
-    """Cap the address space at what the worker maps after its imports plus ``extra`` for parsing,
-    so the ceiling bounds parsing only, whatever the imports happen to map."""
-    with contextlib.suppress(ImportError, ValueError, OSError):
-        import resource
-
-        limit = _address_space() + extra
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
-
-
-def main() -> None:
-    """Worker loop: one job at a time until the parent closes stdin."""
-    _limit_memory(int(sys.argv[1]))
-    protocol = os.dup(1)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # a library that prints cannot corrupt the protocol
-    jobs = sys.stdin.buffer
-    while (job := _read_job(jobs)) is not None:
-        key, data = job
-        reply = json.dumps(_parse_reply(data, key, lambda: _write_all(protocol, _STARTED))).encode("utf-8")
-        _write_all(protocol, _DONE + _LENGTH.pack(len(reply)) + reply)
-
-
-if __name__ == "__main__":
-    main()
