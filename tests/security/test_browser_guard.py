@@ -177,10 +177,17 @@ def test_the_guard_runs_before_the_api_key_and_everything_else(tmp_path: Path) -
 
 def test_configured_names_and_origins(tmp_path: Path) -> None:
     """``allowed_hosts`` serves a name (e.g. from /etc/hosts); ``allowed_origins`` lets one web app in, with CORS."""
-    app = create_app(Settings(home=tmp_path, allowed_hosts=["outpost.lan"], allowed_origins=["https://app.example"]))
-    with ServerThread(app) as running:
+    settings = Settings(
+        home=tmp_path,
+        allowed_hosts=["outpost.lan"],
+        allowed_origins=["https://app.example"],
+        serve_host="192.168.1.5",  # what `outpost serve --host 192.168.1.5` sets: that address is a fine Host
+    )
+    with ServerThread(create_app(settings)) as running:
         port = running.port
         assert raw(port, "GET", "/api/version", [("Host", f"outpost.lan:{port}")])[0] == 200
+        assert raw(port, "GET", "/api/version", [("Host", f"192.168.1.5:{port}")])[0] == 200
+        assert raw(port, "GET", "/api/version", [("Host", f"192.168.1.6:{port}")])[0] == 403
         assert raw(port, "GET", "/api/version", [("Host", f"other.lan:{port}")])[0] == 403
         preflight = {
             "Origin": "https://app.example",
