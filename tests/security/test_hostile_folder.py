@@ -371,3 +371,28 @@ def test_csv_that_stalled_the_sniffer_loads() -> None:
     data = ("id,remark\n1,first row\n" + ',"' * 32_000 + "\n").encode()
     doc = load_bytes(data, "stall.csv")
     assert doc.blocks[0].text == "id: 1; remark: first row"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected"),
+    [
+        ("hyphen.txt", "Real para-" + " " * 100_000 + "\ngraph.", "Real para-"),
+        ("blank.txt", "First.\n" + " " * 100_000 + "\nSecond.", "First."),
+        ("meta.html", "<meta" * 20_000 + "><p>Body text.</p>", "Body text."),
+        ("camel.html", f'<p class="{"aB" * 50_000}">Body text.</p>', "Body text."),
+        ("deep.json", '{"a": "' + "\\" * 100_000 + '", "title": "T"}', "a: " + "\\" * 50_000),
+        ("spaces.md", "# H\n\n" + "word" + " \t" * 50_000 + "end", "word end"),
+    ],
+)
+def test_other_ingest_patterns_stay_linear_on_adversarial_input(name: str, data: str, expected: str) -> None:
+    """Each remaining regex under src/outpost/ingest on its worst input (measured linear; a regression
+    to quadratic would make this test take minutes, not fail on a timer)."""
+    doc = load_bytes(data.encode(), name)
+    assert doc.blocks[0].text.startswith(expected), doc.blocks[0].text[:80]
+
+
+def test_sentence_split_stays_linear_on_adversarial_input() -> None:
+    from outpost.ingest.chunker import split_sentences
+
+    text = "End. " + " " * 100_000 + "lower case. Upper case."
+    assert split_sentences(text) == ["End." + " " * 100_001 + "lower case.", "Upper case."]
