@@ -194,7 +194,7 @@ def test_configured_names_and_origins(tmp_path: Path) -> None:
             "Access-Control-Request-Method": "POST",
             "Access-Control-Request-Headers": "content-type",
         }
-        with httpx.Client(base_url=running.url) as client:
+        with httpx.Client(base_url=running.url, timeout=60) as client:  # a fresh home hashes the bundled GGUF
             ok = client.options("/api/show", headers=preflight)
             assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
             bad = client.options("/api/show", headers={**preflight, "Origin": EVIL})
@@ -238,8 +238,10 @@ def test_http_model_names_are_registry_names_never_paths(server: ApiServer) -> N
             refused = httpx.post(server.url + path, json=body, timeout=60)
             assert refused.status_code == 404, (name, path, refused.text)
             assert "not accepted over HTTP" in refused.text and "No GGUF file" not in refused.text
-        assert httpx.post(f"{server.url}/api/show", json={"model": name}).status_code in (400, 404)
-    bad_rag = httpx.post(f"{server.url}/api/generate", json={"model": "rag:../../x", "prompt": "", "stream": False})
+        assert httpx.post(f"{server.url}/api/show", json={"model": name}, timeout=60).status_code in (400, 404)
+    bad_rag = httpx.post(
+        f"{server.url}/api/generate", json={"model": "rag:../../x", "prompt": "", "stream": False}, timeout=60
+    )
     assert bad_rag.status_code == 400
     assert loaded_models() == []  # nothing was opened
 
@@ -251,10 +253,10 @@ def test_api_show_tags_ps_and_models_reveal_no_local_paths(server: ApiServer) ->
         "tuned", registry.get("smollm2"), f'FROM {bundled_models()["smollm2"]}\nADAPTER {secret}\nSYSTEM "Be brief."\n'
     )
     package_dir = str(bundled_models()["smollm2"].parent)
-    texts = [httpx.post(f"{server.url}/api/show", json={"model": m}).text for m in ("smollm2", "tuned")] + [
-        httpx.get(server.url + path).text for path in ("/api/tags", "/api/ps", "/v1/models")
+    texts = [httpx.post(f"{server.url}/api/show", json={"model": m}, timeout=60).text for m in ("smollm2", "tuned")] + [
+        httpx.get(server.url + path, timeout=60).text for path in ("/api/tags", "/api/ps", "/v1/models")
     ]
-    shown = httpx.post(f"{server.url}/api/show", json={"model": "tuned"}).json()
+    shown = httpx.post(f"{server.url}/api/show", json={"model": "tuned"}, timeout=60).json()
     assert shown["modelfile"].startswith("FROM smollm2\n") and "ADAPTER lora-adapter.gguf" in shown["modelfile"]
     for text in texts:
         assert str(server.home) not in text and package_dir not in text and "/home/alice" not in text, text[:300]
@@ -278,6 +280,6 @@ def test_a_refused_request_loads_nothing_and_an_allowed_one_does(server: ApiServ
         port, "POST", "/api/generate", [("Host", f"localhost:{port}"), ("Content-Type", "application/json")], load
     )
     assert status == 200 and [m.name for m in loaded_models()] == ["smollm2"]  # so the check above could fail
-    ps = httpx.get(f"{server.url}/api/ps").json()["models"]
+    ps = httpx.get(f"{server.url}/api/ps", timeout=60).json()["models"]
     assert [m["name"] for m in ps] == ["smollm2"] and str(server.home) not in json.dumps(ps)
     unload_all()
