@@ -13,10 +13,11 @@ Cost: one interpreter start per ingest (about 0.5 s, overlapped with reading the
 and a copy of each file through a pipe (about 0.25 ms per file); ``benchmarks/ingest_safety.py``
 measures it. A file that times out or crashes the worker costs one restart.
 
-Protocol (the child side is ``worker.py``): the parent sends ``>IQ`` (key length, data length),
-the key and the data; the child imports the file's loader and answers ``S`` (started: the budget
-runs from here, so imports do not count against it), parses, then answers ``D``, a ``>Q`` length
-and a JSON document or error. Only data crosses the boundary (no pickle).
+Protocol (the child side is ``worker.py``): the child says ``R`` (ready) once; per file the
+parent sends ``>IQ`` (key length, data length), the key and the data; the child imports the
+file's loader and answers ``S`` (started: the budget runs from here, so imports do not count
+against it), parses, then answers ``D``, a ``>Q`` length and a JSON document or error. Only data
+crosses the boundary (no pickle).
 """
 
 from __future__ import annotations
@@ -39,13 +40,24 @@ from outpost.errors import LoadError, OutpostError
 from outpost.ingest.limits import ReadLimits
 from outpost.records import Block, Document
 
-__all__ = ["DONE", "JOB", "LENGTH", "STARTED", "IsolatedParser", "Parse", "document_json", "open_parser", "write_all"]
+__all__ = [
+    "DONE",
+    "JOB",
+    "LENGTH",
+    "READY",
+    "STARTED",
+    "IsolatedParser",
+    "Parse",
+    "document_json",
+    "open_parser",
+    "write_all",
+]
 
 Parse = Callable[[bytes, str], Document]
 
 JOB = struct.Struct(">IQ")  # the protocol, shared with worker.py
 LENGTH = struct.Struct(">Q")
-STARTED, DONE = b"S", b"D"
+READY, STARTED, DONE = b"R", b"S", b"D"
 _STARTUP_S = 120.0  # interpreter start and loader import on a loaded 2-core machine
 
 
@@ -92,6 +104,7 @@ class IsolatedParser:
     def __init__(self, limits: ReadLimits) -> None:
         self.limits = limits
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = False
 
     def __enter__(self) -> IsolatedParser:
         self._start()  # overlaps the interpreter start with reading the first files
@@ -128,7 +141,7 @@ class IsolatedParser:
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = _spawn(self.limits)
+            self._proc, self._ready = _spawn(self.limits), False
         return self._proc
 
     def _stop(self, kill: bool) -> int | None:
@@ -144,22 +157,32 @@ class IsolatedParser:
         return code
 
     def _exchange(self, proc: subprocess.Popen[bytes], data: bytes, key: str) -> dict[str, Any]:
+        """Send one job, wait for its reply. The worker reads whole jobs as soon as it is ready,
+        so after ``READY`` the (blocking) writes cannot stall on a worker that is not reading."""
+        out = proc.stdout.fileno()  # type: ignore[union-attr]
+        if not self._ready:
+            self._expect(out, READY)
+            self._ready = True
         key_bytes = key.encode("utf-8")
         stdin = proc.stdin.fileno()  # type: ignore[union-attr]
         write_all(stdin, JOB.pack(len(key_bytes), len(data)) + key_bytes)
         write_all(stdin, data)
-        out = proc.stdout.fileno()  # type: ignore[union-attr]
-        try:
-            started = _read_exact(out, 1, time.monotonic() + _STARTUP_S)
-        except _Timeout:
-            raise _NotStarted from None
-        if started != STARTED:
-            raise EOFError("protocol error")
+        self._expect(out, STARTED)
         deadline = time.monotonic() + self.limits.timeout_s
         if _read_exact(out, 1, deadline) != DONE:
             raise EOFError("protocol error")
         (length,) = LENGTH.unpack(_read_exact(out, LENGTH.size, deadline))
         return json.loads(_read_exact(out, length, deadline))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _expect(out: int, signal_byte: bytes) -> None:
+        """Wait (at most ``_STARTUP_S``: interpreter start, loader imports) for a handshake byte."""
+        try:
+            got = _read_exact(out, 1, time.monotonic() + _STARTUP_S)
+        except _Timeout:
+            raise _NotStarted from None
+        if got != signal_byte:
+            raise EOFError("protocol error")
 
 
 def _spawn(limits: ReadLimits) -> subprocess.Popen[bytes]:

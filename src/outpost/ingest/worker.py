@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from outpost.errors import LoadError
-from outpost.ingest.isolation import DONE, JOB, LENGTH, STARTED, document_json, write_all
+from outpost.ingest.isolation import DONE, JOB, LENGTH, READY, STARTED, document_json, write_all
 from outpost.ingest.loaders import load_bytes, preload
 
 __all__ = ["main"]
@@ -69,6 +69,7 @@ def main() -> None:
     _limit_memory(int(sys.argv[1]))
     protocol = os.dup(1)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    write_all(protocol, READY)
     while (job := _read_job(sys.stdin.buffer)) is not None:
         key, data = job
         reply = json.dumps(_parse_reply(data, key, lambda: write_all(protocol, STARTED))).encode("utf-8")
