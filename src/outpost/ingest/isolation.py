@@ -9,9 +9,8 @@ Why a process, when the loaders are pure Python functions:
 A child process can be killed from any thread at any point, and its address-space ceiling
 (``RLIMIT_AS``) also bounds what an unforeseen decompression bomb can allocate.
 
-Cost: one interpreter start per ingest (about 0.5 s, overlapped with reading the first files)
-and a copy of each file through a pipe (about 0.25 ms per file); ``benchmarks/ingest_safety.py``
-measures it. A file that times out or crashes the worker costs one restart.
+Cost: one interpreter start per ingest (0.5–1 s on 2 busy cores) and a copy of each file through
+a pipe (under 1 ms per file); ``benchmarks/ingest_safety.py`` measures it. A file that times out or crashes the worker costs one restart.
 
 Protocol (the child side is ``worker.py``): the child says ``R`` (ready) once; per file the
 parent sends ``>IQ`` (key length, data length), the key and the data; the child imports the
