@@ -26,7 +26,6 @@ import os
 import random
 import socket
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,13 +215,20 @@ def _special_files(w: _Writer) -> None:
         suffix = (".txt", ".md", ".pdf", ".docx")[i % 4]
         os.mkfifo(w.path(f"special/fifo-{i:02d}{suffix}"))
         w.folder.bad[f"special/fifo-{i:02d}{suffix}"] = ("FIFO", "not a regular file")
-    with tempfile.TemporaryDirectory() as short:  # AF_UNIX paths are limited to ~100 bytes
-        for i in range(2):
-            sock = socket.socket(socket.AF_UNIX)
-            sock.bind(os.path.join(short, "s"))
-            sock.close()
-            os.rename(os.path.join(short, "s"), w.path(f"special/socket-{i}.txt"))
-            w.folder.bad[f"special/socket-{i}.txt"] = ("socket", "not a regular file")
+    for i in range(2):
+        _unix_socket(w.path(f"special/socket-{i}.txt"))
+        w.folder.bad[f"special/socket-{i}.txt"] = ("socket", "not a regular file")
+
+
+def _unix_socket(path: Path) -> None:
+    """A socket file at ``path``; bound by its short relative name (AF_UNIX paths stop at ~100 bytes)."""
+    cwd = os.getcwd()
+    os.chdir(path.parent)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(path.name)
+    finally:
+        os.chdir(cwd)
 
 
 # -- zip and XML bombs ----------------------------------------------------------------------
