@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from outpost.api.app import create_app  # noqa: E402
 from outpost.cli.local import sample_folder  # noqa: E402
 from outpost.settings import Settings  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("OUTPOST_CHROMIUM", "/usr/bin/chromium")  # the tests read the same variable
 ARGS = [
     "--headless",
     "--no-sandbox",
