@@ -244,7 +244,7 @@ BAD_PACK_NAMES = {
     "into-sentinel-file": "../../../../sentinel/keep.txt",
     "absolute-sentinel": "{sentinel}",
     "absolute-outside": "{outside}",
-    "absolute-etc": "/etc",
+    "absolute-system-like": "{outside}/etc",  # never a real system path: a regression must not harm the machine
     "nested-traversal": "delta-1-2/../../../../sentinel",
     "url-encoded-slash": "..%2f..%2f..%2f..%2fsentinel",
     "url-encoded-dots": "%2e%2e",
@@ -280,7 +280,7 @@ BAD_PACK_NAMES = {
     "snapshot-dotdot": "snapshot-2/..",
     "home-tilde": "~/.ssh",
     "env-var": "$HOME",
-    "file-url": "file:///etc/passwd",
+    "file-url": "file://{outside}/etc/passwd",
     "http-url": "http://127.0.0.1:1/x",
     "extra-part": "delta-1-2-3",
 }
@@ -302,7 +302,7 @@ BAD_FILE_NAMES = {
     "to-sentinel": "../../../../../sentinel/pwned",
     "absolute-sentinel": "{sentinel}/pwned",
     "absolute-outside": "{outside}",
-    "absolute-etc": "/etc/passwd",
+    "absolute-system-like": "{outside}/etc/passwd",
     "nested": "manifest.json/../../x",
     "url-encoded": "..%2fchunks.parquet",
     "nul-suffix": "chunks.parquet\x00",
@@ -716,7 +716,7 @@ SIGNED_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         r"unexpected files",
     ),
     "lists-absolute-file": (
-        lambda m: m["files"].update({"/etc/passwd": {"sha256": "0" * 64, "bytes": 1}}),
+        lambda m: m["files"].update({f"{OUTSIDE}/etc/passwd": {"sha256": "0" * 64, "bytes": 1}}),
         r"unexpected files",
     ),
     "version-string": (lambda m: m.update(version="2"), r"version must be an integer"),
