@@ -24,14 +24,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def outpost_cli(*args: str, home: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+def outpost_cli(
+    *args: str, home: Path, fault: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The real `outpost` entry point in a subprocess; ``fault`` sets a crash point (outpost.faults)."""
     env = {**os.environ, "OUTPOST_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     env.pop("OUTPOST_FAULT", None)
     if fault:
         env["OUTPOST_FAULT"] = fault
     command = [sys.executable, "-m", "outpost", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 class ServerThread:

@@ -97,6 +97,57 @@ def rollback_cmd(
     out.print(f"{collection} v{version} now carries adapter v{adapter}" + (" (identity)" if adapter == 0 else ""))
 
 
+@hub_app.command("finetune")
+@guarded
+def finetune_cmd(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection the adapter is for.")],
+    base: Annotated[str, typer.Option("--base", help="Answer model to adapt (name or .gguf path).")] = "smollm2",
+    pairs: Annotated[
+        Optional[Path], typer.Option("--pairs", help='JSONL of {"question", "answer"[, "heldout"]} pairs.')
+    ] = None,
+    generate: Annotated[int, typer.Option(min=0, help="Also generate pairs from up to N chunks with --base.")] = 0,
+    steps: Annotated[int, typer.Option(min=0, help="Training steps.")] = 30,
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
+    layers: Annotated[
+        Optional[int], typer.Option(min=1, help="Adapt the last N layers (default: 4 on CPU, all on a GPU).")
+    ] = None,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 2e-3,
+    device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Hub model name (default COLLECTION-lora).")] = None,
+    min_gain: Annotated[float, typer.Option(help="Held-out log-likelihood gain per token needed to publish.")] = 0.05,
+) -> None:
+    """Train a LoRA for the answer model on Q/A pairs; publish it as hub://NAME only if it beats the base."""
+    from outpost.finetune import TrainConfig
+    from outpost.hub.finetune import finetune
+
+    config = TrainConfig(steps=steps, rank=rank, alpha=2.0 * rank, learning_rate=learning_rate, layers=layers)
+    settings = _settings(ctx)
+    report = finetune(
+        Hub(HubHome.at(settings.home)),
+        collection,
+        base,
+        pairs_file=pairs,
+        generate=generate,
+        config=config,
+        name=name,
+        min_gain=min_gain,
+        n_threads=settings.n_threads,
+    )
+    trained = report.trained
+    if trained is not None:
+        err.print(
+            f"{collection}: {report.train_pairs} pairs trained on, {report.heldout_pairs} held out "
+            f"({', '.join(f'{n} {k}' for k, n in report.sources.items())}); {trained.steps} steps on "
+            f"{trained.device} in {trained.seconds:.0f} s"
+        )
+    if not report.published:
+        err.print(f"{collection}: {report.reason}")
+        raise typer.Exit(1)
+    err.print(f"{collection}: {report.reason}")
+    out.print(f"published hub model {report.model}: pull it with `outpost models pull hub://{report.model}`")
+
+
 feedback_app = typer.Typer(help="Feedback the hub learns from.", no_args_is_help=True)
 hub_app.add_typer(feedback_app, name="feedback")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from outpost.app import Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
-from outpost.errors import ConfigError
+from outpost.errors import ConfigError, OutpostError
 from outpost.models.modelfile import load_modelfile
 from outpost.models.pull import pull
 from outpost.models.registry import ModelEntry, Registry
@@ -68,6 +69,18 @@ def pull_cmd(
     err.print(f"pulled {entry.name} ({entry.size / 1e6:.0f} MB, sha256 {entry.sha256[:12]})")
 
 
+def _adapter_file(registry: Registry, adapter: str) -> str:
+    """An ADAPTER value as a file: a path as is, or a registered adapter's blob (``outpost models pull hub://X``)."""
+    if Path(adapter).is_file():
+        return adapter
+    try:
+        return registry.get(adapter).path
+    except OutpostError:
+        raise ConfigError(
+            f"ADAPTER {adapter} is neither a file nor a pulled model (llama.cpp loads LoRA adapters in GGUF form)"
+        ) from None
+
+
 @models_app.command("create")
 @guarded
 def create_cmd(
@@ -84,10 +97,8 @@ def create_cmd(
         base = registry.pull_file(Path(base_ref), Path(base_ref).stem.lower())
     else:
         base = registry.get(base_ref)
-    for adapter in modelfile.adapters:
-        if not Path(adapter).is_file():
-            raise ConfigError(f"ADAPTER {adapter} is not a file (llama.cpp loads LoRA adapters in GGUF form)")
-    entry = registry.derive(name, base, modelfile.to_text())
+    adapters = [_adapter_file(registry, adapter) for adapter in modelfile.adapters]
+    entry = registry.derive(name, base, replace(modelfile, adapters=adapters).to_text())
     err.print(f"created {entry.name} from {base.name}")
 
 
