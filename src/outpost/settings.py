@@ -82,9 +82,9 @@ class Settings(BaseSettings):
         0.5, gt=0.0, le=1.0, description="Hub: largest share of adapter training data one token may supply (1: no cap)."
     )
     hub_keep_versions: int = Field(
-        20, ge=0, description="Hub: `hub prune` keeps deltas for clients this many versions behind; older get a snapshot."
+        20, ge=0, description="Hub: `hub prune` keeps deltas for clients this many versions behind (older: snapshot)."
     )
-    hub_api_docs: bool = Field(False, description="Hub: serve /docs, /redoc and /openapi.json (behind the token check).")
+    hub_api_docs: bool = Field(False, description="Hub: serve /docs, /redoc and /openapi.json (behind the token gate).")
     exact_search_below: int = Field(
         5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
     )
