@@ -93,7 +93,8 @@ class Pack:
         return json.loads(self.files["manifest.json"])
 
     def plan(self, collection: str = "docs") -> dict[str, Any]:
-        """The plan an honest hub would send for this pack (names and sizes, as the real hub writes them)."""
+        """The plan an honest hub would send for this pack: names and sizes, and the ``url`` older hubs sent (a
+        client must ignore it; keeping it here also lets this suite run against a client that did not)."""
         base, _, version = self.name.removeprefix("delta-").removeprefix("snapshot-").rpartition("-")
         return {
             "collection": collection,
@@ -104,6 +105,7 @@ class Pack:
                 "version": int(version),
                 "snapshot": not base,
                 "files": {f: len(data) for f, data in self.files.items()},
+                "url": f"/v1/collections/{collection}/packs/{self.name}",  # as hubs before DESIGN §11 sent it
             },
         }
 
