@@ -35,12 +35,11 @@ import statistics
 import string
 import sys
 import time
-from pathlib import Path
 
 from _common import CACHE_DIR, REPO  # noqa: F401  (sets the offline switches first)
-
 from outpost import Outpost
-from outpost.rag import SYSTEM_PROMPT
+from outpost.rag import SYSTEM_PROMPT, ground_answer
+from outpost.records import Answer, Source
 
 SQUAD = REPO.parent / "shared" / "datasets" / "squad_v1.1_dev" / "dev-v1.1.json"
 HOME = CACHE_DIR / "answers-home"
@@ -168,11 +167,14 @@ def run_config(op: Outpost, config: str, questions: list[dict], max_tokens: int)
             )
             row = {
                 "id": q["id"],
+                "question": q["question"],
+                "model": answer.model,
                 "generated": answer.generated,
                 "shown": answer.text,
                 "grounding": answer.grounding,
                 "grounding_ms": answer.grounding_ms,
                 "retrieved": any(s.document == q["doc"] for s in answer.sources),
+                "sources": [[s.number, s.document, s.chunk_id, s.text] for s in answer.sources],
                 "seconds": round(time.perf_counter() - t0, 2),
             }
             out.write(json.dumps(row) + "\n")
@@ -181,7 +183,18 @@ def run_config(op: Outpost, config: str, questions: list[dict], max_tokens: int)
             if n % 10 == 0:
                 rate = (time.perf_counter() - started) / max(1, len(rows) - len(done))
                 print(f"  {config}: {n}/{len(questions)} ({rate:.1f} s/question)", file=sys.stderr, flush=True)
-    return rows
+    return [regrade(op, row) for row in rows]
+
+
+def regrade(op: Outpost, row: dict) -> dict:
+    """Re-run evidence and grounding on a cached reply with the current code, so a change to the check is
+    measured without generating again (generation is what costs minutes here; the check costs ms)."""
+    if "sources" not in row:
+        return row
+    sources = [Source(n, doc, chunk, 0.0, text) for n, doc, chunk, text in row["sources"]]
+    answer = Answer(row["question"], row["generated"], sources, row["model"], COLLECTION, generated=row["generated"])
+    ground_answer(answer, op.embedder())
+    return {**row, "shown": answer.text, "grounding": answer.grounding, "grounding_ms": answer.grounding_ms}
 
 
 def summarise(config: str, questions: list[dict], rows: list[dict]) -> dict[str, object]:
@@ -195,9 +208,10 @@ def summarise(config: str, questions: list[dict], rows: list[dict]) -> dict[str,
     retrieved = [r for r in rows if r["retrieved"]]
     wrong = [r for r in rows if not scores(r["generated"], golds[r["id"]])["contains"]] if not extractive else []
     right = [r for r in rows if r not in wrong] if not extractive else []
-    flagged = lambda subset: (
-        sum(r["grounding"] == "unsupported" for r in subset) / len(subset) if subset else float("nan")
-    )  # noqa: E731
+
+    def flagged(subset: list[dict]) -> float:
+        return sum(r["grounding"] == "unsupported" for r in subset) / len(subset) if subset else float("nan")
+
     return {
         "config": config,
         "n": len(rows),

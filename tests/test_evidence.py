@@ -78,6 +78,8 @@ def test_a_faithful_answer_passes(sources: list[Source], embedder: SentenceTrans
         ("Requests are approved by Maria Lopez [1].", "'Maria', 'Lopez' is not in source [1]"),
         ("New hires get 20 vacation days per year [2].", "not in source [2]"),  # right fact, wrong citation
         ("The answer is: 2", "not where it speaks to this"),  # SmolLM2's reply in issue 16
+        ("How many vacation days do new hires get?", "repeats the question"),  # a question is no answer
+        ("New hires get vacation days.", "repeats the question"),  # nothing beyond the question's own terms
     ],
 )
 def test_a_planted_wrong_number_or_name_is_flagged(

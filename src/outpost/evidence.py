@@ -23,7 +23,9 @@ instance that retrieval uses — so this module needs no model of its own.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,6 +100,40 @@ class _Sentence:
     index: int  # position within that source
     text: str
     terms: frozenset[str]  # stemmed key terms, numbers and lowercased names: what lexical matching reads
+
+
+class _VectorCache:
+    """Source-sentence vectors by (embedder weights, text), least recently used out.
+
+    Why: the same chunks come back for related questions (and for every turn of a conversation), and
+    their sentences are most of what the check embeds; a few thousand vectors cost a few MB.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def embed(self, embedder: Embedder, texts: list[str]) -> np.ndarray:
+        model = embedder.identity.weights_sha256
+        with self.lock:
+            missing = list(dict.fromkeys(t for t in texts if (model, t) not in self.vectors))
+        fresh = embedder.embed(missing) if missing else []
+        with self.lock:
+            for text, vector in zip(missing, fresh):
+                self.vectors[(model, text)] = vector
+            found = [self.vectors.get((model, t)) for t in texts]
+            for t in texts:
+                if (model, t) in self.vectors:
+                    self.vectors.move_to_end((model, t))
+            while len(self.vectors) > self.size:
+                self.vectors.popitem(last=False)
+        if not texts:
+            return np.zeros((0, embedder.identity.dimension), dtype=np.float32)
+        return np.stack([v if v is not None else embedder.embed([t])[0] for v, t in zip(found, texts)])
+
+
+_SENTENCE_VECTORS = _VectorCache()
 
 
 # -- text helpers -------------------------------------------------------------------------------------
@@ -221,6 +257,7 @@ class _Facts:
     exact: dict[str, str]  # matching key → as written, for the reason shown to the reader
     words: frozenset[str]
     fragment: bool = False  # too few terms to stand alone: read (and embedded) with its question
+    echo: bool = False  # a question, or nothing beyond the question's own terms: no answer at all
 
     @classmethod
     def of(cls, text: str, question: str) -> _Facts:
@@ -238,10 +275,13 @@ class _Facts:
                 words.add(_stem(low.removesuffix("'s")))
         if not exact and not words:
             return cls(exact, frozenset())
+        asked = _terms(question)
+        if text.rstrip().endswith("?") or {*exact, *words} <= asked:
+            return cls(exact, frozenset(words), echo=True)
         # A fragment ("20 days", "Denver Broncos") only means something as the answer to its question, so
         # its support must also be about the question: read it with the question's terms.
         if len(exact) + len(words) < SHORT_CLAIM_TERMS:
-            return cls(exact, frozenset(words) | _terms(question), fragment=True)
+            return cls(exact, frozenset(words) | asked, fragment=True)
         return cls(exact, frozenset(words))
 
     @property
@@ -269,6 +309,8 @@ def _check(
     checked = tuple(sorted(allowed))
     if facts.is_empty:
         return Claim(text, False, 0.0, "states nothing that the sources could support", checked)
+    if facts.echo:
+        return Claim(text, False, 0.0, "repeats the question instead of answering it", checked)
     pool = [i for i, s in enumerate(sentences) if s.source in allowed]
     if not pool:
         return Claim(text, False, 0.0, f"cites {_labels(checked)}, which has no text to check", checked)
@@ -350,8 +392,8 @@ def ground(question: str, text: str, sources: list[Source], embedder: Embedder, 
     facts = [_Facts.of(sentence, question) for sentence, _ in parts]
     # A fragment is embedded with its question ("… new hires get? 20 days"), a full sentence on its own.
     probes = [f"{question} {s}" if f.fragment else s for (s, _), f in zip(parts, facts)]
-    vectors = embedder.embed([question, *probes, *(s.text for s in sentences)])
-    q_vec, c_vecs, s_vecs = vectors[0], vectors[1 : 1 + len(parts)], vectors[1 + len(parts) :]
+    vectors = embedder.embed([question, *probes])
+    q_vec, c_vecs, s_vecs = vectors[0], vectors[1:], _SENTENCE_VECTORS.embed(embedder, [s.text for s in sentences])
     numbers = [s.number for s in sources]
     claims = [
         _check(sentence, cites, f, c_vecs[i], sentences, s_vecs, numbers)
