@@ -20,7 +20,7 @@ import pytest
 from outpost.adapt import Example, cap_sources, split
 from outpost.embed.quantize import quantize
 from outpost.hub.home import HubHome
-from outpost.hub.learning import examples, store_feedback, train_and_publish
+from outpost.hub.learning import examples, store_feedback, train_and_publish, untrained_count
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
 from outpost.records import Changeset, Chunk, EmbeddingIdentity
@@ -131,6 +131,7 @@ def test_a_revoked_tokens_votes_stop_counting(flooded) -> None:  # type: ignore[
     tokens.revoke("hostile")
     counted = examples(hub.home, "docs")
     assert len(counted) == 200
+    assert untrained_count(hub.home, "docs") == 200  # nor does its flood trigger automatic training
     assert not {ex.query.tobytes() for ex in counted} & {
         np.asarray(v["query_vector"], np.float32).tobytes() for v in flood
     }

@@ -126,11 +126,17 @@ def store_feedback(home: HubHome, collection: str, token_id: int | None, items: 
     return accepted
 
 
+# rows that still count: the operator's own (no token) and those of tokens not revoked
+_COUNTS = "(token_id IS NULL OR token_id IN (SELECT id FROM tokens WHERE revoked_at IS NULL))"
+
+
 def untrained_count(home: HubHome, collection: str) -> int:
+    """New votes that count (what triggers automatic training: a revoked token's flood triggers nothing)."""
     with home.read() as db:
         return int(
             db.execute(
-                "SELECT count(*) FROM feedback WHERE collection = ? AND trained_in IS NULL", (collection,)
+                f"SELECT count(*) FROM feedback WHERE collection = ? AND trained_in IS NULL AND {_COUNTS}",
+                (collection,),
             ).fetchone()[0]
         )
 
@@ -156,9 +162,7 @@ def examples(home: HubHome, collection: str) -> list[Example]:
     """The collection's judged queries that still count: the operator's own, and live tokens' (not revoked)."""
     with home.read() as db:
         rows = db.execute(
-            "SELECT * FROM feedback WHERE collection = ? AND (token_id IS NULL OR token_id IN "
-            "(SELECT id FROM tokens WHERE revoked_at IS NULL)) ORDER BY id",
-            (collection,),
+            f"SELECT * FROM feedback WHERE collection = ? AND {_COUNTS} ORDER BY id", (collection,)
         ).fetchall()
     secret = _split_secret(home)
     return [_example(r, split_key(secret, r["id"])) for r in rows]

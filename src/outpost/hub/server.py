@@ -303,7 +303,14 @@ def create_app(home: Path, settings: Settings | None = None) -> FastAPI:
 
         threading.Thread(target=run, daemon=True).start()
 
-    @app.post("/v1/collections/{name}/feedback")
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No valid token"},
+        403: {"description": "The token may read the collection but not upload feedback to it"},
+        404: {"description": "No such collection, or not in the token's scope"},
+        413: {"description": "Body larger than `hub_feedback_max_bytes`"},
+    }
+
+    @app.post("/v1/collections/{name}/feedback", responses=refusals)
     def feedback(name: str, upload: FeedbackUpload, tok: Token) -> FeedbackReceipt:
         """Votes from an outpost (needs the ``feedback`` right); keyed by their ids, so a retried upload is
         counted once. Items that do not fit the collection are listed under ``rejected`` and not stored."""
