@@ -14,6 +14,7 @@
     ├── PackError                  a pack is malformed, tampered with, or signed by another key
     ├── HubError                   the hub is unreachable or answered with an error
     ├── AuthError                  a missing, unknown or revoked token
+    ├── RemoteError                a remote model was unreachable, too slow or failed (answers fall back)
     └── ReadOnlyError              a synced collection was asked to change locally
 
 Each class carries ``exit_code`` (CLI) and ``http_status`` (servers) so the edges stay thin.
@@ -33,6 +34,7 @@ __all__ = [
     "OutpostError",
     "PackError",
     "ReadOnlyError",
+    "RemoteError",
     "UnsupportedFileError",
     "VersionConflictError",
 ]
@@ -115,3 +117,10 @@ class AuthError(OutpostError):
 class ReadOnlyError(OutpostError):
     exit_code = 11
     http_status = 409
+
+
+class RemoteError(OutpostError):
+    """A remote model (``outpost remote``) was unreachable, too slow, or answered with an error."""
+
+    exit_code = 14
+    http_status = 502

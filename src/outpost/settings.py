@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,13 +19,34 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "default_home"]
+__all__ = ["RoutingSettings", "Settings", "default_home"]
 
 
 def default_home() -> Path:
     """``$OUTPOST_HOME`` if set, else the per-user data directory (e.g. ~/.local/share/outpost)."""
     env = os.environ.get("OUTPOST_HOME")
     return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("outpost"))
+
+
+class RoutingSettings(BaseModel):
+    """``[routing]`` in config.toml: when a question may go to a remote model (``docs/routing.md``).
+
+    Unknown keys are refused (a typo must not silently leave the policy at its default).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["local", "auto", "remote"] = Field(
+        "local",
+        description="local: never send anything; auto: remote when asked, too long or low confidence; "
+        "remote: remote whenever the context may go.",
+    )
+    remote: str | None = Field(None, description="The remote (`outpost remote add`) to use; default: the only one.")
+    min_evidence: float = Field(
+        0.35, ge=0.0, le=1.0, description="auto: below this best-evidence score the local answer is judged unsure."
+    )
+    timeout_s: float = Field(20.0, gt=0, description="Seconds to wait for a remote before answering locally.")
+    log_questions: bool = Field(False, description="Keep question text in audit.sqlite (else only its sha256).")
 
 
 class Settings(BaseSettings):
@@ -91,6 +112,9 @@ class Settings(BaseSettings):
     max_file_mb: int = Field(200, ge=1, description="Ingest: larger files are skipped and reported (MB).")
     file_timeout_s: float = Field(
         30.0, ge=0, description="Ingest: a file whose parsing takes longer is abandoned and reported (0: no limit)."
+    )
+    routing: RoutingSettings = Field(
+        default_factory=RoutingSettings, description="Hybrid answering policy (`[routing]` in config.toml)."
     )
 
     @classmethod
