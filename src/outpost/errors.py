@@ -9,6 +9,8 @@
     ├── CollectionNotFoundError    no collection by that name
     ├── ModelMismatchError         a collection was embedded with another model
     ├── VersionConflictError       a changeset's base is not the store's current version
+    ├── CollectionBusyError        another process held the collection's write lock for too long
+    ├── StorageError               the local disk or database failed (disk full, I/O error)
     ├── ModelNotFoundError         no embedding or chat model by that name or path
     ├── ContextOverflowError       a prompt cannot fit the model's context window
     ├── PackError                  a pack is malformed, tampered with, or signed by another key
@@ -22,6 +24,8 @@ Each class carries ``exit_code`` (CLI) and ``http_status`` (servers) so the edge
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "CollectionNotFoundError",
     "ConfigError",
@@ -30,10 +34,12 @@ __all__ = [
     "ModelMismatchError",
     "ModelNotFoundError",
     "AuthError",
+    "CollectionBusyError",
     "HubError",
     "OutpostError",
     "PackError",
     "ReadOnlyError",
+    "StorageError",
     "RemoteError",
     "UnsupportedFileError",
     "VersionConflictError",
@@ -124,3 +130,23 @@ class RemoteError(OutpostError):
 
     exit_code = 14
     http_status = 502
+
+
+class CollectionBusyError(OutpostError):
+    exit_code = 12
+    http_status = 409
+
+
+class StorageError(OutpostError):
+    """The disk or a database file failed under Outpost (no space, an I/O error): not the data's fault."""
+
+    exit_code = 13
+    http_status = 507
+
+    @classmethod
+    def during(cls, doing: str, exc: BaseException) -> StorageError:
+        """``exc`` (an OSError or sqlite3.Error) while ``doing`` something, said with what to do about it."""
+        text = str(exc) or type(exc).__name__
+        full = getattr(exc, "errno", None) == errno.ENOSPC or "full" in text.lower()  # ENOSPC; SQLITE_FULL
+        hint = "free some disk space and try again" if full else "check the disk and try again"
+        return cls(f"{doing} failed: {text} ({hint}); nothing was changed")

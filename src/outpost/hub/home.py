@@ -157,6 +157,9 @@ class HubHome:
             _migrate(conn)
             _SCHEMA_READY.add(self.root)
         conn.execute("PRAGMA foreign_keys=ON")
+        # per connection, not stored in the file: a version row committed here must survive a power loss, or a
+        # version number could be handed out twice (WAL + NORMAL may drop the last commits)
+        conn.execute("PRAGMA synchronous=FULL")
         return conn
 
     @contextmanager

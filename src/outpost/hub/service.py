@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from outpost.embed.base import Embedder
-from outpost.errors import CollectionNotFoundError
+from outpost.errors import CollectionNotFoundError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
 from outpost.hub.home import HubHome
@@ -49,7 +49,10 @@ class Hub:
     def store(self, name: str, create: bool = False) -> Store:
         check_collection_name(name)
         try:
-            return Store.open(self.home.collections_dir, name, create=create, exact_below=self.exact_below)
+            # durable: a hub's commit must survive power loss, or a version number could be published twice
+            return Store.open(
+                self.home.collections_dir, name, create=create, exact_below=self.exact_below, durable=True
+            )
         except FileNotFoundError:
             raise CollectionNotFoundError(name) from None
 
@@ -72,19 +75,40 @@ class Hub:
         progress: Progress | None = None,
         limits: ReadLimits | None = None,
     ) -> IngestReport:
-        """Ingest into a hub collection; anything that changed becomes exactly one new version."""
+        """Ingest into a hub collection; anything that changed becomes exactly one new version.
+
+        The collection's write lock is held from planning to publishing: a second ``hub ingest`` waits, then
+        plans on this one's version (never on the same base, which would write a second pack of one name).
+        """
         files = discover(paths)
         store = self.store(collection, create=True)
         try:
-            self._drop_orphans(store)
-            changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
-            if not changeset.is_empty():
-                report.version = self.publish(store, changeset)
-            return report
+            with store.writing():
+                self._drop_orphans(store)
+                changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
+                if not changeset.is_empty():
+                    report.version = self.publish(store, changeset)
+                return report
         finally:
             store.close()
 
     def publish(self, store: Store, changeset: Changeset) -> int:
+        """Write the version's pack, then apply it, under the collection's write lock.
+
+        The base is checked before the pack is written: a changeset planned on an older version must not
+        overwrite the pack that version's successor was already published with.
+        """
+        with store.writing():
+            current = store.version
+            if current != changeset.base_version:
+                raise VersionConflictError(
+                    f"Hub collection {store.name!r} is at version {current}, but the change was planned on version "
+                    f"{changeset.base_version} (another publish came first); run it again"
+                )
+            return self._publish(store, changeset)
+
+    def _publish(self, store: Store, changeset: Changeset) -> int:
+        fault("hub:publish")
         folder = self._packs(store.name) / pack_name(changeset.base_version, changeset.version)
         fault("hub:before-pack")
         if changeset.base_version == 0:

@@ -26,7 +26,7 @@ import numpy as np
 
 from outpost.embed.base import Embedder
 from outpost.embed.quantize import quantize
-from outpost.errors import LoadError
+from outpost.errors import LoadError, VersionConflictError
 from outpost.ingest.chunker import Chunker, embedding_text
 from outpost.ingest.discover import SourceFile
 from outpost.ingest.fileread import read_regular_file
@@ -41,6 +41,7 @@ __all__ = ["IngestReport", "embed_chunks", "ingest", "plan", "plan_documents", "
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
+PLAN_TRIES = 2  # a plan that met another writer's version is made once more, on that version
 
 
 @dataclass
@@ -92,6 +93,8 @@ def read_batch(
             docs.append(parse(data, item.key))
         except LoadError as exc:
             errors.append(exc)
+        except (OSError, MemoryError) as exc:  # the machine failed on this one file: report it, go on with the rest
+            errors.append(LoadError(item.key, f"could not be read or parsed ({type(exc).__name__}: {exc})"))
     return docs, unchanged, errors
 
 
@@ -157,7 +160,9 @@ def plan_documents(
     documents not in it are removed.
     """
     store.check_embedding(embedder.identity)
-    known = store.document_hashes()
+    with store.reading():  # the base is read first, with what is planned against: a later change conflicts at apply
+        base = store.version
+        known = store.document_hashes()
     unchanged = [d for d in docs if known.get(d.key) == d.sha256]
     docs = [d for d in docs if known.get(d.key) != d.sha256]
     chunks = chunker.chunk_batch(docs)
@@ -176,7 +181,7 @@ def plan_documents(
         per_doc[c.doc_key] += 1
     changeset = Changeset(
         collection=store.name,
-        base_version=store.version,
+        base_version=base,
         upserts=upserts,
         vectors=vectors,
         scales=scales,
@@ -188,7 +193,7 @@ def plan_documents(
     )
     report = IngestReport(
         collection=store.name,
-        version=store.version,
+        version=base,
         added=[d.key for d in docs if d.key not in known],
         updated=[d.key for d in docs if d.key in known],
         removed=gone,
@@ -208,11 +213,26 @@ def ingest(
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
 ) -> IngestReport:
-    """Bring ``store`` in line with ``files`` in one changeset (one new version, or none)."""
-    changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
-    if not changeset.is_empty():
-        report.version = store.apply(changeset)
-    return report
+    """Bring ``store`` in line with ``files`` in one changeset (one new version, or none).
+
+    The collection's write lock is held from planning to apply, so a second ingest (another process) waits and
+    then plans on this one's result. A writer that bypasses the lock still cannot slip in unnoticed: the plan's
+    base version is checked at apply, and a conflict is planned again (``PLAN_TRIES`` in all).
+    """
+    with store.writing():
+        tries = 1
+        while True:
+            changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
+            if changeset.is_empty():
+                return report
+            try:
+                report.version = store.apply(changeset)
+                return report
+            except VersionConflictError:
+                if tries == PLAN_TRIES:
+                    raise
+                tries += 1
+                log.warning("collection %r changed while this ingest planned; planning again", store.name)
 
 
 def _read_with_progress(

@@ -185,6 +185,25 @@ def write_pack(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[s
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        manifest = _write_files(cs, tmp, signer)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write (a full disk) leaves no half pack behind
+    _fsync_dir(folder.parent)  # the rename itself survives a power loss
+    return manifest
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_files(cs: Changeset, tmp: Path, signer: Ed25519PrivateKey) -> dict[str, Any]:
+    """The pack's files in ``tmp``, each fsynced; returns the manifest."""
     pq.write_table(_chunks_table(cs), tmp / "chunks.parquet", compression="zstd")
     pq.write_table(_documents_table(cs), tmp / "documents.parquet", compression="zstd")
     pq.write_table(_deletes_table(cs), tmp / "deletes.parquet", compression="zstd")
@@ -197,7 +216,6 @@ def write_pack(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[s
     for path in tmp.iterdir():
         with path.open("rb") as fh:
             os.fsync(fh.fileno())
-    os.replace(tmp, folder)
     return manifest
 
 

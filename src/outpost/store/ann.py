@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,30 @@ from outpost.home import PRIVATE_FILE_MODE
 __all__ = ["AnnIndex", "exact_search", "top_k_cosine", "unit_rows"]
 
 log = logging.getLogger(__name__)
+
+
+_TMP = ".tmp"
+_TEMP_NAME = re.compile(r"index-\d+\.usearch\.(\d+)-[0-9a-f]+\.tmp")
+
+
+def _remove_dead_temps(folder: Path) -> None:
+    """Delete temp files whose writer is gone (killed mid-save); a live process's file is never touched."""
+    for tmp in folder.glob(f"index-*.usearch.*{_TMP}"):
+        match = _TEMP_NAME.fullmatch(tmp.name)
+        if match is None or not _alive(int(match.group(1))):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -98,22 +124,32 @@ class AnnIndex:
         return index
 
     def save(self, index, version: int) -> None:  # type: ignore[no-untyped-def]
-        """Write to a temp file, fsync, rename into place, then drop older versions' files."""
+        """Write to a temp file, fsync, rename into place, then drop older versions' files.
+
+        The temp name is this process's own (pid + random): a reader rebuilding the index and a writer saving
+        it may run at once in two processes, and a shared name would let one rename the other's half-written
+        file into place. A failed write removes its temp file (a full disk gets its space back).
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         final = self.path(version)
-        tmp = final.with_suffix(".usearch.tmp")
-        index.save(str(tmp))
-        os.chmod(tmp, PRIVATE_FILE_MODE)
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        tmp = self.folder / f"{final.name}.{os.getpid()}-{secrets.token_hex(4)}{_TMP}"
+        try:
+            index.save(str(tmp))
+            os.chmod(tmp, PRIVATE_FILE_MODE)
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
         for old in self.folder.glob("index-*.usearch"):
             if old != final:
                 old.unlink(missing_ok=True)
+        _remove_dead_temps(self.folder)
 
     def drop(self) -> None:
-        for old in self.folder.glob("index-*.usearch*"):
+        for old in self.folder.glob("index-*.usearch"):
             old.unlink(missing_ok=True)
+        _remove_dead_temps(self.folder)
 
     @staticmethod
     def search(index, query: np.ndarray, k: int) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]

@@ -16,16 +16,17 @@ import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from outpost.errors import ConfigError, ModelMismatchError, VersionConflictError
+from outpost.errors import ConfigError, ModelMismatchError, StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir, private_file
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
+from outpost.store.lock import write_lock
 
 __all__ = ["Store", "check_collection_name", "fts_query"]
 
@@ -249,7 +250,7 @@ def _chunk_from_row(row: sqlite3.Row) -> Chunk:
 class Store:
     """A collection on disk: ``<folder>/store.sqlite`` plus ``index-<version>.usearch``."""
 
-    def __init__(self, folder: Path, name: str, exact_below: int = 5000) -> None:
+    def __init__(self, folder: Path, name: str, exact_below: int = 5000, durable: bool = False) -> None:
         self.folder = folder
         self.name = name
         self.exact_below = exact_below
@@ -257,7 +258,9 @@ class Store:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # NORMAL in WAL may lose the last commits on power loss (never corrupts): a laptop re-syncs them. A hub
+        # (``durable``) must not: a lost commit would let it publish the same version number twice, with other rows.
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._lock = threading.RLock()  # one transaction at a time on the shared connection
         self._migrate()
         self._vectors: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, int8 rows)
@@ -267,17 +270,27 @@ class Store:
         self._adapter: tuple[StateKey, Adapter | None] | None = None  # (state, adapter)
 
     @classmethod
-    def open(cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000) -> Store:
+    def open(
+        cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000, durable: bool = False
+    ) -> Store:
         """Open a collection; ``create`` makes its folder. Missing and not ``create`` → FileNotFoundError."""
         folder = collections_dir / check_collection_name(name)
         if not (folder / "store.sqlite").is_file():
             if not create:
                 raise FileNotFoundError(folder)
             ensure_private_dir(folder)
-        return cls(folder, name, exact_below)
+        return cls(folder, name, exact_below, durable)
 
     def close(self) -> None:
         self.db.close()
+
+    def writing(self, wait_s: float | None = None) -> AbstractContextManager[None]:
+        """The collection's cross-process write lock (``store/lock.py``): hold it from planning to apply.
+
+        A writer that reads the version it plans on inside this block and applies before leaving it can never
+        meet another writer's changes halfway; readers never take it.
+        """
+        return write_lock(self.folder, self.name, wait_s)
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -537,7 +550,19 @@ class Store:
     # -- writes -------------------------------------------------------------------------------
 
     def apply(self, changeset: Changeset) -> int:
-        """Apply one changeset atomically; returns the new version."""
+        """Apply one changeset atomically; returns the new version.
+
+        A full disk or a failing one is a ``StorageError`` (the transaction rolled back: nothing changed).
+        """
+        try:
+            return self._apply(changeset)
+        except sqlite3.OperationalError as exc:
+            if _storage_failure(exc):
+                raise StorageError.during(f"Writing version {changeset.version} of {self.name!r}", exc) from exc
+            raise
+
+    def _apply(self, changeset: Changeset) -> int:
+        fault("apply:start")
         with self._transaction():
             before = self.state()
             self._check_versions(changeset)
@@ -556,7 +581,13 @@ class Store:
             self._set_meta("generation", after[1])
             fault("apply:before-commit")
         fault("apply:after-commit")
-        self._after_apply(before, after, removed, added, changeset.vectors)
+        try:
+            self._after_apply(before, after, removed, added, changeset.vectors)
+        except (OSError, RuntimeError) as exc:  # usearch raises RuntimeError; the version is committed all the same
+            log.warning(
+                "version %d of %s is applied; its ANN index is rebuilt on next use (%s)", after[0], self.name, exc
+            )
+            self._ann = None
         return changeset.version
 
     def _check_versions(self, changeset: Changeset) -> None:
@@ -638,6 +669,12 @@ class Store:
             else:
                 index = files.update(previous, key[0], np.asarray(removed), np.asarray(added), vectors)
             self._ann = (key, index)
+
+
+def _storage_failure(exc: sqlite3.OperationalError) -> bool:
+    """A disk that is full or failing (SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN), not a bug in a statement."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN)
 
 
 def _marks(items: Sequence[object]) -> str:
