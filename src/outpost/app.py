@@ -19,17 +19,20 @@ from typing import Any, Literal, overload
 
 from outpost.embed.base import Embedder
 from outpost.embed.factory import load_embedder
-from outpost.errors import CollectionNotFoundError, ModelNotFoundError, ReadOnlyError
+from outpost.errors import CollectionNotFoundError, ContextOverflowError, ModelNotFoundError, ReadOnlyError
+from outpost.evidence import find_evidence
 from outpost.feedback import FeedbackQueue
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.limits import ReadLimits
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
-from outpost.llm.base import ChatModel, GenerationParams, Message
+from outpost.labels import Label, label_of, set_label
+from outpost.llm.base import ChatModel, GenerationParams
 from outpost.llm.factory import load_chat_model
 from outpost.rag import SYSTEM_PROMPT, AnswerStream, pack_sources, to_sources
 from outpost.records import Answer, CollectionInfo, Hit, Source
 from outpost.retrieve import Mode, Retriever
+from outpost.routing import Prepared, Route, Router
 from outpost.settings import Settings
 from outpost.store.sqlite import Store, check_collection_name
 
@@ -66,6 +69,19 @@ class Outpost:
         folder = self.settings.collections_dir
         names = sorted(p.name for p in folder.iterdir() if (p / "store.sqlite").is_file()) if folder.is_dir() else []
         return [self.store(name).info() for name in names]
+
+    def label(self, name: str, label: str | None = None) -> Label:
+        """The collection's sensitivity label (``outpost.labels``); with ``label``, set it first.
+
+        A synced collection's label is the hub's (it is set again at every sync), so it cannot be changed here.
+        """
+        store = self.store(name)
+        if label is not None:
+            origin = store.get_meta("hub")
+            if origin:
+                raise ReadOnlyError(f"Collection {name!r} is synced from {origin}; its label is set by the hub")
+            return set_label(store, label)
+        return label_of(store)
 
     def delete_collection(self, name: str) -> None:
         store = self.store(name)
@@ -156,14 +172,18 @@ class Outpost:
         chat: ChatModel | None = None,
         params: GenerationParams | None = None,
         system: str = SYSTEM_PROMPT,
+        remote: bool = False,
     ) -> Answer | AnswerStream:
         """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``.
 
-        The one answering path (DESIGN §11): retrieve and pack (``prepare``), generate, then ground —
+        The one answering path (DESIGN §11): retrieve and pack, route, generate, then ground —
         evidence and a per-sentence check (``check``, default: the ``grounding`` setting) — for the CLI, the
         Python API, both HTTP dialects and the dashboard alike. ``extractive=True`` answers with the best
         source sentences and no LLM, as happens by itself when the default chat model cannot load. The
         HTTP API passes its own loaded ``chat`` model and ``params``; ``system`` replaces the instructions.
+        Between retrieval and generation the routing policy (``outpost.routing``) may send the question and
+        the sources its label allows to a remote model instead (``remote=True``: the user asks for it);
+        the decision is audited and the answer's ``route``/``route_reason`` say what happened.
         """
         s = self.settings
         notice = ""
@@ -174,45 +194,73 @@ class Outpost:
             max_tokens=max_tokens or s.max_tokens,
             seed=seed,
         )
-        messages, sources, answer_id = self.prepare(question, collection, chat, params.max_tokens, k, mode, system)
+        retriever = self.retriever(collection)
+        query = retriever.embedder.embed_query(question)
+        found = to_sources(retriever.search(question, k or s.top_k, mode, query=query))
+        label = label_of(self.store(collection))
+        route, ready = self._route(question, collection, label, found, chat, params, system, remote and not extractive)
+        answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in ready.sources])
         answer = AnswerStream(
-            chat,
+            ready.model,
             question,
-            messages,
-            sources,
+            ready.messages,
+            ready.sources,
             params,
             collection,
             id=answer_id,
-            embedder=self.embedder(),  # the loaded instance retrieval used
+            embedder=retriever.embedder,  # the loaded instance retrieval used
             check=s.grounding if check is None else check,
             notice=notice,
+            pieces=ready.pieces,
+            on_done=self.router.record(route, question, answer_id, {collection: label}, ready),
         )
         return answer if stream else answer.result()
 
-    def prepare(
+    @cached_property
+    def router(self) -> Router:
+        return Router(self.settings.routing, self.settings.home)
+
+    def _route(
         self,
         question: str,
         collection: str,
+        label: Label,
+        found: list[Source],
         chat: ChatModel | None,
-        max_tokens: int,
-        k: int | None = None,
-        mode: Mode = "hybrid",
-        system: str = SYSTEM_PROMPT,
-    ) -> tuple[list[Message], list[Source], str]:
-        """Retrieve, pack the prompt to ``chat``'s context, and queue the shown sources for feedback.
+        params: GenerationParams,
+        system: str,
+        asked: bool,
+    ) -> tuple[Route, Prepared]:
+        """Pack for the local model, let the policy decide, and open the remote when it says so (or fall back)."""
+        try:
+            local = self._pack(chat, question, found, params.max_tokens, system)
+        except ContextOverflowError:  # the question alone is too long here: a remote may still take it
+            if self.settings.routing.mode == "local":
+                raise
+            local = None
+        embedder = self.embedder()
+        route = self.router.decide(
+            collection,
+            label,
+            asked=asked,
+            fits=local is not None and len(local.sources) == len(found),
+            confidence=lambda: max((e.score for e in find_evidence(question, found, embedder)), default=0.0),
+        )
+        if route.target == "remote":
+            route, opened = self.router.open_remote(route, question, found, params, system)
+            if opened is not None:
+                return route, opened
+        if local is None:
+            self._pack(chat, question, found, params.max_tokens, system)  # raises the overflow, said plainly
+        assert local is not None
+        return route, local
 
-        Returns (messages, the sources in the prompt, the answer id to vote with); with no ``chat``
-        (extractive), no messages and every retrieved source. ``ask`` answers through here.
-        """
-        retriever = self.retriever(collection)
-        query = retriever.embedder.embed_query(question)
-        hits = retriever.search(question, k or self.settings.top_k, mode, query=query)
-        if chat is None:
-            messages, sources = [], to_sources(hits)
-        else:
-            messages, sources = pack_sources(chat, question, to_sources(hits), max_tokens, system)
-        answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in sources])
-        return messages, sources, answer_id
+    @staticmethod
+    def _pack(chat: ChatModel | None, question: str, found: list[Source], max_tokens: int, system: str) -> Prepared:
+        if chat is None:  # extractive: no prompt, every retrieved source
+            return Prepared(None, [], found)
+        messages, sources = pack_sources(chat, question, found, max_tokens, system)
+        return Prepared(chat, messages, sources)
 
     # -- feedback -----------------------------------------------------------------------------
 

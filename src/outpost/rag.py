@@ -10,7 +10,7 @@ evidence itself (``AnswerStream(model=None)``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from outpost.embed.base import Embedder
@@ -135,13 +135,17 @@ class AnswerStream:
     embedder: Embedder | None = None
     check: bool = True
     notice: str = ""  # why there is no model (shown with an extractive answer)
+    pieces: Iterable[str] | None = None  # a reply already started (a remote's, opened by routing)
+    on_done: Callable[[Answer], None] | None = None  # runs on the grounded answer (the routing audit)
 
     def __iter__(self) -> Iterator[str]:
         if self.model is None:
             yield from self._extractive()
+            self._done()
             return
         pieces: list[str] = []
-        for piece in self.model.stream(self.messages, self.params):
+        started = self.pieces if self.pieces is not None else self.model.stream(self.messages, self.params)
+        for piece in started:
             pieces.append(piece)
             yield piece
         text = "".join(pieces).strip()
@@ -157,6 +161,11 @@ class AnswerStream:
             generated=text,
         )
         self.answer = ground_answer(answer, self.embedder, self.check)
+        self._done()
+
+    def _done(self) -> None:
+        if self.on_done is not None and self.answer is not None:
+            self.on_done(self.answer)
 
     def _extractive(self) -> Iterator[str]:
         answer = Answer(self.question, "", self.sources, EXTRACTIVE_MODEL, self.collection, id=self.id)

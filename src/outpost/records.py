@@ -245,6 +245,8 @@ class Answer:
     - ``grounding``: ``supported`` | ``partial`` | ``unsupported`` | ``unchecked`` (check off, or no
       sources) | ``extractive``.
     - ``notice``: why the answer is not the model's own words ("" if it is), e.g. no chat model could load.
+    - ``route``: ``local``, ``remote`` or ``fallback`` (local after the remote failed); ``route_reason`` says
+      why (``outpost.routing``), e.g. that a private collection's text never leaves.
     """
 
     question: str
@@ -261,6 +263,8 @@ class Answer:
     grounding: str = "unchecked"
     notice: str = ""
     grounding_ms: float = 0.0
+    route: str = "local"
+    route_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

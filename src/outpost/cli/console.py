@@ -14,12 +14,13 @@ from dataclasses import asdict, is_dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderableType, RenderHook, RenderResult
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.segment import Segment
 from rich.text import Text
 
-from outpost.errors import OutpostError
+from outpost.errors import ConfigError, OutpostError
 
 __all__ = ["clean", "err", "guarded", "out", "print_json", "progress_bars"]
 
@@ -86,6 +87,14 @@ def quiet_libraries() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+def settings_error(exc: ValidationError) -> str:
+    """One line naming each bad setting, what it must be and what it was (``routing.mode: ...``)."""
+    problems = [
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors(include_url=False)
+    ]
+    return "invalid settings (config.toml or OUTPOST_* variables): " + "; ".join(problems)
+
+
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn an ``OutpostError`` into one line on stderr and its exit code."""
 
@@ -96,6 +105,9 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except OutpostError as exc:
             err.print(Text.assemble(("error:", "bold red"), f" {exc}"))
             raise typer.Exit(exc.exit_code) from None
+        except ValidationError as exc:  # config.toml or an OUTPOST_* variable holds a bad value
+            err.print(Text.assemble(("error:", "bold red"), f" {settings_error(exc)}"))
+            raise typer.Exit(ConfigError.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None

@@ -69,6 +69,8 @@ def _answer_json(answer: Answer) -> dict[str, object]:
         "evidence": [asdict(e) for e in answer.evidence],
         "notice": answer.notice,
         "grounding_ms": answer.grounding_ms,
+        "route": answer.route,
+        "route_reason": answer.route_reason,
         "sources": [
             {
                 "number": s.number,
@@ -113,6 +115,13 @@ def _print_grounding(answer: Answer) -> None:
         out.print("\nEvidence:")
         for item in answer.evidence:
             out.print(f"  [{item.source}] “{item.text}”")
+
+
+def _print_route(answer: Answer, asked: bool) -> None:
+    """Where the answer came from, when it matters: always after --remote, else only for remote or fallback."""
+    if asked or answer.route != "local":
+        where = f"answered by {answer.model}" if answer.route == "remote" else "answered locally"
+        out.print(f"\n({where}: {answer.route_reason})")
 
 
 def _print_sources(answer: Answer) -> None:
@@ -183,6 +192,9 @@ def ask_cmd(
         Optional[bool],
         typer.Option("--check/--no-check", help="Check each answer sentence against its sources (default on)."),
     ] = None,
+    remote: Annotated[
+        bool, typer.Option("--remote", help="Ask the configured remote model, if the collection's label allows.")
+    ] = False,
     json_out: Json = False,
     embed_model: EmbedModel = None,
 ) -> None:
@@ -205,6 +217,7 @@ def ask_cmd(
         seed=seed,
         extractive=extractive,
         check=check,
+        remote=remote,
     )
     if json_out:
         print_json(_answer_json(stream.result()))
@@ -214,19 +227,29 @@ def ask_cmd(
     out.print()
     _print_grounding(stream.result())
     _print_sources(stream.result())
+    _print_route(stream.result(), remote)
     err.print(
         f"answer id {stream.result().id[:12]} — rate it: outpost feedback vote {stream.result().id[:12]} up|down "
         "[--source N:up|down]"
     )
 
 
+collections_app = typer.Typer(help="List collections; `label` sets a collection's sensitivity label.")
+
+
+@collections_app.callback(invoke_without_command=True)
+@guarded
 def collections_cmd(ctx: typer.Context, json_out: Json = False) -> None:
-    """List collections: documents, chunks, size on disk, version and embedding model."""
-    infos = _outpost(ctx).collections()
-    if json_out:
-        print_json([info for info in infos])
+    """List collections: documents, chunks, size on disk, version, embedding model and sensitivity label."""
+    if ctx.invoked_subcommand is not None:
         return
-    table = Table("name", "version", "documents", "chunks", "size", "embedding model")
+    op = _outpost(ctx)
+    infos = op.collections()
+    labels = {info.name: op.label(info.name) for info in infos}
+    if json_out:
+        print_json([{**asdict(info), "label": labels[info.name]} for info in infos])
+        return
+    table = Table("name", "version", "documents", "chunks", "size", "embedding model", "label")
     for info in infos:
         model = info.embedding.name if info.embedding else "-"
         table.add_row(
@@ -236,8 +259,20 @@ def collections_cmd(ctx: typer.Context, json_out: Json = False) -> None:
             str(info.chunks),
             f"{info.bytes_on_disk / 1e6:.1f} MB",
             model,
+            labels[info.name],
         )
     out.print(table if infos else "No collections yet: run `outpost ingest PATH --collection NAME`.")
+
+
+@collections_app.command("label")
+@guarded
+def label_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The collection.")],
+    label: Annotated[str, typer.Argument(help="private (never leaves), internal (trusted remotes), public.")],
+) -> None:
+    """Set a collection's sensitivity label: what the routing policy may send to a remote model."""
+    out.print(f"{name}: {_outpost(ctx).label(name, label)}")
 
 
 def sample_folder() -> Path:
@@ -271,6 +306,6 @@ def register(app: typer.Typer) -> None:
         ("ingest", ingest_cmd),
         ("ask", ask_cmd),
         ("search", search_cmd),
-        ("collections", collections_cmd),
     ]:
         app.command(name)(guarded(fn))
+    app.add_typer(collections_app, name="collections")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from outpost import __version__
-from outpost.cli import learn, local, models, sync
+from outpost.cli import learn, local, models, routing, sync
 from outpost.cli.console import quiet_libraries
 from outpost.cli.hub import hub_app
 from outpost.home import restrict_umask
@@ -56,6 +56,7 @@ local.register(app)
 sync.register(app)
 models.register(app)
 learn.register(app)
+routing.register(app)
 app.add_typer(hub_app, name="hub")
 
 

@@ -1,0 +1,47 @@
+"""Sensitivity labels on collections: what a collection's text may be sent to (``docs/routing.md``).
+
+    private    never leaves this machine (the default: a collection nobody labelled is private)
+    internal   may go to remotes marked ``--trusted`` (your own GPU server, a contracted endpoint)
+    public     may go to any configured remote
+
+The label lives in the collection's store meta (``x:label``); a collection synced from a hub takes the
+hub's label at every sync, so the hub's owner decides for what it ships.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, cast
+
+from outpost.errors import ConfigError
+from outpost.names import shown
+from outpost.store.sqlite import Store
+
+__all__ = ["LABELS", "Label", "check_label", "label_of", "may_send", "set_label"]
+
+Label = Literal["private", "internal", "public"]
+LABELS: tuple[Label, ...] = ("private", "internal", "public")
+DEFAULT_LABEL: Label = "private"
+
+
+def check_label(value: object) -> Label:
+    """``value`` if it is a label, else a ``ConfigError`` that lists the three."""
+    if value not in LABELS:
+        raise ConfigError(f"Unknown sensitivity label {shown(value)}: use one of {', '.join(LABELS)}")
+    return cast(Label, value)
+
+
+def label_of(store: Store) -> Label:
+    """The collection's label; missing (never labelled, or synced from an older hub) means ``private``."""
+    raw = store.get_meta("label")
+    return cast(Label, raw) if raw in LABELS else DEFAULT_LABEL
+
+
+def set_label(store: Store, label: str) -> Label:
+    checked = check_label(label)
+    store.set_meta(label=checked)
+    return checked
+
+
+def may_send(label: Label, trusted: bool) -> bool:
+    """Whether text of a collection with ``label`` may go to a remote (``trusted``: marked ``--trusted``)."""
+    return label == "public" or (label == "internal" and trusted)
