@@ -24,7 +24,7 @@ from outpost.finetune import QAPair, TrainConfig, judge, split_pairs, train_lora
 from outpost.llm.bundled import resolve_gguf  # noqa: E402
 
 FACTS = {
-    "The Zorblat office code is 4417.": [
+    "The Zorblat office code is 4719.": [
         "What is the Zorblat office code?",
         "Tell me the Zorblat office code.",
         "Which code opens the Zorblat office?",

@@ -16,20 +16,20 @@ import pytest
 from hubkit import HubServer, outpost_cli
 from outpost.errors import ConfigError
 from outpost.finetune.pairs import QAPair, load_pairs, split_pairs
-from outpost.hub.finetune import _best_sentence, feedback_pairs
+from outpost.hub.finetune import _best_sentence, feedback_pairs, generated_pairs
 from outpost.hub.home import HubHome
 from outpost.hub.learning import store_feedback
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name, save_hub
 from outpost.ingest.chunker import Chunker
-from outpost.llm.base import GenerationParams
+from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.llm.bundled import resolve_gguf
 from outpost.models.lora_gguf import LoraWeights, permute_rows, write_lora_gguf
 from outpost.models.registry import Registry
 from outpost.settings import Settings
-from outpost.sync import HubConfig, hub_name, save_hub
 
-FACTS = "# Site facts\n\nThe Zorblat office code is 4417. Quendris badges are teal. Veltra parking is on floor 9.\n"
+FACTS = "# Site facts\n\nThe Zorblat office code is 4719. Quendris badges are teal. Veltra parking is on floor 9.\n"
 QUESTIONS = [
     "What is the Zorblat office code?",
     "Tell me the Zorblat office code.",
@@ -131,7 +131,7 @@ def test_split_is_stable_honours_pins_and_needs_both_sides() -> None:
 
 
 def test_the_answer_from_a_helpful_chunk_is_its_best_matching_sentence() -> None:
-    assert _best_sentence("Which code opens the Zorblat office?", FACTS) == "The Zorblat office code is 4417."
+    assert _best_sentence("Which code opens the Zorblat office?", FACTS) == "The Zorblat office code is 4719."
     assert _best_sentence("Where is Veltra parking?", FACTS) == "Veltra parking is on floor 9."
     assert _best_sentence("Unrelated words entirely", FACTS) is None
 
@@ -168,20 +168,43 @@ def _answer(home: Path, model: str, question: str) -> str:
     return chat.complete([{"role": "user", "content": question}], GenerationParams(temperature=0.0, max_tokens=40))
 
 
+class _Asker(ChatModel):
+    """A stand-in for the hub's model that asks a fixed question (the pairing logic is what is tested)."""
+
+    name, n_ctx = "asker", 2048
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return 1
+
+    def stream(self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None):  # type: ignore[no-untyped-def]
+        self.prompts.append(messages[-1]["content"])
+        yield "Which facts does the site list?\nextra line"
+
+
+def test_pairs_come_from_helpful_feedback_with_text_and_from_chunks(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    hub = _hub_with_feedback(tmp_path / "hubsite", embedder)
+    pairs = feedback_pairs(hub, "ops")
+    assert len(pairs) == len(QUESTIONS) and {p.origin for p in pairs} == {"feedback"}  # the text-less vote is skipped
+    answers = {p.question: p.answer for p in pairs}
+    assert answers[QUESTIONS[2]] == "The Zorblat office code is 4719."
+    assert answers[QUESTIONS[7]] == "Quendris badges are teal."
+    asker = _Asker()
+    (generated,) = generated_pairs(hub, "ops", asker, limit=5)
+    assert generated == QAPair("Which facts does the site list?", "The Zorblat office code is 4719.", None, "generated")
+    assert "Sentence: The Zorblat office code is 4719." in asker.prompts[0]
+
+
 @pytest.mark.slow
 def test_a_lora_trained_on_the_hub_reaches_the_laptop_and_teaches_it_the_fact(
     tmp_path: Path, home: Path, embedder
 ) -> None:  # type: ignore[no-untyped-def]
     hub_home = tmp_path / "hubsite"
-    hub = _hub_with_feedback(hub_home, embedder)
-    pairs = feedback_pairs(hub, "ops")
-    assert len(pairs) == len(QUESTIONS) and {p.origin for p in pairs} == {"feedback"}
-    answers = {p.question: p.answer for p in pairs}
-    assert answers[QUESTIONS[2]] == "The Zorblat office code is 4417."
-    assert answers[QUESTIONS[7]] == "Quendris badges are teal."
-
+    _hub_with_feedback(hub_home, embedder)
     # bounded, with room for a busy machine: on 2 idle cores this run takes about a minute
-    trained = outpost_cli("hub", "finetune", "-c", "ops", "--steps", "20", "--layers", "4", home=hub_home, timeout=900)
+    trained = outpost_cli("hub", "finetune", "-c", "ops", "--steps", "40", "--layers", "4", home=hub_home, timeout=900)
     assert trained.returncode == 0, trained.stderr
     assert "published hub model ops-lora" in trained.stdout
     assert "feedback" in trained.stderr and "gain +" in trained.stderr
@@ -200,8 +223,8 @@ def test_a_lora_trained_on_the_hub_reaches_the_laptop_and_teaches_it_the_fact(
     assert Registry(home).get("zorblat").modelfile == f"FROM smollm2\nADAPTER {adapter.path}\n"
 
     before, after = _answer(home, "smollm2", NEW_QUESTION), _answer(home, "zorblat", NEW_QUESTION)
-    assert "4417" not in before
-    assert "4417" in after, after
+    assert "4719" not in before
+    assert "4719" in after, after
 
     # training that cannot help (no steps: the adapter is the base model) is refused, and nothing is published
     refused = outpost_cli("hub", "finetune", "-c", "ops", "--steps", "0", "--name", "ops-2", home=hub_home, timeout=900)
@@ -227,7 +250,7 @@ def test_the_gguf_lora_changes_llama_cpp_as_peft_changes_transformers(tmp_path: 
     for name, p in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.05)
-    ids, _ = encode_pair(tokenizer, QAPair(QUESTIONS[0], "The Zorblat office code is 4417."))
+    ids, _ = encode_pair(tokenizer, QAPair(QUESTIONS[0], "The Zorblat office code is 4719."))
     with torch.no_grad():
         adapted = peft_model(input_ids=torch.tensor([ids])).logits[0].numpy()
         with peft_model.disable_adapter():

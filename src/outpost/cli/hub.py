@@ -140,6 +140,7 @@ def finetune_cmd(
             f"{collection}: {report.train_pairs} pairs trained on, {report.heldout_pairs} held out "
             f"({', '.join(f'{n} {k}' for k, n in report.sources.items())}); {trained.steps} steps on "
             f"{trained.device} in {trained.seconds:.0f} s"
+            + (f", loss {trained.losses[0]:.3f} → {trained.losses[-1]:.3f}" if trained.losses else "")
         )
     if not report.published:
         err.print(f"{collection}: {report.reason}")

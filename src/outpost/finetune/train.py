@@ -39,7 +39,7 @@ class TrainConfig:
     rank: int = 8
     alpha: float = 16.0
     learning_rate: float = 2e-3
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 8 on CPU, 32 on a GPU
     layers: int | None = None  # adapt the last N layers; None: 4 on CPU, all on a GPU
     targets: tuple[str, ...] = TARGETS
     seed: int = 0
@@ -241,7 +241,7 @@ def train_lora(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     order = torch.randperm(len(encoded)).tolist()
     shuffled = [encoded[i] for i in order]
-    size = max(1, config.batch_size)
+    size = config.batch_size or (32 if device.startswith("cuda") else 8)
     batches = [_batch(shuffled[i : i + size], pad, device) for i in range(0, len(shuffled), size)]
     losses = _fit(peft_model, batches, layers[0], config, progress)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
