@@ -23,12 +23,16 @@ from outpost.errors import HubError, PackError, VersionConflictError
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name, load_hubs, save_hub
 from outpost.ingest import Chunker
+from outpost.llm.bundled import resolve_gguf
+from outpost.models.pull import pull
+from outpost.models.registry import Registry
 from outpost.packs import generate_key, read_pack
 from outpost.packs.signing import fingerprint, sign
 from outpost.records import Changeset, Chunk, DocumentRecord, EmbeddingIdentity
 from outpost.store import Store
-from outpost.sync import HubConfig, hub_name, load_hubs, save_hub, sync_hub
+from outpost.sync import sync_hub
 
 QUERIES = ["alpha launch date", "who is on call", "budget risks", "coffee machine"]
 
@@ -535,7 +539,8 @@ def test_sync_over_tls_verifies_the_hub_certificate_against_a_pinned_private_ca(
     hub: HubFixture, tmp_path: Path
 ) -> None:
     hub.publish(write_docs(tmp_path / "docs", 1))
-    token = hub.token("docs")
+    Registry(hub.hub_home.root).pull_file(resolve_gguf("smollm2"), "approved")
+    token = hub.tokens.create("t", ["docs"], models=["approved"])[0]
     ca, cert, key = _tls_chain(tmp_path / "tls")
     process, port = _serve_hub(hub.home, "--tls-cert", str(cert), "--tls-key", str(key))
     try:
@@ -562,6 +567,9 @@ def test_sync_over_tls_verifies_the_hub_certificate_against_a_pinned_private_ca(
         again = outpost_cli("sync", "-q", home=home)
         assert again.returncode == 0, again.stderr
         assert "WARNING" not in again.stderr and state(home)[0] == 2
+        # A hub model pull goes through the same client and the same pinned CA (it once built its own client
+        # from the URL and token alone, and failed the TLS check on a hub that sync reached).
+        assert pull(home, "hub://approved").source == "hub"
     finally:
         process.terminate()
         process.wait(timeout=30)

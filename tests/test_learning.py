@@ -16,11 +16,11 @@ from outpost.hub.home import HubHome
 from outpost.hub.learning import examples, rollback, store_feedback, train_and_publish
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
+from outpost.hubclient import HubClient
 from outpost.packs import read_pack
 from outpost.records import Adapter, Changeset, Chunk, EmbeddingIdentity
 from outpost.retrieve import Retriever
 from outpost.store import Store
-from outpost.sync import HubClient
 from test_hub_sync import HubFixture, client_sync, write_docs
 
 DIM = 32

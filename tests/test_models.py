@@ -13,10 +13,10 @@ from outpost.errors import ModelNotFoundError, PackError
 from outpost.hashing import sha256_file
 from outpost.hub.home import HubHome
 from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name, save_hub
 from outpost.llm.bundled import resolve_gguf
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
-from outpost.sync import HubConfig, hub_name, save_hub
 
 SMOL = resolve_gguf("smollm2")
 

@@ -6,7 +6,7 @@ The laptop trusts nothing a hub sends before checking it (docs/security.md, "Hub
   :func:`read_plan`) and file names (the fixed ``PACK_FILES``) are checked against their grammar; the
   client builds every URL from those names (a URL in a plan is ignored) and every path with
   :func:`outpost.names.safe_join`, inside the staging folder, before any ``mkdir``, write, rename or delete.
-- **Sizes.** JSON answers are read up to ``MAX_JSON_BYTES``; the manifest and its signature up to small
+- **Sizes.** JSON answers are read up to ``hubclient.MAX_JSON_BYTES``; the manifest and its signature up to small
   fixed caps; data files up to the size the *signed* manifest gives them, and never past ``max_pack_bytes``.
   A hub that sends more than it announced is cut off at the announced size and refused.
 - **Order of trust.** The hub key is pinned at first sync (loudly, with its fingerprint) or given with
@@ -15,33 +15,28 @@ The laptop trusts nothing a hub sends before checking it (docs/security.md, "Hub
   collection and the versions (integers, newer than local, a delta only on the local version). Every file
   hash is checked before a row is parsed, and ``Store.apply`` applies the pack in one SQLite transaction,
   so a crash leaves the old version or the new one.
-- **Transport.** TLS certificates are verified (a private CA is pinned with ``--hub-ca`` and kept in the
-  hub's config); redirects are refused, never followed (one could carry the token to another host).
+- **Transport.** :class:`outpost.hubclient.HubClient`: TLS certificates are verified (a private CA is pinned
+  with ``--hub-ca`` and kept in the hub's config, :mod:`outpost.hubs`); redirects are refused, never followed.
 
 Downloads land in ``staging/<hub>/<collection>/<pack>/`` as ``*.part`` files and resume with HTTP Range.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import shutil
 import sqlite3
-import ssl
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from outpost.errors import AuthError, CollectionNotFoundError, ConfigError, HubError, OutpostError, PackError
+from outpost.errors import AuthError, ConfigError, HubError, OutpostError, PackError, StorageError
 from outpost.feedback import FeedbackQueue
 from outpost.home import ensure_private_dir
+from outpost.hubclient import HubClient
+from outpost.hubs import HubConfig, save_hub
 from outpost.names import safe_join, shown
 from outpost.packs.format import (
     MANIFEST_FILES,
@@ -56,249 +51,23 @@ from outpost.store.sqlite import Store, check_collection_name
 
 __all__ = [
     "DEFAULT_MAX_PACK_BYTES",
-    "HubClient",
-    "HubConfig",
     "PackPlan",
     "SyncReport",
-    "load_hubs",
+    "hub_versions",
+    "pin_key",
     "read_listing",
     "read_plan",
-    "save_hub",
+    "sync_collection",
     "sync_hub",
-    "tls_verify",
 ]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
-_HUB_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 DEFAULT_MAX_PACK_BYTES = 4 * 2**30  # per file; the setting `max_pack_bytes`
-MAX_JSON_BYTES = 8 * 2**20  # a hub's JSON answer (collection list, sync plan) is far smaller
 MAX_FILE_BYTES = {"manifest.json": 2**20, "manifest.sig": 1024}  # before the signature is checked
 MAX_COLLECTIONS = 10_000
-
-
-@dataclass
-class HubConfig:
-    """A hub this outpost syncs from, saved as ``hubs/<name>.json`` (0600: it holds the token).
-
-    ``ca_pem`` is the private CA pinned with ``--hub-ca`` (PEM text, kept here so later syncs verify the
-    hub's certificate against it, and only against it).
-    """
-
-    name: str
-    url: str
-    token: str
-    hub_key: str = ""
-    last_sync: str = ""
-    ca_pem: str = ""
-
-
-def hub_name(url: str) -> str:
-    """A file name for a hub's config and staging folder, derived from its host and port."""
-    host = httpx.URL(url).host or "hub"
-    port = httpx.URL(url).port
-    name = _HUB_NAME.sub("-", f"{host}-{port}" if port else host).strip("-._")[:64]
-    return name or "hub"
-
-
-def save_hub(home: Path, config: HubConfig) -> Path:
-    """Write ``hubs/<name>.json`` (0600) atomically; an unchanged config is not rewritten."""
-    folder = ensure_private_dir(home / "hubs")
-    path = folder / f"{check_collection_name(config.name)}.json"
-    text = json.dumps(asdict(config), indent=2)
-    if path.is_file() and path.read_text() == text:
-        return path
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
-
-
-def load_hubs(home: Path) -> list[HubConfig]:
-    folder = home / "hubs"
-    return [HubConfig(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
-
-
-def tls_verify(ca_pem: str = "") -> ssl.SSLContext | bool:
-    """What httpx verifies a hub's certificate with: the system's CAs, or only the pinned private CA."""
-    if not ca_pem:
-        return True
-    try:
-        return ssl.create_default_context(cadata=ca_pem)
-    except (ssl.SSLError, ValueError) as exc:
-        raise ConfigError(f"The hub CA is not a PEM certificate ({exc}); pass the CA's .pem file to --hub-ca") from exc
-
-
-def _ssl_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error at the root of a transport error, if there is one."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-class HubClient:
-    """HTTP to a hub; every failure becomes an ``OutpostError`` with the hub named.
-
-    Nothing is followed or trusted blindly: a redirect is an error, a JSON answer is read up to
-    ``MAX_JSON_BYTES``, a download up to the size it was announced with; bodies are read raw
-    (``Accept-Encoding: identity``), so a compressed answer cannot expand past those bounds.
-    """
-
-    def __init__(self, url: str, token: str, timeout: float = 30.0, ca_pem: str = "") -> None:
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}", "Accept-Encoding": "identity"},
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            follow_redirects=False,
-            verify=tls_verify(ca_pem),
-        )
-
-    @classmethod
-    def for_hub(cls, hub: HubConfig, timeout: float = 30.0) -> HubClient:
-        return cls(hub.url, hub.token, timeout, hub.ca_pem)
-
-    def close(self) -> None:
-        self.http.close()
-
-    @contextmanager
-    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
-        """A streamed response with an acceptable status; transport and TLS failures become ``HubError``."""
-        try:
-            with self.http.stream(method, path, **kwargs) as response:
-                self._check(response, path)
-                yield response
-        except httpx.HTTPError as exc:
-            failure = _ssl_failure(exc)
-            if failure is not None:
-                raise HubError(
-                    f"The hub at {self.url} failed the TLS check ({failure}). If it uses a private CA, pass that "
-                    "CA's certificate with --hub-ca FILE; never sync from a hub whose certificate you cannot verify"
-                ) from exc
-            if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
-                raise HubError(f"Cannot reach the hub at {self.url}: {exc}") from exc
-            raise HubError(
-                f"The connection to the hub at {self.url} was cut ({exc}); run `outpost sync` again to resume"
-            ) from exc
-
-    def _check(self, response: httpx.Response, path: str) -> None:
-        status = response.status_code
-        if 300 <= status < 400:
-            location = shown(response.headers.get("location", ""))
-            raise HubError(
-                f"The hub at {self.url} answered {path} with a redirect (HTTP {status} to {location}); Outpost never "
-                "follows redirects, which could carry the token elsewhere. Use the hub's final address with --hub"
-            )
-        if status == 401:
-            raise AuthError(f"The hub at {self.url} refused the token (missing, wrong or revoked)")
-        if status == 404 and "/packs/" in path:
-            raise HubError(f"The hub at {self.url} answered 404 for {path}: run `outpost sync` again later")
-        if status == 404:
-            raise CollectionNotFoundError(path.split("/")[3] if path.count("/") >= 3 else path)
-        if status >= 400:
-            detail = _read_some(response, 4096).decode("utf-8", "replace")
-            raise HubError(f"The hub at {self.url} answered {status}: {shown(detail, 200)}")
-        if status not in (200, 206):
-            raise HubError(f"The hub at {self.url} answered {path} with unexpected HTTP {status}")
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        with self._stream(method, path, **kwargs) as response:
-            body = _read_capped(response, MAX_JSON_BYTES, path)
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise HubError(f"The hub at {self.url} answered {path} with something that is not JSON") from exc
-
-    def get(self, path: str, **params: Any) -> Any:
-        return self._json("GET", path, params=params)
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._json("POST", path, json=body)
-
-    def download(self, path: str, dest: Path, size: int, on_bytes: Callable[[int], None] | None = None) -> None:
-        """Fetch ``path`` into ``dest``: exactly ``size`` bytes, resuming a ``dest.part`` an earlier try left.
-
-        A hub that sends more than ``size`` is cut off there and the partial file removed; one that sends
-        less leaves the ``.part`` for the next try to resume with a ``Range`` request.
-        """
-        if dest.is_file() and dest.stat().st_size == size:
-            if on_bytes:
-                on_bytes(size)
-            return
-        part = dest.with_name(dest.name + ".part")
-        have = part.stat().st_size if part.is_file() else 0
-        if have >= size:
-            part.unlink(missing_ok=True)
-            have = 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        with self._stream("GET", path, headers=headers) as response:
-            if response.status_code == 206:
-                _check_resumed_at(response, have, path)
-            else:
-                have = 0
-            if on_bytes and have:
-                on_bytes(have)
-            try:
-                _receive(response, part, have, size, on_bytes)
-            except PackError:
-                part.unlink(missing_ok=True)
-                raise
-        if part.stat().st_size != size:
-            raise HubError(f"Download of {path} is incomplete; run `outpost sync` again to resume")
-        os.replace(part, dest)
-
-
-def _read_capped(response: httpx.Response, limit: int, path: str) -> bytes:
-    """The raw body, refused (and not read further) once it passes ``limit`` bytes."""
-    parts, size = [], 0
-    for block in response.iter_raw():
-        size += len(block)
-        if size > limit:
-            raise HubError(f"The hub's answer to {path} is larger than {limit} bytes: refusing it")
-        parts.append(block)
-    return b"".join(parts)
-
-
-def _read_some(response: httpx.Response, limit: int) -> bytes:
-    """At most the first ``limit`` bytes of the raw body (an error's detail; the rest is never read)."""
-    parts, size = [], 0
-    for block in response.iter_raw():
-        parts.append(block[: limit - size])
-        size += len(parts[-1])
-        if size >= limit:
-            break
-    return b"".join(parts)
-
-
-def _check_resumed_at(response: httpx.Response, have: int, path: str) -> None:
-    """A 206 must continue exactly where the ``.part`` file ends."""
-    span = response.headers.get("content-range", "")
-    if not re.fullmatch(rf"bytes {have}-[0-9]+/([0-9]+|\*)", span):
-        raise HubError(f"The hub resumed {path} at {shown(span)}, not at byte {have}: run `outpost sync` again")
-
-
-def _receive(
-    response: httpx.Response, part: Path, have: int, size: int, on_bytes: Callable[[int], None] | None
-) -> None:
-    """Append the body to ``part``, never past ``size`` bytes in all (``PackError`` if the hub sends more)."""
-    written = have
-    with part.open("ab" if have else "wb") as fh:
-        for block in response.iter_raw():  # as received: a cut keeps every byte so far
-            if written + len(block) > size:
-                raise PackError(
-                    f"The hub sent more than the {size} bytes it announced for {part.stem}: refusing the pack"
-                )
-            fh.write(block)
-            written += len(block)
-            if on_bytes:
-                on_bytes(len(block))
 
 
 # -- what a hub says, checked ----------------------------------------------------------------------------
@@ -494,25 +263,15 @@ def sync_collection(
     progress: Progress | None = None,
     max_pack_bytes: int = DEFAULT_MAX_PACK_BYTES,
 ) -> tuple[int, int, str] | None:
-    """Bring one local collection to the hub's latest version; None when already current."""
+    """Bring one local collection to the hub's latest version; None when already current.
+
+    The collection's write lock is held from the plan to the apply: a second sync of it (another process) waits,
+    then finds it current, instead of downloading into the same staging files.
+    """
     store = _local_store(home, name, hub, exact_below)
     try:
-        have = store.version
-        plan = read_plan(client.get(f"/v1/collections/{name}/sync", have=have), name, have, max_pack_bytes)
-        if plan is None:
-            return None
-        staging_root = home / "staging"
-        staging = safe_join(staging_root, hub.name, name, what="staging folder")
-        try:
-            folder = _fetch_pack(client, name, plan, staging, hub.hub_key, progress)
-            _verify_and_apply(store, folder, hub, name, plan, progress)
-        except (HubError, AuthError):
-            raise  # the network failed, not the pack: keep what arrived, the next sync resumes it
-        except OutpostError:
-            _remove(staging / plan.name, staging)  # a refused pack is fetched afresh next time
-            raise
-        _remove(staging, staging_root)
-        return have, store.version, plan.name
+        with store.writing():
+            return _sync_locked(client, home, store, hub, name, progress, max_pack_bytes)
     except OutpostError:
         if store.version == 0:  # nothing ever arrived: leave no empty collection behind
             store.close()
@@ -520,6 +279,37 @@ def sync_collection(
         raise
     finally:
         store.close()
+
+
+def _sync_locked(
+    client: HubClient,
+    home: Path,
+    store: Store,
+    hub: HubConfig,
+    name: str,
+    progress: Progress | None,
+    max_pack_bytes: int,
+) -> tuple[int, int, str] | None:
+    have = store.version
+    plan = read_plan(client.get(f"/v1/collections/{name}/sync", have=have), name, have, max_pack_bytes)
+    staging_root = home / "staging"
+    staging = safe_join(staging_root, hub.name, name, what="staging folder")
+    if plan is None:
+        _remove(staging, staging_root)  # a sync killed after its commit left the applied pack here
+        return None
+    try:
+        folder = _fetch_pack(client, name, plan, staging, hub.hub_key, progress)
+        _verify_and_apply(store, folder, hub, name, plan, progress)
+    except (HubError, AuthError):
+        raise  # the network failed, not the pack: keep what arrived, the next sync resumes it
+    except OutpostError:
+        _remove(staging / plan.name, staging)  # a refused pack is fetched afresh next time
+        raise
+    except (OSError, sqlite3.Error, MemoryError) as exc:  # the disk (full?) or memory failed, not the hub
+        _remove(staging / plan.name, staging)  # give the space back; the next sync starts this pack afresh
+        raise StorageError.during(f"Syncing {name!r} to version {plan.version}", exc) from exc
+    _remove(staging, staging_root)
+    return have, store.version, plan.name
 
 
 def _verify_and_apply(
@@ -573,7 +363,7 @@ def sync_hub(
         visible = list(read_listing(client.get("/v1/collections")))
         for name in visible:
             try:
-                result = sync_collection(client, home, hub, name, exact_below, progress, max_pack_bytes)
+                result = _sync_one(client, home, hub, name, exact_below, progress, max_pack_bytes)
             except AuthError:
                 raise
             except OutpostError as exc:  # this collection fails; the others still sync
@@ -591,6 +381,23 @@ def sync_hub(
         return report
     finally:
         client.close()
+
+
+def _sync_one(
+    client: HubClient,
+    home: Path,
+    hub: HubConfig,
+    name: str,
+    exact_below: int,
+    progress: Progress | None,
+    max_pack_bytes: int,
+) -> tuple[int, int, str] | None:
+    """``sync_collection``, with a failure of the disk or of SQLite (opening the store) as this collection's
+    ``StorageError``: one collection the machine cannot write never stops the others."""
+    try:
+        return sync_collection(client, home, hub, name, exact_below, progress, max_pack_bytes)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError.during(f"Syncing {name!r}", exc) from exc
 
 
 def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list[str], share_text: bool) -> int:

@@ -17,10 +17,10 @@ from outpost.feedback import FeedbackQueue
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name, save_hub
 from outpost.ingest import Chunker
 from outpost.settings import Settings
 from outpost.store import Store
-from outpost.sync import HubConfig, hub_name, save_hub
 
 from .conftest import Browsing, Dash, fresh_folder, shot
 

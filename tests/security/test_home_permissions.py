@@ -23,9 +23,9 @@ from outpost import Outpost
 from outpost.api.app import create_app
 from outpost.home import ensure_private_dir, open_private, private_file
 from outpost.hub.home import HubHome
+from outpost.hubs import HubConfig, save_hub
 from outpost.models.registry import Registry
 from outpost.settings import Settings
-from outpost.sync import HubConfig, save_hub
 
 
 @pytest.fixture

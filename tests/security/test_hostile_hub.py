@@ -38,11 +38,12 @@ from outpost.errors import OutpostError
 from outpost.feedback import FeedbackQueue
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
+from outpost.hubs import HubConfig, hub_name, load_hubs, save_hub
 from outpost.ingest import Chunker
 from outpost.packs import public_key_text, read_pack
 from outpost.records import Adapter, Changeset
 from outpost.store import Store
-from outpost.sync import HubConfig, SyncReport, hub_name, load_hubs, save_hub, sync_hub
+from outpost.sync import SyncReport, sync_hub
 
 from .hostile_hub_server import (
     Pack,

@@ -30,9 +30,10 @@ from hubkit import ServerThread
 from outpost.feedback import FeedbackQueue
 from outpost.hub.server import create_app
 from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name
 from outpost.models.registry import Registry
 from outpost.settings import Settings
-from outpost.sync import HubConfig, hub_name, sync_hub
+from outpost.sync import sync_hub
 from security.hubworld import DIM, item, synthetic_hub, tiny_gguf
 
 

@@ -12,8 +12,10 @@ from rich.table import Table
 from outpost.app import Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
 from outpost.errors import ConfigError
+from outpost.hubclient import tls_verify
+from outpost.hubs import HubConfig, hub_name, load_hubs
 from outpost.packs.signing import fingerprint
-from outpost.sync import HubConfig, SyncReport, hub_name, hub_versions, load_hubs, sync_hub, tls_verify
+from outpost.sync import SyncReport, hub_versions, sync_hub
 
 
 def _read_ca(path: Path, url: str) -> str:

@@ -36,10 +36,12 @@ from outpost.dashboard.security import (
     set_cookie,
 )
 from outpost.errors import CollectionNotFoundError, ConfigError, ModelNotFoundError, OutpostError
+from outpost.hubclient import HubClient
+from outpost.hubs import HubConfig, load_hubs
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
-from outpost.sync import HubClient, HubConfig, load_hubs, sync_hub
+from outpost.sync import sync_hub
 
 __all__ = ["dashboard_router", "mount_static", "render_ask"]
 
@@ -237,7 +239,7 @@ class PackTracker:
 def _expected_packs(hub: HubConfig, op: Any) -> list[str]:
     """The collections the coming sync will fetch a pack for, in order; empty if the hub cannot say."""
     local = {c.name: c.version for c in op.collections()}
-    client = HubClient(hub.url, hub.token, timeout=10.0)
+    client = HubClient.for_hub(hub, timeout=10.0)
     expected: list[str] = []
     try:
         for c in client.get("/v1/collections"):

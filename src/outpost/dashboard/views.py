@@ -15,9 +15,10 @@ from typing import Any
 from outpost.app import Outpost
 from outpost.errors import OutpostError
 from outpost.feedback import FeedbackQueue
+from outpost.hubclient import HubClient
+from outpost.hubs import HubConfig, load_hubs
 from outpost.models.registry import ModelEntry, Registry
 from outpost.settings import Settings, default_home
-from outpost.sync import HubClient, HubConfig, load_hubs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +79,10 @@ def collection_exists(settings: Settings, name: str) -> bool:
 
 def hub_state(hub: HubConfig) -> tuple[dict[str, int] | None, str | None]:
     """The hub's versions for this token, or None and the reason in plain words."""
-    client = HubClient(hub.url, hub.token, timeout=3.0)
+    try:
+        client = HubClient.for_hub(hub, timeout=3.0)  # a pinned CA that no longer parses is a reason too
+    except OutpostError as exc:
+        return None, str(exc)
     try:
         return {c["name"]: c["version"] for c in client.get("/v1/collections")}, None
     except OutpostError as exc:

@@ -15,9 +15,10 @@ from pathlib import Path
 from outpost.errors import ConfigError, ModelNotFoundError, PackError
 from outpost.hashing import sha256_file
 from outpost.home import PRIVATE_FILE_MODE, ensure_private_dir
+from outpost.hubclient import HubClient
+from outpost.hubs import HubConfig, load_hubs
 from outpost.models.registry import ModelEntry, Registry
 from outpost.packs.signing import verify
-from outpost.sync import HubClient, HubConfig, load_hubs
 
 __all__ = ["pull"]
 
@@ -37,7 +38,7 @@ def _hub_for(home: Path, url: str | None) -> HubConfig:
 
 def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: Progress | None = None) -> ModelEntry:
     hub = _hub_for(home, hub_url)
-    client = HubClient(hub.url, hub.token)
+    client = HubClient.for_hub(hub)  # the pinned private CA too, as sync uses
     try:
         listing = client.get(f"/v1/models/{name}")
         verify(hub.hub_key, listing["manifest"].encode("utf-8"), listing["signature"].encode("ascii"))
