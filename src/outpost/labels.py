@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Literal, cast
 
-from outpost.errors import ConfigError
+from outpost.errors import ConfigError, PackError
 from outpost.names import shown
 from outpost.store.sqlite import Store
 
-__all__ = ["LABELS", "Label", "check_label", "label_of", "may_send", "set_label"]
+__all__ = ["LABELS", "Label", "adopt_hub_label", "check_label", "label_of", "may_send", "set_label"]
 
 Label = Literal["private", "internal", "public"]
 LABELS: tuple[Label, ...] = ("private", "internal", "public")
@@ -45,3 +45,18 @@ def set_label(store: Store, label: str) -> Label:
 def may_send(label: Label, trusted: bool) -> bool:
     """Whether text of a collection with ``label`` may go to a remote (``trusted``: marked ``--trusted``)."""
     return label == "public" or (label == "internal" and trusted)
+
+
+def adopt_hub_label(store: Store, plan: object) -> Label:
+    """Give a synced collection the label its hub sent with the sync plan (``label``), at every sync.
+
+    A hub from before labels sends none: ``private``, the safe reading. Anything else is refused (``PackError``):
+    a label is a promise about where text may go, so a garbled one must not be guessed at.
+    """
+    raw = plan.get("label") if isinstance(plan, dict) else None
+    if raw is not None and raw not in LABELS:
+        raise PackError(f"The hub sent sensitivity label {shown(raw)}; expected one of {', '.join(LABELS)}")
+    label = cast(Label, raw or DEFAULT_LABEL)
+    if store.get_meta("label") != label:
+        store.set_meta(label=label)
+    return label

@@ -37,6 +37,7 @@ from outpost.feedback import FeedbackQueue
 from outpost.home import ensure_private_dir
 from outpost.hubclient import HubClient
 from outpost.hubs import HubConfig, save_hub
+from outpost.labels import adopt_hub_label
 from outpost.names import safe_join, shown
 from outpost.packs.format import (
     MANIFEST_FILES,
@@ -291,7 +292,9 @@ def _sync_locked(
     max_pack_bytes: int,
 ) -> tuple[int, int, str] | None:
     have = store.version
-    plan = read_plan(client.get(f"/v1/collections/{name}/sync", have=have), name, have, max_pack_bytes)
+    raw_plan = client.get(f"/v1/collections/{name}/sync", have=have)
+    plan = read_plan(raw_plan, name, have, max_pack_bytes)
+    adopt_hub_label(store, raw_plan)  # the hub decides its collections' sensitivity label (issue 13)
     staging_root = home / "staging"
     staging = safe_join(staging_root, hub.name, name, what="staging folder")
     if plan is None:

@@ -15,6 +15,7 @@ from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
 from outpost.ingest.limits import ReadLimits
+from outpost.labels import set_label
 from outpost.models.registry import Registry
 from outpost.settings import Settings
 
@@ -194,6 +195,21 @@ def prune_cmd(
             f"{report.collection}: v{report.version}, deltas from v{report.oldest_supported}; "
             f"removed {len(report.removed)} packs, kept {len(report.kept)}"
         )
+
+
+@hub_app.command("label")
+@guarded
+def label_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The hub collection.")],
+    label: Annotated[str, typer.Argument(help="private (never leaves a laptop), internal (trusted remotes), public.")],
+) -> None:
+    """Set the sensitivity label a hub collection ships with; every laptop takes it at its next sync."""
+    store = Hub(_hub_home(ctx)).store(name)
+    try:
+        out.print(f"{name}: {set_label(store, label)}")
+    finally:
+        store.close()
 
 
 @hub_app.command("collections")

@@ -35,6 +35,7 @@ from outpost.hub.home import HubHome
 from outpost.hub.learning import check_feedback, store_feedback, train_and_publish, untrained_count
 from outpost.hub.service import Hub
 from outpost.hub.tokens import TokenInfo, Tokens
+from outpost.labels import label_of
 from outpost.models.registry import ModelEntry, Registry
 from outpost.names import NAME_PATTERN
 from outpost.packs.format import PACK_FILES, pack_versions
@@ -104,6 +105,15 @@ def _pack_json(name: str, folder: Path) -> dict[str, Any]:
     }  # names and sizes only, never a URL: the client builds URLs from names it validated (DESIGN §11)
 
 
+def _label(hub: Hub, name: str) -> str:
+    """The sensitivity label the hub ships collection ``name`` with (``outpost hub label``)."""
+    store = hub.store(name)
+    try:
+        return label_of(store)
+    finally:
+        store.close()
+
+
 def _info_json(hub: Hub, name: str) -> dict[str, Any]:
     info = hub.info(name)
     return {
@@ -113,6 +123,7 @@ def _info_json(hub: Hub, name: str) -> dict[str, Any]:
         "chunks": info.chunks,
         "embedding": info.embedding.__dict__ if info.embedding else None,
         "chunker_id": info.chunker_id,
+        "label": _label(hub, name),
     }
 
 
@@ -266,11 +277,12 @@ def create_app(home: Path, settings: Settings | None = None) -> FastAPI:
         name = readable(name, tok)
         try:
             folder = hub.pack_for(name, have)
+            label = _label(hub, name)  # laptops take it at every sync (issue 13)
         except CollectionNotFoundError:
             raise _not_found(name) from None
         pack = _pack_json(name, folder) if folder else None
         # The pack's own version (read with its rows), not a second read that a publish may have moved on.
-        return {"collection": name, "version": pack["version"] if pack else have, "pack": pack}
+        return {"collection": name, "version": pack["version"] if pack else have, "pack": pack, "label": label}
 
     @app.get("/v1/collections/{name}/packs/{pack}/{file}")
     def pack_file(name: str, pack: str, file: str, tok: Token) -> FileResponse:
