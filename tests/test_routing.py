@@ -21,6 +21,7 @@ from outpost import Outpost
 from outpost.api.app import create_app
 from outpost.audit import AuditEntry, AuditLog
 from outpost.cli.console import settings_error
+from outpost.costs import PREFILL_FACTOR, break_even
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.errors import ConfigError, PackError, ReadOnlyError, RemoteError
 from outpost.hub.home import HubHome
@@ -350,3 +351,20 @@ def test_a_synced_collection_takes_the_hubs_label(tmp_path: Path, embedder: Sent
     assert adopt_hub_label(store, raw) == "private"  # an old hub: private, the safe reading
     with pytest.raises(PackError, match="sensitivity label 'secret'"):
         adopt_hub_label(store, {**raw, "label": "secret"})
+
+
+def test_break_even_arithmetic() -> None:
+    """The seeds' case: 1M requests a month against $3/$15 per million tokens, on a $2,000 machine."""
+    costs = break_even(
+        1_000_000 / 30, tokens_in=1500, tokens_out=250, price_in=3, price_out=15, decode_tps=50, hardware_usd=2000
+    )
+    assert costs.remote_per_request == pytest.approx((1500 * 3 + 250 * 15) / 1e6)  # $0.00825
+    assert costs.remote_per_month == pytest.approx(8250)
+    seconds = 250 / 50 + 1500 / (50 * PREFILL_FACTOR)  # 8 s a request
+    assert costs.seconds_per_request == pytest.approx(seconds)
+    assert costs.machines == 4  # 33,333 a day × 8 s = 3.1 machine-days
+    energy = seconds * 60 / 1000 / 3600 * 0.15
+    assert costs.local_per_month == pytest.approx(4 * 2000 / 36 + 1_000_000 * energy)
+    assert costs.break_even_per_day == pytest.approx(2000 / 36 / (30 * (0.00825 - energy)))
+    free = break_even(100, tokens_in=1500, tokens_out=250, price_in=0, price_out=0, decode_tps=50, hardware_usd=1)
+    assert free.break_even_per_day is None and "never" in free.explain()[-2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from outpost.app import Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
+from outpost.cli.routing import fit_break_even
 from outpost.errors import ConfigError, OutpostError
 from outpost.models.modelfile import load_modelfile
 from outpost.models.pull import pull
@@ -167,9 +168,20 @@ def fit_cmd(
         Optional[int], typer.Option("--ctx", help="Context to plan for (default: the largest that fits).")
     ] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Show the arithmetic behind each plan.")] = False,
+    volume: Annotated[
+        Optional[float],
+        typer.Option(min=0, help="Requests a day: show the break-even of this machine against the remote's price."),
+    ] = None,
+    price_in: Annotated[Optional[float], typer.Option(min=0, help="Remote USD per million tokens in.")] = None,
+    price_out: Annotated[Optional[float], typer.Option(min=0, help="Remote USD per million tokens out.")] = None,
+    hardware_usd: Annotated[float, typer.Option(min=0, help="--volume: what the local machine costs.")] = 2000.0,
     json_out: Json = False,
 ) -> None:
-    """Which models, quantisations and contexts fit this machine, how fast, and why (arithmetic shown)."""
+    """Which models, quantisations and contexts fit this machine, how fast, and why (arithmetic shown).
+
+    With --volume, also the monthly cost of answering that many requests here vs on the remote (its
+    configured prices, or --price-in/--price-out) and the break-even volume (docs/routing.md).
+    """
     from outpost.models import advisor
 
     op = Outpost(home=ctx.obj.get("home"))
@@ -187,9 +199,14 @@ def fit_cmd(
     if not models:
         for size in PLANNING_SIZES:
             plans.append(advisor.plan(hardware, advisor.candidate_quants(size), n_ctx, index_bytes))
+    fitting = [p for p in plans if p.fits and p.tokens_per_s > 0]
+    costs = None
+    if volume is not None and fitting:  # priced for the first registered model that fits (the one in use)
+        costs = fit_break_even(op, fitting[0].tokens_per_s, volume, price_in, price_out, hardware_usd)
     if json_out:
         print_json(
             {"hardware": hardware.describe(), "index_bytes": index_bytes, "plans": [_plan_json(p) for p in plans]}
+            | ({"break_even": {"model": fitting[0].spec.name, **asdict(costs)}} if costs else {})
         )
         return
     for line in hardware.describe():
@@ -213,6 +230,10 @@ def fit_cmd(
             out.print(f"\n{p.spec.name} {p.spec.quant}:")
             for line in p.explain() if explain else [p.reason]:
                 out.print(f"  {line}")
+    if costs is not None:
+        out.print(f"\nLocal ({fitting[0].spec.name}, {fitting[0].tokens_per_s:.1f} tok/s) vs remote:")
+        for line in costs.explain():
+            out.print(f"  {line}")
 
 
 def serve_cmd(

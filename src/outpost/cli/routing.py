@@ -12,6 +12,7 @@ from rich.table import Table
 from outpost.app import Outpost
 from outpost.audit import AuditLog
 from outpost.cli.console import guarded, out, print_json
+from outpost.costs import BreakEven, break_even
 from outpost.errors import ConfigError
 from outpost.remotes import RemoteConfig, RemoteStore
 
@@ -118,6 +119,36 @@ def usage_cmd(
     out.print(f"  local tokens:  {t.tokens_local_in} in, {t.tokens_local_out} out")
     out.print(f"  remote tokens: {t.tokens_remote_in} in, {t.tokens_remote_out} out — cost ${t.cost_usd:.4f}")
     out.print(f"  local answering saved ${t.saved_usd:.4f} (the local tokens at the remote's prices)")
+
+
+TYPICAL_TOKENS = (1500, 250)  # a RAG request: 5 chunks of ~200 words + the question in, a short answer out
+
+
+def _typical_tokens(log: AuditLog) -> tuple[int, int]:
+    """Mean tokens in/out of the answers on record; a typical RAG request when there are none yet."""
+    done = [e for e in log.entries() if e.tokens_in]
+    if not done:
+        return TYPICAL_TOKENS
+    return round(sum(e.tokens_in for e in done) / len(done)), round(sum(e.tokens_out for e in done) / len(done))
+
+
+def fit_break_even(
+    op: Outpost, tps: float, volume: float, price_in: float | None, price_out: float | None, hardware_usd: float
+) -> BreakEven:
+    """``models fit --volume``: the policy's remote prices (or the flags') against this machine's speed."""
+    remote = op.router.remote() if price_in is None or price_out is None else None
+    if (price_in is None or price_out is None) and remote is None:
+        raise ConfigError("No remote to price against: pass --price-in and --price-out, or `outpost remote add`")
+    tokens_in, tokens_out = _typical_tokens(op.router.audit)
+    return break_even(
+        volume,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        price_in=price_in if price_in is not None else remote.price_in,  # type: ignore[union-attr]
+        price_out=price_out if price_out is not None else remote.price_out,  # type: ignore[union-attr]
+        decode_tps=tps,
+        hardware_usd=hardware_usd,
+    )
 
 
 def register(app: typer.Typer) -> None:
