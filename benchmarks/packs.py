@@ -32,8 +32,9 @@ import numpy as np  # noqa: E402
 from _common import NFCORPUS, blas_one_thread, folder_bytes, machine  # noqa: E402
 from outpost import Outpost  # noqa: E402
 from outpost.embed.quantize import quantize  # noqa: E402
-from outpost.evaluate import load_qrels, load_queries, ndcg_at_k  # noqa: E402
+from outpost.evaluate import load_qrels, load_queries  # noqa: E402
 from outpost.ingest.chunker import chunk_id  # noqa: E402
+from outpost.metrics import ndcg_at_k  # noqa: E402
 from outpost.packs import generate_key, read_pack, write_pack  # noqa: E402
 from outpost.records import Changeset  # noqa: E402
 from outpost.store import Store  # noqa: E402

@@ -162,7 +162,7 @@ def _hub_with_feedback(hub_home: Path, embedder) -> Hub:  # type: ignore[no-unty
 
 
 def _answer(home: Path, model: str, question: str) -> str:
-    from outpost.llm.factory import load_chat_model
+    from outpost.models.load import load_chat_model
 
     chat = load_chat_model(Settings(home=home), model)
     return chat.complete([{"role": "user", "content": question}], GenerationParams(temperature=0.0, max_tokens=40))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from outpost.errors import ConfigError
+from outpost.metrics import recall_at_k, reciprocal_rank
 
 __all__ = ["Example", "FitResult", "cap_sources", "evaluate", "fit", "independent_gain", "split", "train_matrix"]
 
@@ -137,10 +138,8 @@ def evaluate(
     mrr = recall = 0.0
     for row, ex in zip(top, examples):
         found = [ids[i] for i in row]
-        positives = set(ex.positives)
-        first = next((rank for rank, cid in enumerate(found, start=1) if cid in positives), None)
-        mrr += 1.0 / first if first else 0.0
-        recall += len(positives & set(found)) / len(positives)
+        mrr += reciprocal_rank(found, set(ex.positives), k)
+        recall += recall_at_k(found, set(ex.positives), k)
     return {"mrr@10": mrr / len(examples), "recall@10": recall / len(examples), "queries": len(examples)}
 
 

@@ -28,7 +28,7 @@ from outpost.ingest.limits import ReadLimits
 from outpost.ingest.pipeline import IngestReport, Progress, ingest
 from outpost.labels import Label, label_of, set_label
 from outpost.llm.base import ChatModel, GenerationParams
-from outpost.llm.factory import load_chat_model
+from outpost.models.load import load_chat_model
 from outpost.rag import SYSTEM_PROMPT, AnswerStream, pack_sources, to_sources
 from outpost.records import Answer, CollectionInfo, Hit, Source
 from outpost.retrieve import Mode, Retriever

@@ -6,14 +6,14 @@ log2 discount, recall@10 and @100 over relevant (grade > 0) documents, MRR@10.
 
 The corpus is ingested into a scratch collection ``eval-<dataset>`` through the normal ingest path,
 so reruns embed nothing new. ``adapter_from`` trains a query adapter from another split's judgements
-with the same functions the hub uses (``qrels_examples`` → ``adapt.fit``).
+with the same functions the hub uses (``learn.qrels_examples`` → ``adapt.fit``); evaluation never imports
+hub code.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +24,13 @@ import numpy as np
 from outpost.adapt import fit
 from outpost.app import Outpost
 from outpost.errors import ConfigError
-from outpost.hub.learning import collection_vectors, qrels_examples
 from outpost.ingest.pipeline import Progress, plan_documents
+from outpost.learn import collection_vectors, qrels_examples
+from outpost.metrics import ndcg_at_k, recall_at_k, reciprocal_rank
 from outpost.records import Adapter, Block, Document
 from outpost.retrieve import Mode, Retriever
 
-__all__ = ["EvalReport", "load_beir", "load_qrels", "load_queries", "metrics_for", "ndcg_at_k", "run_eval"]
+__all__ = ["EvalReport", "load_beir", "load_qrels", "load_queries", "metrics_for", "run_eval"]
 
 MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 
@@ -67,21 +68,14 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def ndcg_at_k(ranked: list[str], judged: dict[str, int], k: int = 10) -> float:
-    dcg = sum(judged.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
 def metrics_for(ranked: list[str], judged: dict[str, int]) -> dict[str, float]:
+    """One query's metrics over a document ranking (definitions in :mod:`outpost.metrics`)."""
     relevant = {d for d, g in judged.items() if g > 0}
-    first = next((i for i, d in enumerate(ranked[:10], start=1) if d in relevant), None)
     return {
         "ndcg@10": ndcg_at_k(ranked, judged),
-        "recall@10": len(relevant & set(ranked[:10])) / len(relevant) if relevant else 0.0,
-        "recall@100": len(relevant & set(ranked[:100])) / len(relevant) if relevant else 0.0,
-        "mrr@10": 1.0 / first if first else 0.0,
+        "recall@10": recall_at_k(ranked, relevant, 10),
+        "recall@100": recall_at_k(ranked, relevant, 100),
+        "mrr@10": reciprocal_rank(ranked, relevant, 10),
     }
 
 

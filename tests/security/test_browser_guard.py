@@ -27,7 +27,7 @@ from outpost.api.app import create_app
 from outpost.api.guard import BrowserGuard, GuardPolicy
 from outpost.feedback import FeedbackQueue
 from outpost.llm.bundled import bundled_models
-from outpost.llm.factory import loaded_models, unload_all
+from outpost.models.load import loaded_models, unload_all
 from outpost.models.registry import Registry
 from outpost.settings import Settings
 

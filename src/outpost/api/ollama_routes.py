@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from outpost import __version__
 from outpost.api.openai_routes import FeedbackRequest
 from outpost.api.service import RAG_PREFIX, ApiService, Generation
-from outpost.llm.factory import loaded_models
+from outpost.models.load import loaded_models
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.registry import ModelEntry
 

@@ -20,7 +20,7 @@ import numpy as np
 from outpost.app import Outpost
 from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
-from outpost.llm.factory import load_chat_model, unload_all
+from outpost.models.load import load_chat_model, unload_all
 from outpost.models.registry import Registry
 from outpost.models.resolve import check_registry_name
 from outpost.rag import AnswerStream

@@ -18,17 +18,16 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from outpost.adapt import Example, fit
 from outpost.embed.base import Embedder
-from outpost.embed.quantize import dequantize
 from outpost.errors import ConfigError
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
+from outpost.learn import collection_vectors, qrels_examples
 from outpost.records import Adapter, Changeset
 from outpost.store.sqlite import Store
 
@@ -36,10 +35,8 @@ __all__ = [
     "Rejection",
     "TrainReport",
     "check_feedback",
-    "collection_vectors",
     "examples",
     "import_qrels",
-    "qrels_examples",
     "rollback",
     "split_key",
     "store_feedback",
@@ -69,7 +66,7 @@ def check_feedback(store: Store, items: list[dict[str, Any]]) -> tuple[list[dict
     """
     dim = store.embedding.dimension if store.embedding else None
     wanted = {cid for item in items for cid in (*item.get("shown", []), *item.get("source_votes", {}))}
-    known = _existing_chunks(store, wanted)
+    known = store.known_chunk_ids(wanted)
     good: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for index, item in enumerate(items):
@@ -90,16 +87,6 @@ def _misfit(item: dict[str, Any], dim: int | None, known: set[str]) -> str | Non
     if missing:
         return f"{len(missing)} chunk id(s) not in the collection, e.g. {missing[0]!r}"
     return None
-
-
-def _existing_chunks(store: Store, ids: set[str]) -> set[str]:
-    found: set[str] = set()
-    wanted = sorted(ids)
-    for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
-        batch = wanted[start : start + 500]
-        marks = ",".join("?" * len(batch))
-        found.update(r[0] for r in store.db.execute(f"SELECT id FROM chunks WHERE id IN ({marks})", batch))
-    return found
 
 
 def store_feedback(home: HubHome, collection: str, token_id: int | None, items: list[dict[str, Any]]) -> int:
@@ -177,14 +164,6 @@ def _split_secret(home: HubHome) -> bytes:
 def split_key(secret: bytes, item_id: str) -> str:
     """The train/held-out key of an item: an HMAC of its id, which an uploader cannot predict or steer."""
     return hmac.new(secret, item_id.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def collection_vectors(store: Store) -> tuple[list[str], np.ndarray]:
-    """Chunk ids and their float vectors (dequantised from the shipped int8 bytes)."""
-    rows = store.db.execute("SELECT id, vector, scale FROM chunks ORDER BY rowid").fetchall()
-    dim = store.embedding.dimension if store.embedding else 0
-    q = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int8).reshape(len(rows), dim)
-    return [r[0] for r in rows], dequantize(q, np.array([r[2] for r in rows], dtype=np.float32))
 
 
 @dataclass
@@ -323,51 +302,6 @@ def rollback(hub: Hub, collection: str) -> tuple[int, int]:
         return _publish_adapter(hub, store, previous, {"rollback_from": current.version}), previous.version
     finally:
         store.close()
-
-
-def _doc_chunks(store: Store) -> dict[str, list[str]]:
-    """Document key → its chunk ids; a qrels id matches a key or a key's stem (``MED-10`` ~ ``MED-10.md``)."""
-    out: dict[str, list[str]] = {}
-    for cid, key in store.db.execute("SELECT id, doc_key FROM chunks"):
-        out.setdefault(key, []).append(cid)
-        stem = Path(key).stem
-        if stem != key:
-            out.setdefault(stem, []).append(cid)
-    return out
-
-
-def qrels_examples(
-    store: Store, embedder: Embedder, qrels: dict[str, dict[str, int]], queries: dict[str, str], negatives: int = 8
-) -> list[Example]:
-    """Labelled queries as examples: each relevant document's best chunk is a positive, the top dense
-    hits from unjudged documents are hard negatives."""
-    ids, vectors = collection_vectors(store)
-    index = {cid: i for i, cid in enumerate(ids)}
-    docs = _doc_chunks(store)
-    normed = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    chunk_doc = {cid: key for key, cids in docs.items() for cid in cids}
-    qids = [q for q in qrels if q in queries]
-    embedded = embedder.embed([queries[q] for q in qids])
-    out: list[Example] = []
-    for qid, qvec in zip(qids, embedded):
-        scores = normed @ qvec
-        relevant = {d for d, rel in qrels[qid].items() if rel > 0}
-        # each relevant document's best chunk first (these are trained on), then its other chunks
-        # (held-out evaluation counts a hit on any chunk of a relevant document)
-        best = sorted(
-            (max(docs[d], key=lambda c: scores[index[c]]) for d in relevant if d in docs),
-            key=lambda c: -scores[index[c]],
-        )
-        positives = best + [c for d in relevant if d in docs for c in docs[d] if c not in set(best)]
-        judged = set(qrels[qid])
-        hard = [
-            ids[i]
-            for i in np.argsort(-scores)[: negatives * 4]
-            if chunk_doc.get(ids[i]) not in judged and Path(chunk_doc.get(ids[i], "")).stem not in judged
-        ]
-        if positives:
-            out.append(Example(qvec.astype(np.float32), tuple(positives), tuple(hard[:negatives]), key=qid))
-    return out
 
 
 def import_qrels(

@@ -404,6 +404,33 @@ class Store:
                 out[row["rowid"]] = _chunk_from_row(row)
         return out
 
+    def known_chunk_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are chunks of this collection (feedback is checked against it before it is kept)."""
+        wanted = sorted(set(ids))
+        return {
+            row[0]
+            for batch in _batches(wanted)
+            for row in self.db.execute(f"SELECT id FROM chunks WHERE id IN ({_marks(batch)})", batch)
+        }
+
+    def vectors(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every chunk's id, int8 vector ``(n, dim)`` and scale ``(n,)``, in store order, read in one transaction.
+
+        The shipped bytes, not floats: adapter training and evaluation dequantise them (``embed.quantize``).
+        """
+        with self.reading():
+            rows = self.db.execute("SELECT id, vector, scale FROM chunks ORDER BY rowid").fetchall()
+            dim = self.embedding.dimension if self.embedding else 0
+        q = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.int8).reshape(len(rows), dim)
+        return [r[0] for r in rows], q, np.array([r[2] for r in rows], dtype=np.float32)
+
+    def chunks_by_document(self) -> dict[str, list[str]]:
+        """Document key → its chunk ids, in store order (what document-level judgements are mapped through)."""
+        out: dict[str, list[str]] = {}
+        for cid, key in self.db.execute("SELECT id, doc_key FROM chunks ORDER BY rowid"):
+            out.setdefault(key, []).append(cid)
+        return out
+
     def documents(self) -> list[DocumentRecord]:
         rows = self.db.execute("SELECT * FROM documents ORDER BY key").fetchall()
         return [DocumentRecord(**dict(row)) for row in rows]
