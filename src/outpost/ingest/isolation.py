@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import outpost
 from outpost.errors import LoadError, OutpostError
 from outpost.ingest.limits import ReadLimits
 from outpost.records import Block, Document
@@ -190,7 +189,7 @@ def _spawn(limits: ReadLimits) -> subprocess.Popen[bytes]:
     The working directory matters: ``python -m`` puts it first on ``sys.path``, and ingest is
     often run from inside the (untrusted) folder being ingested, which could hold an ``outpost/``.
     """
-    package_parent = str(Path(outpost.__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])  # src/outpost/ingest/isolation.py → src
     command = [sys.executable, "-m", "outpost.ingest.worker", str(limits.parse_memory_bytes)]
     try:
         return subprocess.Popen(
