@@ -77,7 +77,8 @@ class Recording:
 
         await self.app(scope, replay, send)
 
-    def bodies(self, path: str = "/v1/chat/completions") -> list[tuple[dict[str, str], str]]:
+    def bodies(self) -> list[tuple[dict[str, str], str]]:
+        """Every request that carried a body (the chat calls), decoded, in arrival order."""
         with self._lock:
             return [(h, b.decode("utf-8")) for h, b in self.requests if b]
 

@@ -8,10 +8,12 @@ left is made on the request bodies the remote actually received.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from pydantic import ValidationError
@@ -202,7 +204,7 @@ def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _laptop(home: Path, **routing: object) -> Outpost:
-    return Outpost(home=home, llm_model="smollm2", n_ctx=1024, top_k=2, routing=routing)
+    return Outpost(home=home, llm_model="smollm2", n_ctx=1024, top_k=1, routing=routing)
 
 
 def _allowed(collection: str, remote: str) -> bool:
@@ -306,23 +308,38 @@ def test_falls_back_to_local_when_the_remote_is_down_or_slow(laptop: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_local_api_rag_models_follow_the_same_policy(laptop: Path, remote: tuple[ServerThread, Recording]) -> None:
-    """The OpenAI dialect's ``rag:`` models answer through ``Outpost.ask``: the same routing, the same audit."""
+def test_local_api_and_dashboard_follow_the_same_policy(laptop: Path, remote: tuple[ServerThread, Recording]) -> None:
+    """The OpenAI dialect's ``rag:`` models and the dashboard's Ask answer through ``Outpost.ask``: the same
+    routing, the same audit."""
     recording = remote[1]
-    settings = Settings(
-        home=laptop, llm_model="smollm2", n_ctx=1024, top_k=2, routing={"mode": "remote", "remote": "cloud"}
-    )
+    policy = {"mode": "remote", "remote": "cloud"}
+    settings = Settings(home=laptop, llm_model="smollm2", n_ctx=1024, top_k=1, max_tokens=2, routing=policy)
+    question = "How many vacation days do new hires get?"
     with ServerThread(create_app(settings)) as api:
         client = openai.OpenAI(base_url=f"{api.url}/v1", api_key="unused")
         before = len(recording.bodies())
         for collection in ("pub", "priv", "intl"):
-            messages = [{"role": "user", "content": "How many vacation days do new hires get?"}]
+            messages = [{"role": "user", "content": question}]
             reply = client.chat.completions.create(model=f"rag:{collection}", messages=messages, max_tokens=2)
             assert reply.choices[0].message.content is not None
+        with httpx.Client(base_url=api.url, timeout=120) as browser:
+            browser.get("/ui/collections", headers={"Accept": "text/html"})
+            csrf = {"X-Outpost-CSRF": browser.cookies["outpost_csrf"]}
+            body = {"question": question, "collections": ["pub", "priv"]}
+            events = browser.post("/ui/api/ask", json=body, headers=csrf).text
+    done = [json.loads(line[6:])["answer"] for line in events.splitlines() if '"answer": {' in line]
+    assert [(a["collection"], a["route"]) for a in done] == [("pub", "remote"), ("priv", "local")]
+    assert "is private" in done[1]["route_reason"]
     sent = recording.bodies()[before:]
-    assert len(sent) == 1 and MARK_PUBLIC in sent[0][1]  # pub went; priv never; intl not to an untrusted remote
-    routes = [(e.collections, e.route) for e in AuditLog(laptop).entries()[-3:]]
-    assert routes == [({"pub": "public"}, "remote"), ({"priv": "private"}, "local"), ({"intl": "internal"}, "local")]
+    assert len(sent) == 2 and all(MARK_PUBLIC in body for _, body in sent)  # pub twice; priv and intl never
+    routes = [(e.collections, e.route) for e in AuditLog(laptop).entries()[-5:]]
+    assert routes == [
+        ({"pub": "public"}, "remote"),
+        ({"priv": "private"}, "local"),
+        ({"intl": "internal"}, "local"),  # cloud is not trusted
+        ({"pub": "public"}, "remote"),
+        ({"priv": "private"}, "local"),
+    ]
 
 
 def test_a_synced_collection_takes_the_hubs_label(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
@@ -368,3 +385,15 @@ def test_break_even_arithmetic() -> None:
     assert costs.break_even_per_day == pytest.approx(2000 / 36 / (30 * (0.00825 - energy)))
     free = break_even(100, tokens_in=1500, tokens_out=250, price_in=0, price_out=0, decode_tps=50, hardware_usd=1)
     assert free.break_even_per_day is None and "never" in free.explain()[-2]
+
+
+def test_extractive_answers_never_route(home: Path, tmp_path: Path) -> None:
+    """``--extractive`` means no model at all: even ``mode = "remote"`` sends nothing (the audit says so)."""
+    op = Outpost(home=home, routing={"mode": "remote"})
+    op.ingest(write_docs(tmp_path / "docs", MARK_PUBLIC), collection="pub")
+    op.label("pub", "public")
+    RemoteStore(home).add(RemoteConfig("down", f"http://127.0.0.1:{free_port()}/v1", "m"))
+    answer = op.ask("How many vacation days do new hires get?", "pub", extractive=True, remote=True)
+    assert answer.route == "local" and answer.grounding == "extractive" and "twenty" in answer.text
+    (entry,) = AuditLog(home).entries()
+    assert (entry.route, entry.model, entry.chunks_sent) == ("local", "extractive", [])

@@ -198,7 +198,8 @@ class Outpost:
         query = retriever.embedder.embed_query(question)
         found = to_sources(retriever.search(question, k or s.top_k, mode, query=query))
         label = label_of(self.store(collection))
-        route, ready = self._route(question, collection, label, found, chat, params, system, remote and not extractive)
+        asked: bool | None = None if extractive else remote  # None: extractive was asked for, no model at all
+        route, ready = self._route(question, collection, label, found, chat, params, system, asked)
         answer_id = self.feedback.record(collection, question, query, [src.chunk_id for src in ready.sources])
         answer = AnswerStream(
             ready.model,
@@ -229,9 +230,14 @@ class Outpost:
         chat: ChatModel | None,
         params: GenerationParams,
         system: str,
-        asked: bool,
+        asked: bool | None,
     ) -> tuple[Route, Prepared]:
-        """Pack for the local model, let the policy decide, and open the remote when it says so (or fall back)."""
+        """Pack for the local model, let the policy decide, and open the remote when it says so (or fall back).
+
+        ``asked`` None: the caller wants the extractive answer, which never involves a model, remote or not.
+        """
+        if asked is None:
+            return Route("local", "extractive: no model asked for"), self._pack(None, question, found, 0, system)
         try:
             local = self._pack(chat, question, found, params.max_tokens, system)
         except ContextOverflowError:  # the question alone is too long here: a remote may still take it
