@@ -146,3 +146,86 @@ def run_outpost(*args: str, home: Path, timeout: float = 300, **env: str) -> sub
         text=True,
         timeout=timeout,
     )
+
+
+# -- other processes for the load proofs (run as `python -c`, with tests/ on PYTHONPATH) --------------------------
+
+
+def publish_loop(hub_root: str, name: str, base_rows: int, seconds: float, pause: float) -> None:
+    """Another process publishing a new version every ``pause`` seconds for ``seconds`` (R6's moving target)."""
+    import time
+
+    hub = Hub(HubHome(Path(hub_root)))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        store = hub.store(name)
+        try:
+            publish(hub, name, base_rows, store.version + 1)
+        finally:
+            store.close()
+        time.sleep(pause)
+
+
+def apply_loop(collections: str, name: str, states: str, applies: int, pause: float) -> None:
+    """Another process applying ``applies`` changes to a local collection, alternating between two real states,
+    every fourth one a snapshot (the long-running reader's moving target)."""
+    import pickle
+    import time
+
+    with open(states, "rb") as fh:
+        first, second = pickle.load(fh)
+    store = Store.open(Path(collections), name)
+    try:
+        for _ in range(applies):
+            version = store.version
+            now, target = (first, second) if version % 2 else (second, first)
+            store.apply(state_change(name, now, target, version, snapshot=version % 4 == 0))
+            time.sleep(pause)
+    finally:
+        store.close()
+
+
+def state_change(name: str, now: Changeset, target: Changeset, version: int, snapshot: bool) -> Changeset:
+    """The changeset from state ``now`` (a snapshot) to state ``target`` (a snapshot), as version + 1."""
+    if snapshot:
+        return Changeset(
+            name,
+            0,
+            target.upserts,
+            target.vectors,
+            target.scales,
+            documents=target.documents,
+            embedding=target.embedding,
+            chunker_id=target.chunker_id,
+            version=version + 1,
+            snapshot=True,
+        )
+    have = {c.id for c in now.upserts}
+    keep = [i for i, c in enumerate(target.upserts) if c.id not in have]
+    wanted = {c.id for c in target.upserts}
+    return Changeset(
+        name,
+        version,
+        [target.upserts[i] for i in keep],
+        target.vectors[keep],
+        target.scales[keep],
+        documents=target.documents,
+        delete_chunks=sorted(have - wanted),
+        delete_documents=sorted({d.key for d in now.documents} - {d.key for d in target.documents}),
+        embedding=target.embedding,
+        chunker_id=target.chunker_id,
+        version=version + 1,
+    )
+
+
+def python_process(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    tests = str(Path(__file__).resolve().parents[1])
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [tests, env.get("PYTHONPATH", "")]))}
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from outpost.embed.base import Embedder
-from outpost.errors import CollectionNotFoundError, VersionConflictError
+from outpost.errors import CollectionNotFoundError, StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
 from outpost.hub.home import HubHome
@@ -113,7 +113,12 @@ class Hub:
         fault("hub:before-pack")
         if changeset.base_version == 0:
             changeset.snapshot = True
-        write_pack(changeset, folder, self.home.signing_key)
+        try:
+            write_pack(changeset, folder, self.home.signing_key)
+        except OSError as exc:  # a full disk: write_pack left no half pack, and nothing is published
+            raise StorageError.during(
+                f"Writing the pack of version {changeset.version} of {store.name!r}", exc
+            ) from exc
         fault("hub:after-pack")
         version = store.apply(changeset)
         with self.home.connect() as db:

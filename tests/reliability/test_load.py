@@ -1,0 +1,264 @@
+"""Load: many clients syncing from one hub while another process publishes (R6); `outpost serve` answering
+concurrent API clients while another process applies snapshots and deltas to the collection it reads.
+
+Everything runs on 127.0.0.1 and is bounded: CI runs a short version (15 s and 10 sync clients; 20 s, 2 API
+clients and 10 applies); the full run (``benchmarks/reliability.py``) sets ``OUTPOST_RELIABILITY_SECONDS=60``,
+``OUTPOST_RELIABILITY_CLIENTS=50``, ``OUTPOST_RELIABILITY_API_CLIENTS=16`` and ``OUTPOST_RELIABILITY_APPLIES=100``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from hubkit import free_port
+from outpost import Outpost
+from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name
+from outpost.ingest import pipeline
+from outpost.ingest.discover import discover
+from outpost.store.sqlite import Store
+from outpost.sync import sync_hub
+from reliability._kit import (
+    make_hub,
+    median,
+    outpost_env,
+    percentile,
+    python_process,
+    record,
+    rss_kb,
+    seconds,
+)
+
+ROWS = 400
+
+
+def _wait_listening(port: int, process) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server exited: {process.args}"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the server did not start")
+
+
+def _serve(home: Path, *args: str):  # type: ignore[no-untyped-def]
+    port = free_port()
+    command = [sys.executable, "-m", "outpost", *args, "--port", str(port)]
+    log = (home.parent / f"{args[0]}-{port}.log").open("w")  # a file, not a pipe nobody drains while it runs
+    process = subprocess.Popen(command, env=outpost_env(home), stderr=log, text=True)
+    _wait_listening(port, process)
+    return process, port
+
+
+def _top_ids(store: Store) -> list[list[str]]:
+    """What a reader gets back, by chunk id (rowids differ between stores): BM25 and dense top 5 for 3 queries."""
+    rng = np.random.default_rng(5)
+    out = []
+    for query in ("chunk r1 document", "text of chunk r2", "r300 document"):
+        rowids = [r for r, _ in store.bm25(query, 5)]
+        rowids += [r for r, _ in store.dense(rng.integers(-127, 128, 32, dtype=np.int8), 5)]
+        chunks = store.chunks_by_rowid(rowids)
+        out.append([chunks[r].id for r in rowids])
+    return out
+
+
+@pytest.mark.slow
+def test_r6_many_clients_sync_from_one_hub_while_another_process_publishes(tmp_path: Path) -> None:
+    clients = int(os.environ.get("OUTPOST_RELIABILITY_CLIENTS", 10))
+    duration = seconds(15)
+    hub = make_hub(tmp_path / "hub-home", "docs", ROWS, versions=1)
+    token = Tokens(hub.home).create("load", ["docs"])[0]
+    server, port = _serve(tmp_path / "hub-home", "hub", "serve")
+    url = f"http://127.0.0.1:{port}"
+    publisher = python_process(
+        "from reliability._kit import publish_loop; "
+        f"publish_loop({str(hub.home.root)!r}, 'docs', {ROWS}, {duration}, 0.5)",
+        outpost_env(tmp_path / "hub-home"),
+    )
+    latencies: dict[str, list[float]] = {"delta": [], "snapshot": []}
+    errors: list[str] = []
+    deadline = time.monotonic() + duration
+
+    def client(i: int) -> None:
+        config = HubConfig(hub_name(url), url, token, hub.home.public_key)
+        rng = random.Random(i)
+        while time.monotonic() < deadline:
+            start = time.monotonic()
+            try:
+                report = sync_hub(tmp_path / f"client-{i}", config)
+            except Exception as exc:  # every failure counts, whatever it is
+                errors.append(f"client {i}: {type(exc).__name__}: {exc}")
+                continue
+            elapsed = time.monotonic() - start
+            errors.extend(f"client {i}: {name}: {why}" for name, why in report.failed.items())
+            for _, _, pack in report.updated.values():
+                latencies["snapshot" if pack.startswith("snapshot-") else "delta"].append(elapsed)
+            time.sleep(rng.uniform(0, 0.3))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(duration + 300)
+        publisher.wait(120)
+        assert publisher.returncode == 0, publisher.stderr.read() if publisher.stderr else ""
+        latest = Store.open(hub.home.collections_dir, "docs", durable=True)
+        reference = (latest.version, _top_ids(latest))
+        latest.close()
+        for i in range(clients):  # one last sync each, after the publisher stopped
+            config = HubConfig(hub_name(url), url, token, hub.home.public_key)
+            assert not sync_hub(tmp_path / f"client-{i}", config).failed
+    finally:
+        server.terminate()
+        server.wait(30)
+    ends = set()
+    for i in range(clients):
+        store = Store.open(tmp_path / f"client-{i}" / "collections", "docs")
+        ends.add(json.dumps((store.version, _top_ids(store))))
+        store.close()
+    assert errors == []
+    assert ends == {json.dumps(reference)}, "a client ended at another version or with other search results"
+    assert latencies["delta"], "no delta sync happened"
+    record(
+        "R6 sync load",
+        clients=clients,
+        seconds=duration,
+        published_versions=reference[0],
+        syncs=sum(map(len, latencies.values())),
+        errors=len(errors),
+        delta_p50_s=round(median(latencies["delta"]), 3),
+        delta_p99_s=round(percentile(latencies["delta"], 99), 3),
+        snapshot_p50_s=round(median(latencies["snapshot"]), 3),
+    )
+
+
+def _two_states(tmp_path: Path, embedder) -> tuple[Path, dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Two real states of one collection (A, and B with a third of the notes rewritten), as snapshots, pickled
+    for the writer process; and every chunk id → its text, the oracle for what `outpost serve` cites."""
+    op = Outpost(home=tmp_path / "scratch")
+    chunker = op.chunker(embedder)
+    states = []
+    for edition in ("first", "second"):
+        root = tmp_path / edition
+        root.mkdir()
+        for i in range(12):
+            changed = edition == "second" and i % 3 == 0
+            body = f"The {'revised' if changed else 'original'} rule {i}: requests for item {i} go to desk {i % 5}."
+            (root / f"rule{i}.txt").write_text(f"Rule {i}. {body} Filed under {edition if changed else 'first'}.\n")
+        store = Store.open(tmp_path / f"scratch-{edition}", "rules", create=True)
+        changeset, _ = pipeline.plan(store, discover([root]), embedder, chunker)
+        store.close()
+        changeset.snapshot = True
+        states.append(changeset)
+    path = tmp_path / "states.pickle"
+    path.write_bytes(pickle.dumps(tuple(states)))
+    texts = {c.id: c.text for state in states for c in state.upserts}
+    return path, texts
+
+
+@pytest.mark.slow
+def test_serve_answers_concurrent_clients_correctly_while_another_process_applies(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    api_clients = int(os.environ.get("OUTPOST_RELIABILITY_API_CLIENTS", 2))
+    duration = seconds(20)
+    applies = int(os.environ.get("OUTPOST_RELIABILITY_APPLIES", 10))
+    home = tmp_path / "home"
+    states, texts = _two_states(tmp_path, embedder)
+    first = pickle.loads(states.read_bytes())[0]
+    store = Store.open(home / "collections", "rules", create=True)
+    store.apply(first)
+    store.close()
+    server, port = _serve(home, "serve")
+    writer = python_process(
+        "from reliability._kit import apply_loop; "
+        f"apply_loop({str(home / 'collections')!r}, 'rules', {str(states)!r}, {applies}, {duration / applies})",
+        outpost_env(home),
+    )
+    errors: list[str] = []
+    answered = {"stream": 0, "plain": 0, "sources_checked": 0}
+    rss: list[tuple[float, int]] = []
+    began = time.monotonic()
+    deadline = began + duration
+
+    def client(i: int) -> None:
+        rng = random.Random(i)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+            while time.monotonic() < deadline or writer.poll() is None:  # answers keep coming across every apply
+                body = {
+                    "model": "rag:rules",
+                    "messages": [{"role": "user", "content": f"Where do requests for item {rng.randrange(12)} go?"}],
+                    "max_tokens": 2,
+                    "stream": i % 2 == 1,
+                }
+                try:
+                    sources = _ask(http, body)
+                except Exception as exc:  # any failure is an error of the proof
+                    errors.append(f"client {i}: {type(exc).__name__}: {exc}")
+                    continue
+                answered["stream" if body["stream"] else "plain"] += 1
+                for source in sources:
+                    answered["sources_checked"] += 1
+                    if texts.get(source["chunk_id"]) != source["text"]:
+                        errors.append(f"client {i}: chunk {source['chunk_id']} cited with text it does not have")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(api_clients)]
+    try:
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            rss.append((round(time.monotonic() - began, 1), rss_kb(server.pid)))
+            time.sleep(1)
+        writer.wait(300)
+        assert writer.returncode == 0, writer.stderr.read() if writer.stderr else ""
+    finally:
+        server.terminate()
+        server.wait(30)
+    final = Store.open(home / "collections", "rules")
+    applied = final.version - 1
+    final.close()
+    assert errors == []
+    assert answered["stream"] + answered["plain"] >= api_clients and answered["sources_checked"]
+    half = [kb for t, kb in rss if t >= duration / 2]
+    record(
+        "serve load + long-running reader",
+        api_clients=api_clients,
+        seconds=duration,
+        applies_by_other_process=applied,
+        errors=len(errors),
+        **answered,
+        rss_mb_first=round(rss[0][1] / 1024, 1),
+        rss_mb_mid=round(half[0] / 1024, 1) if half else None,
+        rss_mb_last=round(rss[-1][1] / 1024, 1),
+        rss_mb_samples=[round(kb / 1024) for _, kb in rss],
+    )
+
+
+def _ask(http: httpx.Client, body: dict) -> list[dict]:  # type: ignore[type-arg]
+    """One chat completion; the sources it cites (streamed: from the final event)."""
+    if not body["stream"]:
+        response = http.post("/v1/chat/completions", json=body)
+        response.raise_for_status()
+        return response.json()["sources"]  # type: ignore[no-any-return]
+    sources: list[dict] = []  # type: ignore[type-arg]
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                sources = event.get("sources", sources)
+    return sources
