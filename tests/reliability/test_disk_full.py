@@ -103,8 +103,8 @@ def test_ingest_onto_a_full_disk_fails_clearly_and_keeps_the_old_version(tmp_pat
     op.ingest(_notes(tmp_path / "v1", 3), collection="notes")
     store = op.store("notes")
     old = (store.version, store.counts())
-    ballast = fill(small_disk, 48 * 1024)
-    more = _notes(tmp_path / "v2", 40)
+    ballast = fill(small_disk, 32 * 1024)
+    more = _notes(tmp_path / "v2", 12)  # ~36 chunks: their rows, FTS entries and WAL pages need more than 32 KB
     with pytest.raises(StorageError, match="free some disk space"):
         op.ingest(more, collection="notes")
     assert (store.version, store.counts()) == old
