@@ -9,6 +9,7 @@ and two syncs of one collection downloaded into the same staging files. Now a cr
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -169,3 +170,32 @@ def test_two_syncs_of_one_home_at_once_both_succeed(tmp_path: Path) -> None:
             assert not any((client / "staging").rglob("*.parquet*"))
         assert run_outpost("sync", "-q", home=client).returncode == 0
     record("two syncs", processes=2, rounds=2, errors=0)
+
+
+def test_ann_index_temp_files_are_per_process_and_a_dead_writer_s_are_cleaned(tmp_path: Path) -> None:
+    """Two processes saving the index of one version never share a temp file; a killed writer's temp is removed
+    by the next save, a live writer's is left alone."""
+    import numpy as np
+
+    from outpost.store.ann import AnnIndex
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        live_tmp = tmp_path / f"index-3.usearch.{sleeper.pid}-0a0b0c0d.tmp"
+        dead_tmp = tmp_path / f"index-3.usearch.{int(dead.stdout)}-0a0b0c0d.tmp"
+        live_tmp.write_bytes(b"half")
+        dead_tmp.write_bytes(b"half")
+        names: list[str] = []
+        files = AnnIndex(tmp_path, 8)
+        index = files._new()
+        real_save = index.save
+        index.save = lambda path: (names.append(Path(path).name), real_save(path))  # type: ignore[method-assign]
+        index.add(np.arange(3, dtype=np.uint64), np.ones((3, 8), np.int8))
+        files.save(index, 3)
+        assert names and names[0].startswith(f"index-3.usearch.{os.getpid()}-") and names[0].endswith(".tmp")
+        assert live_tmp.exists() and not dead_tmp.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["index-3.usearch", live_tmp.name])
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)
