@@ -84,10 +84,14 @@ def test_ask_json_schema(docs: Path, home: Path) -> None:
         check=True,
     )
     doc = json.loads(proc.stdout)
-    assert set(doc) == {"question", "answer", "model", "collection", "cited", "id", "sources"}
-    assert doc["answer"] and doc["model"] == "smollm2" and doc["collection"] == "hb"
+    assert set(doc) == {
+        *("question", "answer", "model", "collection", "cited", "id", "sources"),
+        *("generated", "grounding", "claims", "evidence", "notice", "grounding_ms"),
+    }
+    assert doc["answer"] and doc["model"] == "gemma3-270m" and doc["collection"] == "hb"
+    assert doc["grounding"] in ("supported", "partial", "unsupported") and doc["claims"][0]["reason"]
     source = doc["sources"][0]
-    assert set(source) == {"number", "document", "page", "heading", "chunk_id", "score", "text"}
+    assert set(source) == {"number", "document", "page", "heading", "chunk_id", "score", "text", "evidence"}
     assert source["number"] == 1 and source["document"] == "employee-handbook.md"
 
 

@@ -80,6 +80,7 @@ def test_a_faithful_answer_passes(sources: list[Source], embedder: SentenceTrans
         ("The answer is: 2", "not where it speaks to this"),  # SmolLM2's reply in issue 16
         ("How many vacation days do new hires get?", "repeats the question"),  # a question is no answer
         ("New hires get vacation days.", "repeats the question"),  # nothing beyond the question's own terms
+        ("Sick leave is separate from vacation and is not capped [1].", "does not answer the question"),  # true
     ],
 )
 def test_a_planted_wrong_number_or_name_is_flagged(

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,6 +52,8 @@ MIN_TERM_COVERAGE = 0.5
 MIN_SIMILARITY = 0.35
 MARGIN = 0.1
 EVIDENCE_COUNT = 3  # sentences shown under an answer
+ON_TOPIC = 3  # an answer must rest on one of the sentences that best answer the question alone …
+ON_TOPIC_MARGIN = 0.25  # … and score within this of the best one
 SHORT_CLAIM_TERMS = 5  # a claim with fewer key terms is a fragment ("20 days"): read it with its question
 
 _CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -399,11 +401,33 @@ def ground(question: str, text: str, sources: list[Source], embedder: Embedder, 
         _check(sentence, cites, f, c_vecs[i], sentences, s_vecs, numbers)
         for i, ((sentence, cites), f) in enumerate(zip(parts, facts))
     ]
+    asked = _rank(question, sentences, s_vecs, q_vec)[:ON_TOPIC]
+    claims = _on_topic(claims, [e for e in asked if e.score >= asked[0].score - ON_TOPIC_MARGIN] if asked else [])
     good = [i for i, c in enumerate(claims) if c.supported]
     support = (" ".join(claims[i].text for i in good), c_vecs[good].sum(axis=0)) if good else None
     evidence = _rank(question, sentences, s_vecs, q_vec, support)[:EVIDENCE_COUNT]
     ms = (time.perf_counter() - started) * 1000
     return Grounding(claims, evidence, _status(claims, bool(sources), check), round(ms, 1))
+
+
+def _on_topic(claims: list[Claim], asked: list[Evidence]) -> list[Claim]:
+    """Supported claims that all rest on sentences far from the question do not answer it: mark them.
+
+    A faithful sentence can still miss the question (a small model's usual mistake: it copies the wrong
+    sentence of the right source). At least one supported claim must rest on one of the ``ON_TOPIC``
+    sentences that best answer the question alone (within ``ON_TOPIC_MARGIN`` of the best); if none does,
+    each supported claim is marked.
+    """
+    near = {(e.source, e.text) for e in asked}
+    supported = [c for c in claims if c.supported and c.evidence is not None]
+    if not supported or any((c.evidence.source, c.evidence.text) in near for c in supported if c.evidence):
+        return claims
+    return [
+        replace(c, supported=False, reason=f"is in [{c.evidence.source}], but does not answer the question")
+        if c in supported and c.evidence is not None
+        else c
+        for c in claims
+    ]
 
 
 def _status(claims: list[Claim], has_sources: bool, check: bool) -> str:

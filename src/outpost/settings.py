@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     device: str | None = Field(None, description="Torch device for embeddings (default: cuda if present).")
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in the embedder's word pieces.")
     chunk_overlap: int = Field(30, ge=0, description="Word pieces shared by consecutive chunks.")
-    llm_model: str = Field("smollm2", description="Chat model: a bundled name or a .gguf path.")
+    llm_model: str = Field("gemma3-270m", description="Chat model: a bundled name or a .gguf path.")
     n_ctx: int = Field(4096, ge=256, description="LLM context window in tokens.")
     n_threads: int | None = Field(None, description="llama.cpp threads (default: physical cores).")
     temperature: float = Field(0.2, ge=0.0, description="Sampling temperature.")

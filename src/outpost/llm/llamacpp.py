@@ -28,12 +28,14 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 # For a GGUF with no chat template and no ChatML tokens either (a base model such as the bundled Gemma 3
-# 270M): a plain transcript that it can continue, stopped at a blank line or a new question.
+# 270M): a plain transcript that it can continue, one line per answer. `Answer:` right under the question,
+# not after a blank line: measured on SQuAD, Gemma 3 270M repeats the question otherwise.
 PLAIN = (
-    "{% for message in messages %}{% if message['role'] == 'assistant' %}Answer: {{ message['content'] }}\n\n"
-    "{% else %}{{ message['content'] }}\n\n{% endif %}{% endfor %}{% if add_generation_prompt %}Answer:{% endif %}"
+    "{% for message in messages %}{% if not loop.first %}\n\n{% endif %}"
+    "{% if message['role'] == 'assistant' %}Answer: {% endif %}{{ message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}\nAnswer:{% endif %}"
 )
-PLAIN_STOP = ["\n\n", "\nQuestion:"]
+PLAIN_STOP = ["\n"]
 
 
 @contextmanager
