@@ -204,7 +204,7 @@ def test_a_lora_trained_on_the_hub_reaches_the_laptop_and_teaches_it_the_fact(
     hub_home = tmp_path / "hubsite"
     _hub_with_feedback(hub_home, embedder)
     # bounded, with room for a busy machine: on 2 idle cores this run takes about a minute
-    trained = outpost_cli("hub", "finetune", "-c", "ops", "--steps", "40", "--layers", "4", home=hub_home, timeout=900)
+    trained = outpost_cli("hub", "finetune", "-c", "ops", "--steps", "40", "--layers", "4", home=hub_home, timeout=1800)
     assert trained.returncode == 0, trained.stderr
     assert "published hub model ops-lora" in trained.stdout
     assert "feedback" in trained.stderr and "gain +" in trained.stderr
@@ -227,7 +227,9 @@ def test_a_lora_trained_on_the_hub_reaches_the_laptop_and_teaches_it_the_fact(
     assert "4719" in after, after
 
     # training that cannot help (no steps: the adapter is the base model) is refused, and nothing is published
-    refused = outpost_cli("hub", "finetune", "-c", "ops", "--steps", "0", "--name", "ops-2", home=hub_home, timeout=900)
+    refused = outpost_cli(
+        "hub", "finetune", "-c", "ops", "--steps", "0", "--name", "ops-2", home=hub_home, timeout=1800
+    )
     assert refused.returncode == 1
     assert "not published: the adapter does not beat smollm2" in refused.stderr
     assert "gain +0.000" in refused.stderr
