@@ -16,7 +16,7 @@ from outpost.errors import ConfigError, PackError
 from outpost.names import shown
 from outpost.store.sqlite import Store
 
-__all__ = ["LABELS", "Label", "adopt_hub_label", "check_label", "label_of", "may_send", "set_label"]
+__all__ = ["LABELS", "Label", "adopt_label", "check_label", "hub_label", "label_of", "may_send", "set_label"]
 
 Label = Literal["private", "internal", "public"]
 LABELS: tuple[Label, ...] = ("private", "internal", "public")
@@ -47,16 +47,19 @@ def may_send(label: Label, trusted: bool) -> bool:
     return label == "public" or (label == "internal" and trusted)
 
 
-def adopt_hub_label(store: Store, plan: object) -> Label:
-    """Give a synced collection the label its hub sent with the sync plan (``label``), at every sync.
+def hub_label(plan: object) -> Label:
+    """The label a hub sent with a sync plan (``label``); a hub from before labels sends none: ``private``.
 
-    A hub from before labels sends none: ``private``, the safe reading. Anything else is refused (``PackError``):
-    a label is a promise about where text may go, so a garbled one must not be guessed at.
+    Anything else is refused (``PackError``): a label is a promise about where text may go, so a garbled one
+    must not be guessed at.
     """
     raw = plan.get("label") if isinstance(plan, dict) else None
     if raw is not None and raw not in LABELS:
         raise PackError(f"The hub sent sensitivity label {shown(raw)}; expected one of {', '.join(LABELS)}")
-    label = cast(Label, raw or DEFAULT_LABEL)
+    return cast(Label, raw or DEFAULT_LABEL)
+
+
+def adopt_label(store: Store, label: Label) -> None:
+    """Give a synced collection its hub's label (after a sync succeeded: a refused hub changes nothing)."""
     if store.get_meta("label") != label:
         store.set_meta(label=label)
-    return label

@@ -37,7 +37,7 @@ from outpost.feedback import FeedbackQueue
 from outpost.home import ensure_private_dir
 from outpost.hubclient import HubClient
 from outpost.hubs import HubConfig, save_hub
-from outpost.labels import adopt_hub_label
+from outpost.labels import adopt_label, hub_label
 from outpost.names import safe_join, shown
 from outpost.packs.format import (
     MANIFEST_FILES,
@@ -294,11 +294,12 @@ def _sync_locked(
     have = store.version
     raw_plan = client.get(f"/v1/collections/{name}/sync", have=have)
     plan = read_plan(raw_plan, name, have, max_pack_bytes)
-    adopt_hub_label(store, raw_plan)  # the hub decides its collections' sensitivity label (issue 13)
+    label = hub_label(raw_plan)  # the hub decides its collections' sensitivity label (issue 13)
     staging_root = home / "staging"
     staging = safe_join(staging_root, hub.name, name, what="staging folder")
     if plan is None:
         _remove(staging, staging_root)  # a sync killed after its commit left the applied pack here
+        adopt_label(store, label)
         return None
     try:
         folder = _fetch_pack(client, name, plan, staging, hub.hub_key, progress)
@@ -312,6 +313,7 @@ def _sync_locked(
         _remove(staging / plan.name, staging)  # give the space back; the next sync starts this pack afresh
         raise StorageError.during(f"Syncing {name!r} to version {plan.version}", exc) from exc
     _remove(staging, staging_root)
+    adopt_label(store, label)
     return have, store.version, plan.name
 
 
