@@ -14,7 +14,6 @@ apply to every caller alike (docs/security.md, "Hub → laptop"):
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from outpost.errors import AuthError, CollectionNotFoundError, ConfigError, HubError, PackError
+from outpost.fsutil import commit_file
 from outpost.hubs import HubConfig
 from outpost.names import shown
 
@@ -162,7 +162,7 @@ class HubClient:
                 raise
         if part.stat().st_size != size:
             raise HubError(f"Download of {path} is incomplete; run `outpost sync` again to resume")
-        os.replace(part, dest)
+        commit_file(part, dest)
 
 
 def _read_capped(response: httpx.Response, limit: int, path: str) -> bytes:

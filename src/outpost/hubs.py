@@ -8,13 +8,13 @@ hub key and private CA must reach every one of them the same way (DESIGN §11).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 
+from outpost.fsutil import atomic_write_text
 from outpost.home import ensure_private_dir
 from outpost.names import check_name
 
@@ -55,12 +55,7 @@ def save_hub(home: Path, config: HubConfig) -> Path:
     text = json.dumps(asdict(config), indent=2)
     if path.is_file() and path.read_text() == text:
         return path
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_hubs(home: Path) -> list[HubConfig]:

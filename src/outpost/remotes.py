@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 
 from outpost.errors import ConfigError, RemoteError
-from outpost.home import ensure_private_dir, open_private
+from outpost.fsutil import atomic_write_text
+from outpost.home import ensure_private_dir
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.names import check_name, shown
 
@@ -113,10 +114,7 @@ class RemoteStore:
 
     def _write(self, remotes: list[RemoteConfig]) -> None:
         ensure_private_dir(self.path.parent)
-        tmp = self.path.with_name(f".remotes.json.tmp-{os.getpid()}")
-        with open_private(tmp, "w", encoding="utf-8") as fh:
-            json.dump([asdict(r) for r in sorted(remotes, key=lambda r: r.name)], fh, indent=2)
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps([asdict(r) for r in sorted(remotes, key=lambda r: r.name)], indent=2))
 
 
 @dataclass

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import secrets
 from pathlib import Path
 
 from outpost.errors import ModelNotFoundError
+from outpost.fsutil import commit_file, temp_path
 
 __all__ = ["ALIASES", "ASSEMBLED_MODELS", "BUNDLED_MODELS", "assemble_bundled", "bundled_models", "resolve_gguf"]
 
@@ -65,10 +64,10 @@ def assemble_bundled(name: str, folder: Path) -> tuple[Path, str] | None:
     target = folder / f"sha256-{sha}.gguf"
     if not target.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".tmp-{secrets.token_hex(8)}.gguf"
+        tmp = temp_path(target)
         try:
             assembler.assemble(tmp, overwrite=True)  # raises if the assembled bytes do not hash as expected
-            os.replace(tmp, target)
+            commit_file(tmp, target)  # private (0600) like every blob, and durable
         finally:
             tmp.unlink(missing_ok=True)
     return target, sha

@@ -8,13 +8,13 @@ bytes must hash to it before the model is listed.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from outpost.errors import ConfigError, ModelNotFoundError, PackError
+from outpost.fsutil import commit_file
 from outpost.hashing import sha256_file
-from outpost.home import PRIVATE_FILE_MODE, ensure_private_dir
+from outpost.home import ensure_private_dir
 from outpost.hubclient import HubClient
 from outpost.hubs import HubConfig, load_hubs
 from outpost.models.registry import ModelEntry, Registry
@@ -56,8 +56,7 @@ def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: P
         staged.unlink()
         raise PackError(f"Model {name!r} from {hub.url} does not match its signed sha256: removed")
     blob = registry.blobs / f"sha256-{manifest['sha256']}.gguf"
-    os.chmod(staged, PRIVATE_FILE_MODE)
-    os.replace(staged, blob)
+    commit_file(staged, blob)
     return registry.register_file(blob, manifest["sha256"], name, "hub")
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +24,7 @@ from typing import Any
 
 from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.faults import fault
+from outpost.fsutil import atomic_write_text, commit_file, temp_path
 from outpost.hashing import sha256_file
 from outpost.home import ensure_private_dir, open_private
 from outpost.llm.bundled import ASSEMBLED_MODELS, assemble_bundled, bundled_models
@@ -163,11 +162,7 @@ class Registry:
 
     def _write(self, entry: ModelEntry) -> ModelEntry:
         ensure_private_dir(self.manifests)
-        final = self.manifests / f"{check_model_name(entry.name)}.json"
-        tmp = final.with_suffix(f".tmp-{secrets.token_hex(4)}")
-        with open_private(tmp, "w") as fh:
-            fh.write(entry.to_json())
-        os.replace(tmp, final)
+        atomic_write_text(self.manifests / f"{check_model_name(entry.name)}.json", entry.to_json())
         return entry
 
     def add_blob(
@@ -176,7 +171,7 @@ class Registry:
         """Copy ``source`` into the blob store, hashing as it copies; verify against ``expected_sha256``."""
         ensure_private_dir(self.blobs)
         total = source.stat().st_size
-        tmp = self.blobs / f".tmp-{secrets.token_hex(8)}.gguf"
+        tmp = temp_path(self.blobs / "blob.gguf")  # named by its hash once copied
         digest = hashlib.sha256()
         try:
             with source.open("rb") as src, open_private(tmp) as dst:
@@ -186,14 +181,10 @@ class Registry:
                     fault("models:copy")
                     if progress:
                         progress("copy", len(block), total)
-                dst.flush()
-                os.fsync(dst.fileno())
             sha = digest.hexdigest()
             if expected_sha256 and sha != expected_sha256:
                 raise ConfigError(f"{source}: sha256 {sha[:16]}… does not match the expected {expected_sha256[:16]}…")
-            final = self.blobs / f"sha256-{sha}.gguf"
-            os.replace(tmp, final)
-            return final, sha
+            return commit_file(tmp, self.blobs / f"sha256-{sha}.gguf"), sha
         finally:
             tmp.unlink(missing_ok=True)
 

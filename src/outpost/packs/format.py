@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from outpost.errors import PackError
+from outpost.fsutil import fsync_dir
 from outpost.hashing import sha256_file
 from outpost.names import is_valid_name, shown
 from outpost.packs.signing import public_key_text, sign, verify
@@ -190,16 +191,8 @@ def write_pack(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[s
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed write (a full disk) leaves no half pack behind
-    _fsync_dir(folder.parent)  # the rename itself survives a power loss
+    fsync_dir(folder.parent)  # the rename itself survives a power loss
     return manifest
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_files(cs: Changeset, tmp: Path, signer: Ed25519PrivateKey) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from outpost.home import PRIVATE_FILE_MODE
+from outpost.fsutil import commit_file
 
 __all__ = ["AnnIndex", "exact_search", "top_k_cosine", "unit_rows"]
 
@@ -135,10 +135,7 @@ class AnnIndex:
         tmp = self.folder / f"{final.name}.{os.getpid()}-{secrets.token_hex(4)}{_TMP}"
         try:
             index.save(str(tmp))
-            os.chmod(tmp, PRIVATE_FILE_MODE)
-            with tmp.open("rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            commit_file(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
         for old in self.folder.glob("index-*.usearch"):
