@@ -37,7 +37,7 @@ import sys
 import time
 
 from _common import CACHE_DIR, REPO  # noqa: F401  (sets the offline switches first)
-from outpost import Outpost
+from outpost import Outpost, evidence
 from outpost.rag import SYSTEM_PROMPT, ground_answer
 from outpost.records import Answer, Source
 
@@ -231,6 +231,34 @@ def summarise(config: str, questions: list[dict], rows: list[dict]) -> dict[str,
     }
 
 
+def check_cost(op: Outpost, rows: list[dict], repeats: int = 3) -> dict[str, float]:
+    """The grounding check's cost against a baseline in the same process: embedding the question alone
+    (what retrieval already pays per question). Cold: the source-sentence cache emptied first; warm: the
+    same sources again (a follow-up question on the same chunks)."""
+    embedder = op.embedder()
+    cold, warm, query = [], [], []
+    for row in [r for r in rows if r.get("sources") and r["generated"]][:20]:
+        sources = [Source(n, doc, chunk, 0.0, text) for n, doc, chunk, text in row["sources"]]
+        for _ in range(repeats):
+            evidence._SENTENCE_VECTORS.vectors.clear()
+            t0 = time.perf_counter()
+            evidence.ground(row["question"], row["generated"], sources, embedder)
+            t1 = time.perf_counter()
+            evidence.ground(row["question"], row["generated"], sources, embedder)
+            t2 = time.perf_counter()
+            embedder.embed_query(row["question"])
+            t3 = time.perf_counter()
+            cold.append((t1 - t0) * 1000)
+            warm.append((t2 - t1) * 1000)
+            query.append((t3 - t2) * 1000)
+    return {
+        "check_cold_ms_p50": statistics.median(cold),
+        "check_warm_ms_p50": statistics.median(warm),
+        "query_embedding_ms_p50": statistics.median(query),
+        "samples": len(cold),
+    }
+
+
 def table(results: list[dict[str, object]]) -> str:
     head = (
         "| model:prompt:k | n | own ¶ retrieved | EM | F1 | contains gold | contains (own ¶ retrieved) "
@@ -257,6 +285,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cost", action="store_true", help="also time the check against a query embedding")
     args = parser.parse_args()
 
     op = Outpost(home=HOME, n_ctx=2048, n_threads=args.threads)
@@ -269,6 +298,8 @@ def main() -> None:
         results.append(summarise(config, questions, rows))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2) if args.json else table(results))
+    if args.cost:
+        print(json.dumps(check_cost(op, rows)))
 
 
 if __name__ == "__main__":

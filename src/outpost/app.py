@@ -193,6 +193,7 @@ class Outpost:
             temperature=s.temperature if temperature is None else temperature,
             max_tokens=max_tokens or s.max_tokens,
             seed=seed,
+            repeat_penalty=1.0,  # an answer should quote its sources; a penalty on repeats works against that
         )
         retriever = self.retriever(collection)
         query = retriever.embedder.embed_query(question)
