@@ -71,12 +71,20 @@ def private_file(path: Path) -> Path:
     """Create ``path`` empty with mode 0600 if missing (never truncating it), else tighten its mode.
 
     Call it before ``sqlite3.connect``: the database, then its ``-wal`` and ``-shm``, are private from birth.
+    An existing file is tightened by path and never opened here: closing *any* descriptor of a SQLite file drops
+    every POSIX lock this process holds on it (SQLite's documented caveat), so an open-and-close while another
+    connection of this process was reading let a writer in another process take the file for its own and drop
+    the WAL under that reader ("database disk image is malformed" on a hub serving 50 clients while publishing).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        _tighten(path)
+        return path
     try:
         _tighten(fd)
     finally:
-        os.close(fd)
+        os.close(fd)  # a file created just now: no connection holds a lock on it yet
     return path
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from hubkit import free_port
-from outpost import Outpost
+from outpost import Outpost, OutpostError
 from outpost.hub.tokens import Tokens
 from outpost.hubs import HubConfig, hub_name
 from outpost.ingest import pipeline
@@ -62,7 +62,13 @@ def _serve(home: Path, *args: str):  # type: ignore[no-untyped-def]
     log = (home.parent / f"{args[0]}-{port}.log").open("w")  # a file, not a pipe nobody drains while it runs
     process = subprocess.Popen(command, env=outpost_env(home), stderr=log, text=True)
     _wait_listening(port, process)
+    process.log_path = Path(log.name)  # type: ignore[attr-defined]
     return process, port
+
+
+def _log_tail(process) -> str:  # type: ignore[no-untyped-def]
+    """The end of a server's stderr, for a failure message (what the server itself said went wrong)."""
+    return process.log_path.read_text()[-3000:]  # type: ignore[no-any-return]
 
 
 def _top_ids(store: Store) -> list[list[str]]:
@@ -123,7 +129,11 @@ def test_r6_many_clients_sync_from_one_hub_while_another_process_publishes(tmp_p
         latest.close()
         for i in range(clients):  # one last sync each, after the publisher stopped
             config = HubConfig(hub_name(url), url, token, hub.home.public_key)
-            assert not sync_hub(tmp_path / f"client-{i}", config).failed
+            try:
+                failed = sync_hub(tmp_path / f"client-{i}", config).failed
+            except OutpostError as exc:
+                raise AssertionError(f"{exc}; the hub said:\n{_log_tail(server)}") from exc
+            assert not failed, _log_tail(server)
     finally:
         server.terminate()
         server.wait(30)
@@ -132,7 +142,7 @@ def test_r6_many_clients_sync_from_one_hub_while_another_process_publishes(tmp_p
         store = Store.open(tmp_path / f"client-{i}" / "collections", "docs")
         ends.add(json.dumps((store.version, _top_ids(store))))
         store.close()
-    assert errors == []
+    assert errors == [], _log_tail(server)
     assert ends == {json.dumps(reference)}, "a client ended at another version or with other search results"
     assert latencies["delta"], "no delta sync happened"
     record(

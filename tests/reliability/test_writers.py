@@ -199,3 +199,30 @@ def test_ann_index_temp_files_are_per_process_and_a_dead_writer_s_are_cleaned(tm
     finally:
         sleeper.kill()
         sleeper.wait(10)
+
+
+def _posix_locks(path: Path) -> list[str]:
+    """This process's POSIX locks on ``path`` (from /proc/locks)."""
+    inode, me = os.stat(path).st_ino, f" {os.getpid()} "
+    return [
+        line.split(":", 1)[1]
+        for line in Path("/proc/locks").read_text().splitlines()
+        if f":{inode} " in line and me in line
+    ]
+
+
+def test_opening_a_store_again_keeps_the_locks_another_connection_of_this_process_holds(tmp_path: Path) -> None:
+    """Closing any descriptor of a SQLite file drops every POSIX lock the process holds on it. ``Store.open`` used
+    to open and close the file (to tighten its mode) before connecting: on a hub serving many clients, one
+    request's open dropped another's read lock, and a publishing process then reset the WAL under that reader
+    ("database disk image is malformed", found by R6 with 50 clients)."""
+    reader = Store.open(tmp_path, "c", create=True)
+    try:
+        with reader.reading():
+            reader.db.execute("SELECT count(*) FROM chunks").fetchone()
+            held = _posix_locks(reader.path)
+            assert held, "a reader holds a lock on the database file"
+            Store.open(tmp_path, "c").close()
+            assert _posix_locks(reader.path) == held
+    finally:
+        reader.close()
