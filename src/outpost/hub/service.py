@@ -9,6 +9,7 @@ that the next ingest removes before it redoes the work.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -25,11 +26,14 @@ from outpost.ingest.pipeline import IngestReport, Progress, plan
 from outpost.packs.format import pack_name, pack_versions, read_pack, write_pack
 from outpost.packs.squash import squash
 from outpost.records import Changeset, CollectionInfo
+from outpost.store.lock import pid_alive
 from outpost.store.sqlite import Store, check_collection_name
 
 __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
+
+_TEMP_PACK = re.compile(r"\..+\.tmp-(\d+)")  # write_pack's temp folder: .<pack>.tmp-<pid>
 
 
 class Hub:
@@ -84,7 +88,6 @@ class Hub:
         store = self.store(collection, create=True)
         try:
             with store.writing():
-                self._drop_orphans(store)
                 changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
                 if not changeset.is_empty():
                     report.version = self.publish(store, changeset)
@@ -96,7 +99,8 @@ class Hub:
         """Write the version's pack, then apply it, under the collection's write lock.
 
         The base is checked before the pack is written: a changeset planned on an older version must not
-        overwrite the pack that version's successor was already published with.
+        overwrite the pack that version's successor was already published with. Orphans of a publish killed
+        between its pack and its apply are removed first, whoever publishes next (an ingest, a training).
         """
         with store.writing():
             current = store.version
@@ -105,6 +109,7 @@ class Hub:
                     f"Hub collection {store.name!r} is at version {current}, but the change was planned on version "
                     f"{changeset.base_version} (another publish came first); run it again"
                 )
+            self._drop_orphans(store)
             return self._publish(store, changeset)
 
     def _publish(self, store: Store, changeset: Changeset) -> int:
@@ -134,10 +139,12 @@ class Hub:
         return folder
 
     def _drop_orphans(self, store: Store) -> None:
-        """Remove packs of versions the store never reached (a crash between pack and apply)."""
+        """Remove packs of versions the store never reached (a crash between pack and apply), and temp folders
+        of writers that died; a live writer's temp folder (``hub serve`` building a snapshot) is left alone."""
         for folder in self._packs(store.name).iterdir():
             versions = pack_versions(folder.name)
-            if folder.name.startswith(".") or (versions is not None and versions[1] > store.version):
+            temp = _TEMP_PACK.fullmatch(folder.name)
+            if (temp and not pid_alive(int(temp.group(1)))) or (versions is not None and versions[1] > store.version):
                 log.warning("removing unpublished pack %s", folder)
                 shutil.rmtree(folder, ignore_errors=True)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from outpost.fsutil import commit_file
+from outpost.store.lock import pid_alive
 
 __all__ = ["AnnIndex", "exact_search", "top_k_cosine", "unit_rows"]
 
@@ -32,20 +33,8 @@ def _remove_dead_temps(folder: Path) -> None:
     """Delete temp files whose writer is gone (killed mid-save); a live process's file is never touched."""
     for tmp in folder.glob(f"index-*.usearch.*{_TMP}"):
         match = _TEMP_NAME.fullmatch(tmp.name)
-        if match is None or not _alive(int(match.group(1))):
+        if match is None or not pid_alive(int(match.group(1))):
             tmp.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

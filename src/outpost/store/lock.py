@@ -25,7 +25,7 @@ from pathlib import Path
 from outpost.errors import CollectionBusyError
 from outpost.home import PRIVATE_FILE_MODE
 
-__all__ = ["DEFAULT_WAIT_S", "LOCK_NAME", "write_lock"]
+__all__ = ["DEFAULT_WAIT_S", "LOCK_NAME", "pid_alive", "write_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +104,17 @@ def _busy(name: str, wait_s: float) -> CollectionBusyError:
         f"Another process is writing collection {name!r} and did not finish within {wait_s:g} s; "
         "try again when it is done (set OUTPOST_LOCK_WAIT_S to wait longer)"
     )
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: temp files named after their writer's pid are only removed once it is
+    gone (another process may be writing them right now)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
