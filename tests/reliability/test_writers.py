@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -51,10 +50,8 @@ def test_a_second_writer_waits_for_the_lock_says_so_and_gives_up_clearly(
         assert "another process is writing collection 'shared'; waiting" in caplog.text
         holder.send_signal(signal.SIGKILL)  # the kernel drops a dead holder's flock: nothing stays locked
         holder.wait(10)
-        start = time.monotonic()
-        with store.writing(wait_s=5):
+        with store.writing(wait_s=0):  # free at once: still held, it would raise without waiting
             pass
-        assert time.monotonic() - start < 2
     finally:
         holder.kill()
         holder.wait(10)
