@@ -115,4 +115,5 @@ def test_quickstart_runs_with_no_network_at_all(home: Path) -> None:
     answer = proc.stdout.split("A: ", 1)[1].split("Sources:", 1)[0]
     assert answer.strip()
     assert "[1] employee-handbook.md" in proc.stdout
-    assert {p.name.split("-")[0] for p in home.iterdir()} <= {"collections", "feedback.sqlite", "models"}
+    made = {"collections", "feedback.sqlite", "audit.sqlite", "models"}  # audit.sqlite: routing decisions
+    assert {p.name.split("-")[0] for p in home.iterdir()} <= made

@@ -251,7 +251,7 @@ def collections_cmd(ctx: typer.Context, json_out: Json = False) -> None:
         return
     table = Table("name", "version", "documents", "chunks", "size", "embedding model", "label")
     for info in infos:
-        model = info.embedding.name if info.embedding else "-"
+        model = info.embedding.name.rsplit("/", 1)[-1] if info.embedding else "-"  # room for the label column
         table.add_row(
             info.name,
             str(info.version),
