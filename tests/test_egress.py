@@ -6,11 +6,11 @@ process it starts (``outpost serve``, ingest's parse workers). The session runs 
 (quickstart, ingest, search, ask, collections, models list/fit, eval on a small BEIR-format set written here)
 in-process through typer's runner, then ``outpost serve`` as its own process with OpenAI and Ollama calls.
 
-In ``local`` mode only loopback may appear, although a remote is configured. In ``auto`` mode with
-``ask --remote`` on a public collection, the only other address is the configured remote's — 192.0.2.1, a
-TEST-NET address that routes nowhere, so the attempt is seen and then falls back (nothing here reaches the
-internet; that is the one thing faked). The hook sees sockets opened through Python, which is every socket
-Outpost's own code, httpx, uvicorn and the Hugging Face libraries open.
+The session runs in ``local`` mode, where only loopback may appear although a remote is configured; then it
+switches to ``auto`` and asks ``--remote`` on a public collection: the only other address then is the
+configured remote's, 192.0.2.1, a TEST-NET address that routes nowhere, so the attempt is seen and then falls
+back (nothing here reaches the internet; that is the one thing faked). The hook sees sockets opened through
+Python, which is every socket Outpost's own code, httpx, uvicorn and the Hugging Face libraries open.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ import httpx
 from typer.testing import CliRunner
 from outpost.cli.main import app
 
-home, docs, beir, port, mode = sys.argv[1:6]
+home, docs, beir, port, log = sys.argv[1:6]
 runner = CliRunner()
 
 
@@ -101,6 +101,13 @@ try:
 finally:
     server.terminate()
     server.wait(timeout=60)
+
+# phase two: the same laptop switched to auto; asking for the remote on a public collection tries it
+with open(log, "a") as fh:
+    fh.write('{"event": "phase", "address": "auto"}\\n')
+with open(os.path.join(home, "config.toml"), "w") as fh:
+    fh.write('[routing]\\nmode = "auto"\\ntimeout_s = 3\\n')
+cli("ask", "How many vacation days do new hires get?", "--collection", "pub", "--max-tokens", "4", "--remote")
 print("SESSION DONE")
 """.replace("{remote}", REMOTE_HOST)
 
@@ -124,15 +131,15 @@ def _beir(folder: Path) -> Path:
     return folder
 
 
-def _session(tmp_path: Path, mode: str) -> list[dict[str, object]]:
-    """Run the session with ``[routing] mode``; the log of every connect and name lookup it made."""
+def _session(tmp_path: Path) -> list[dict[str, object]]:
+    """Run the session (``local`` mode, then ``auto``); the log of every connect and name lookup it made."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (tmp_path / "session.py").write_text(SESSION)
     home, docs = tmp_path / "home", tmp_path / "docs"
     home.mkdir()
-    (home / "config.toml").write_text(f'[routing]\nmode = "{mode}"\ntimeout_s = 3\n')
+    (home / "config.toml").write_text('[routing]\nmode = "local"\ntimeout_s = 3\n')
     docs.mkdir()
     (docs / "leave.md").write_text("# Leave\n\nNew hires get twenty vacation days. Unused days carry over.\n")
     log = tmp_path / "egress.jsonl"
@@ -146,7 +153,7 @@ def _session(tmp_path: Path, mode: str) -> list[dict[str, object]]:
         "OUTPOST_N_CTX": "1024",
         "HF_HUB_OFFLINE": "1",
     }
-    args = [str(home), str(docs), str(_beir(tmp_path / "beir")), str(free_port()), mode]
+    args = [str(home), str(docs), str(_beir(tmp_path / "beir")), str(free_port()), str(log)]
     done = subprocess.run(
         [sys.executable, str(tmp_path / "session.py"), *args], env=env, capture_output=True, text=True, timeout=1500
     )
@@ -164,15 +171,14 @@ def _hosts(entries: list[dict[str, object]]) -> set[str]:
     return hosts
 
 
-def test_local_mode_session_touches_only_loopback(tmp_path: Path) -> None:
-    entries = _session(tmp_path, "local")
-    assert any(e["event"] == "connect" for e in entries)  # the hook works: the API calls were seen
-    assert _hosts(entries) <= LOOPBACK, _hosts(entries) - LOOPBACK
-
-
-def test_auto_mode_session_reaches_only_loopback_and_the_configured_remote(tmp_path: Path) -> None:
-    entries = _session(tmp_path, "auto")
-    assert REMOTE_HOST in _hosts(entries)  # ask --remote on a public collection tried the remote ...
-    assert _hosts(entries) <= LOOPBACK | {REMOTE_HOST}  # ... and nothing else left loopback
+def test_a_laptop_session_connects_only_to_loopback_and_the_configured_remote(tmp_path: Path) -> None:
+    entries = _session(tmp_path)
+    split = next(i for i, e in enumerate(entries) if e["event"] == "phase")
+    local, auto = entries[:split], entries[split + 1 :]
+    assert any(e["event"] == "connect" for e in local)  # the hook works: the API calls were seen
+    assert _hosts(local) <= LOOPBACK, _hosts(local) - LOOPBACK  # local mode: loopback only, remote configured
+    assert REMOTE_HOST in _hosts(auto)  # auto + ask --remote on a public collection tried the remote ...
+    assert _hosts(auto) <= LOOPBACK | {REMOTE_HOST}  # ... and nothing else left loopback
     routes = [(e.route, e.remote) for e in AuditLog(tmp_path / "home").entries()]
-    assert ("fallback", "far") in routes  # it could not get there, and answered locally, on record
+    assert routes[-1] == ("fallback", "far")  # it could not get there, and answered locally, on record
+    assert ("fallback", "far") not in routes[:-1]  # in local mode it never tried
