@@ -19,12 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from outpost.db import open_db
 from outpost.errors import ConfigError
-from outpost.home import ensure_private_dir, private_file
+from outpost.home import ensure_private_dir
 
 __all__ = ["FeedbackItem", "FeedbackQueue"]
 
-SCHEMA = """
+# Numbered migrations (outpost.db). The first creates the table only if missing: queues from before
+# migrations (user_version 0) already have it.
+MIGRATIONS: list[str] = [
+    """
 CREATE TABLE IF NOT EXISTS feedback (
     id TEXT PRIMARY KEY,
     created_at TEXT NOT NULL,
@@ -37,7 +41,8 @@ CREATE TABLE IF NOT EXISTS feedback (
     voted_at TEXT,
     uploaded_at TEXT
 );
-"""
+""",
+]
 
 
 def _now() -> str:
@@ -72,10 +77,7 @@ class FeedbackItem:
 class FeedbackQueue:
     def __init__(self, home: Path) -> None:
         ensure_private_dir(home)
-        self.db = sqlite3.connect(private_file(home / "feedback.sqlite"), isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = open_db(home / "feedback.sqlite", MIGRATIONS, synchronous="FULL")  # a vote is the user's word
 
     def close(self) -> None:
         self.db.close()

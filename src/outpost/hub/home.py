@@ -25,8 +25,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from outpost.db import open_db
 from outpost.errors import ConfigError
-from outpost.home import ensure_private_dir, private_file
+from outpost.home import ensure_private_dir
 from outpost.packs.signing import generate_key, load_private_key, public_key_text
 
 __all__ = ["HubHome"]
@@ -148,18 +149,14 @@ class HubHome:
 
     def db(self) -> sqlite3.Connection:
         """A new connection (one per thread): WAL, foreign keys, schema migrated once per process."""
-        conn = sqlite3.connect(
-            private_file(self.root / "hub.sqlite"), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
+        first = self.root not in _SCHEMA_READY  # WAL (kept in the file) and migrations once per process
+        # synchronous is per connection, not stored in the file: a version row committed here must survive a
+        # power loss, or a version number could be handed out twice (WAL + NORMAL may drop the last commits)
+        conn = open_db(
+            self.root / "hub.sqlite", MIGRATIONS if first else (), synchronous="FULL", timeout=BUSY_TIMEOUT, wal=first
         )
-        conn.row_factory = sqlite3.Row
-        if self.root not in _SCHEMA_READY:  # once per process, not on every request's connection
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file: later connections inherit it
-            _migrate(conn)
-            _SCHEMA_READY.add(self.root)
+        _SCHEMA_READY.add(self.root)
         conn.execute("PRAGMA foreign_keys=ON")
-        # per connection, not stored in the file: a version row committed here must survive a power loss, or a
-        # version number could be handed out twice (WAL + NORMAL may drop the last commits)
-        conn.execute("PRAGMA synchronous=FULL")
         return conn
 
     @contextmanager
@@ -187,10 +184,3 @@ class HubHome:
             raise
         finally:
             conn.close()
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring hub.sqlite to the newest schema; reading ``user_version`` first keeps an up-to-date file lock-free."""
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from outpost.db import open_db
 from outpost.errors import ConfigError, ModelMismatchError, StorageError, VersionConflictError
 from outpost.faults import fault
-from outpost.home import ensure_private_dir, private_file
+from outpost.home import ensure_private_dir
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
 from outpost.store.lock import write_lock
@@ -254,15 +255,11 @@ class Store:
         self.folder = folder
         self.name = name
         self.exact_below = exact_below
-        self.path = private_file(folder / "store.sqlite")  # 0600 before SQLite opens it: -wal/-shm follow
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.path = folder / "store.sqlite"
         # NORMAL in WAL may lose the last commits on power loss (never corrupts): a laptop re-syncs them. A hub
         # (``durable``) must not: a lost commit would let it publish the same version number twice, with other rows.
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self.db = open_db(self.path, MIGRATIONS, synchronous="FULL" if durable else "NORMAL")
         self._lock = threading.RLock()  # one transaction at a time on the shared connection
-        self._migrate()
         self._vectors: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, int8 rows)
         self._ann: tuple[StateKey, object] | None = None  # (state, usearch index)
         self._unit: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, unit float32 rows)
@@ -293,12 +290,6 @@ class Store:
         return write_lock(self.folder, self.name, wait_s)
 
     # -- schema -------------------------------------------------------------------------------
-
-    def _migrate(self) -> None:
-        current = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            # executescript runs the whole migration (and its version bump) as one transaction
-            self.db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -1,0 +1,81 @@
+"""One way to open an Outpost SQLite file: private, WAL, and brought up to date by numbered migrations.
+
+Every database (a collection's ``store.sqlite``, ``feedback.sqlite``, the hub's ``hub.sqlite``) keeps its schema
+version in ``PRAGMA user_version`` and lists its migrations in order: migration ``n`` (1-based) takes the file
+from version ``n - 1`` to ``n``. The pending ones run with their version bumps in one write transaction, so a
+crash mid-migration leaves the old schema and the next open runs them again, and two processes opening a new
+file at once migrate it once. A file already at the newest version is only read (``user_version``), never locked.
+
+    >>> conn = open_db(home / "feedback.sqlite", MIGRATIONS)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from outpost.home import private_file
+
+__all__ = ["migrate", "open_db"]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of ``script`` one by one (a trigger's ``BEGIN … END`` stays whole)."""
+    statement = ""
+    for char in script:
+        statement += char
+        if char == ";" and sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
+    """Run the migrations past the file's ``user_version`` in one write transaction; returns the version.
+
+    The version is read again once the write lock is held: two processes opening a new file at once both see
+    version 0, and the second must find the first one's work done rather than run it again. The statements go
+    through ``execute`` one by one, because ``executescript`` would first commit the transaction holding the lock.
+    """
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= len(migrations):
+        return len(migrations)  # up to date: no lock taken
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        for number, script in enumerate(migrations[current:], start=current + 1):
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a statement failed: undo every part that ran
+            conn.execute("ROLLBACK")
+        raise
+    return max(current, len(migrations))
+
+
+def open_db(
+    path: Path,
+    migrations: Sequence[str] = (),
+    *,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    timeout: float = 5.0,
+    wal: bool = True,
+) -> sqlite3.Connection:
+    """A connection to ``path`` (created 0600 first, so its ``-wal`` and ``-shm`` are private too), migrated.
+
+    Autocommit mode (``isolation_level=None``: callers say ``BEGIN`` themselves), rows as ``sqlite3.Row``, usable
+    from any thread (callers that share it hold their own lock). ``wal`` sets WAL mode, which the file keeps: a
+    process that opens many connections needs it only on the first. ``synchronous`` is per connection: FULL where
+    losing the last commit on power loss is not acceptable (the hub's version numbers).
+    """
+    conn = sqlite3.connect(private_file(path), isolation_level=None, check_same_thread=False, timeout=timeout)
+    conn.row_factory = sqlite3.Row
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    migrate(conn, migrations)
+    return conn
