@@ -30,9 +30,10 @@ CHATML = (
 # For a GGUF with no chat template and no ChatML tokens either (a base model such as the bundled Gemma 3
 # 270M): a plain transcript that it can continue, one line per answer. `Answer:` right under the question,
 # not after a blank line: measured on SQuAD, Gemma 3 270M repeats the question otherwise. (Newlines go in
-# expressions: the formatter's Jinja environment trims a newline that follows a block tag.)
+# expressions: the formatter's Jinja environment trims a newline that follows a block tag. The template must
+# write BOS itself: the formatter then tokenises without adding one, and Gemma without BOS mostly echoes.)
 PLAIN = (
-    "{% for message in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
+    "{{ bos_token }}{% for message in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
     "{% if message['role'] == 'assistant' %}Answer: {% endif %}{{ message['content'] }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '\\nAnswer:' }}{% endif %}"
 )
