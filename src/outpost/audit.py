@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from outpost.home import ensure_private_dir, private_file
+from outpost.db import open_db
+from outpost.home import ensure_private_dir
 
 __all__ = ["AuditEntry", "AuditLog", "Usage", "question_hash"]
 
@@ -97,35 +98,21 @@ class Usage:
 
 
 class AuditLog:
-    """``audit.sqlite``: created 0600 (``outpost.home``), one short connection per call (thread-safe)."""
+    """``audit.sqlite``, opened like every Outpost database (``outpost.db``); thread-safe behind one lock."""
 
     def __init__(self, home: Path) -> None:
         self.path = home / "audit.sqlite"
         self._lock = threading.Lock()
-        self._ready = False
+        self._conn: sqlite3.Connection | None = None
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
+        """The one connection (``outpost.db``: 0600, WAL, migrated), opened on first use, one caller at a time."""
         with self._lock:
-            if not self._ready:
+            if self._conn is None:
                 ensure_private_dir(self.path.parent)
-                private_file(self.path)
-            db = sqlite3.connect(self.path, timeout=30)
-            db.row_factory = sqlite3.Row
-            try:
-                if not self._ready:
-                    self._migrate(db)
-                    self._ready = True
-                with db:
-                    yield db
-            finally:
-                db.close()
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        current = db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+                self._conn = open_db(self.path, MIGRATIONS, timeout=30)
+            yield self._conn  # autocommit: each statement below is its own transaction
 
     def record(self, entry: AuditEntry) -> int:
         """Insert the decision; returns its row id (for :meth:`finish`)."""
