@@ -27,6 +27,7 @@ from outpost.hashing import sha256_file
 from outpost.packs.format import PACK_FILES, pack_name, write_pack
 from outpost.packs.signing import sign
 from outpost.records import Changeset
+from outpost.store.lock import LOCK_NAME
 
 Reply = tuple[int, list[tuple[str, str]], Iterable[bytes]]
 Responder = Callable[[dict[str, Any]], Reply]
@@ -176,7 +177,8 @@ def edited_plan(plan: dict[str, Any], edit: Callable[[dict[str, Any]], Any]) -> 
 def file_tree(root: Path, skip: Path) -> dict[str, str]:
     """Every path under ``root`` but ``skip`` (the staging folder) → what it is: a folder, a link and its
     target, or a file's sha256. SQLite's transient ``-wal``/``-shm`` files are left out (they come and go
-    with every connection); the database files themselves are compared byte for byte."""
+    with every connection), and so is the collection's write-lock file (an empty ``flock`` target every writer
+    creates); the database files themselves are compared byte for byte."""
     import os
 
     tree: dict[str, str] = {}
@@ -188,7 +190,7 @@ def file_tree(root: Path, skip: Path) -> dict[str, str]:
         for name in dirs + files:
             path = here / name
             key = str(path.relative_to(root))
-            if path == skip or name.endswith(("-wal", "-shm")):
+            if path == skip or name.endswith(("-wal", "-shm")) or name == LOCK_NAME:
                 continue
             if path.is_symlink():
                 tree[key] = f"link -> {os.readlink(path)}"
