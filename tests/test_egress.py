@@ -8,8 +8,9 @@ in-process through typer's runner, then ``outpost serve`` as its own process wit
 
 The session runs in ``local`` mode, where only loopback may appear although a remote is configured; then it
 switches to ``auto`` and asks ``--remote`` on a public collection: the only other address then is the
-configured remote's, 192.0.2.1, a TEST-NET address that routes nowhere, so the attempt is seen and then falls
-back (nothing here reaches the internet; that is the one thing faked). The hook sees sockets opened through
+configured remote's, 127.0.0.2 on a port where nothing listens: a loopback address that is not the one
+Outpost serves on, so the attempt is seen, refused, and falls back (the test machine may send nothing beyond
+loopback, so the "remote" is the one thing faked). The hook sees sockets opened through
 Python, which is every socket Outpost's own code, httpx, uvicorn and the Hugging Face libraries open.
 """
 
@@ -28,7 +29,7 @@ from outpost.audit import AuditLog
 
 pytestmark = pytest.mark.slow
 
-REMOTE_HOST = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never routed
+REMOTE_HOST = "127.0.0.2"  # loopback, but not an address Outpost itself uses: nothing listens there
 
 SITECUSTOMIZE = """
 import json, os, sys
@@ -71,7 +72,7 @@ def cli(*args):
 cli("quickstart")
 cli("ingest", docs, "--collection", "pub", "--quiet")
 cli("collections", "label", "pub", "public")
-cli("remote", "add", "far", "--url", "http://{remote}:8000/v1", "--model", "big", "--price-in", "3")
+cli("remote", "add", "far", "--url", "http://{remote}:9/v1", "--model", "big", "--price-in", "3")
 cli("search", "vacation days", "--collection", "pub")
 cli("ask", "How many vacation days do new hires get?", "--collection", "pub", "--max-tokens", "4", "--remote")
 cli("ask", "How many vacation days do new hires get?", "--collection", "quickstart", "--max-tokens", "4")
