@@ -39,8 +39,8 @@ __all__ = [
     "OutpostError",
     "PackError",
     "ReadOnlyError",
-    "StorageError",
     "RemoteError",
+    "StorageError",
     "UnsupportedFileError",
     "VersionConflictError",
 ]
@@ -125,13 +125,6 @@ class ReadOnlyError(OutpostError):
     http_status = 409
 
 
-class RemoteError(OutpostError):
-    """A remote model (``outpost remote``) was unreachable, too slow, or answered with an error."""
-
-    exit_code = 14
-    http_status = 502
-
-
 class CollectionBusyError(OutpostError):
     exit_code = 12
     http_status = 409
@@ -150,3 +143,10 @@ class StorageError(OutpostError):
         full = getattr(exc, "errno", None) == errno.ENOSPC or "full" in text.lower()  # ENOSPC; SQLITE_FULL
         hint = "free some disk space and try again" if full else "check the disk and try again"
         return cls(f"{doing} failed: {text} ({hint}); nothing was changed")
+
+
+class RemoteError(OutpostError):
+    """A remote model (``outpost remote``) was unreachable, too slow, or answered with an error."""
+
+    exit_code = 14
+    http_status = 502

@@ -10,7 +10,8 @@ A child process can be killed from any thread at any point, and its address-spac
 (``RLIMIT_AS``) also bounds what an unforeseen decompression bomb can allocate.
 
 Cost: one interpreter start per ingest (0.5–1 s on 2 busy cores) and a copy of each file through
-a pipe (under 1 ms per file); ``benchmarks/ingest_safety.py`` measures it. A file that times out or crashes the worker costs one restart.
+a pipe (under 1 ms per file); ``benchmarks/ingest_safety.py`` measures it. A file that times out or
+crashes the worker costs one restart.
 
 Protocol (the child side is ``worker.py``): the child says ``R`` (ready) once; per file the
 parent sends ``>IQ`` (key length, data length), the key and the data; the child imports the
