@@ -80,9 +80,12 @@ def test_models_pull_from_a_file_with_progress_create_from_a_modelfile_and_delet
     browsing: Browsing, dash: Dash
 ) -> None:
     page = browsing.page
+    Registry(dash.home).get(dash.settings.llm_model)  # the first answer assembles the default model into the home
     page.goto("/ui/models")
+    in_use = page.locator(f"[data-testid=model-row][data-name='{dash.settings.llm_model}']")
+    expect(in_use).to_have_class("in-use")  # the default chat model is the one marked in use
     row = page.locator("[data-testid=model-row][data-name=smollm2]")
-    expect(row).to_have_class("in-use")
+    expect(row).not_to_have_class("in-use")
     cells = [row.locator("td").nth(i).inner_text() for i in range(1, 6)]  # family, params, quant, size, context
     assert all(cells) and cells[0] == "llama" and cells[1] == "135M" and cells[4] == "8192", cells
 
