@@ -87,7 +87,9 @@ def test_ask_json_schema(docs: Path, home: Path) -> None:
     assert set(doc) == {
         *("question", "answer", "model", "collection", "cited", "id", "sources"),
         *("generated", "grounding", "claims", "evidence", "notice", "grounding_ms"),
+        *("route", "route_reason"),
     }
+    assert doc["route"] == "local"  # the default policy never sends a question away
     assert doc["answer"] and doc["model"] == "gemma3-270m" and doc["collection"] == "hb"
     assert doc["grounding"] in ("supported", "partial", "unsupported") and doc["claims"][0]["reason"]
     source = doc["sources"][0]
