@@ -12,6 +12,7 @@ file at once migrate it once. A file already at the newest version is only read 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -57,12 +58,26 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> int:
     return max(current, len(migrations))
 
 
+def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch a file to WAL, waiting for other openers: the switch needs an exclusive lock, and SQLite may answer
+    "database is locked" at once instead of waiting (two processes creating one collection at the same time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def open_db(
     path: Path,
     migrations: Sequence[str] = (),
     *,
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
-    timeout: float = 5.0,
+    timeout: float = 30.0,
     wal: bool = True,
 ) -> sqlite3.Connection:
     """A connection to ``path`` (created 0600 first, so its ``-wal`` and ``-shm`` are private too), migrated.
@@ -75,7 +90,7 @@ def open_db(
     conn = sqlite3.connect(private_file(path), isolation_level=None, check_same_thread=False, timeout=timeout)
     conn.row_factory = sqlite3.Row
     if wal:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _set_wal(conn, timeout)
     conn.execute(f"PRAGMA synchronous={synchronous}")
     migrate(conn, migrations)
     return conn
