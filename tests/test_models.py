@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hubkit import HubServer, outpost_cli
-from outpost.errors import ModelNotFoundError, PackError
+from outpost.errors import IntegrityError, ModelNotFoundError
 from outpost.hashing import sha256_file
 from outpost.hub.home import HubHome
 from outpost.hub.tokens import Tokens
@@ -102,6 +102,6 @@ def test_pull_from_the_hub_is_scoped_and_verified(tmp_path: Path, home: Path) ->
         data[-10] ^= 0xFF  # the hub's file no longer matches its signed manifest
         blob.write_bytes(bytes(data))
         Registry(home).remove("approved")
-        with pytest.raises(PackError, match="does not match its signed sha256"):
+        with pytest.raises(IntegrityError, match="does not match its signed sha256"):
             pull(home, "hub://approved")
     assert "approved" not in [e.name for e in Registry(home).list()]

@@ -3,21 +3,29 @@
 ::
 
     OutpostError                   anything Outpost raises on purpose; message says how to fix it
-    ├── ConfigError                bad settings or home
+    ├── ConfigError                bad settings, home, name or plugin (the user can fix it by changing input)
+    ├── NotFoundError              a named thing does not exist (or is not visible to this token)
+    │   ├── CollectionNotFoundError  no collection by that name
+    │   └── ModelNotFoundError       no embedding or chat model by that name or path (local or on a hub)
+    ├── IntegrityError             bytes do not match what was signed or announced (hash, size, signature)
+    │   └── PackError              a pack is malformed, tampered with, or signed by another key
     ├── LoadError                  one file could not be read (ingest skips it and goes on)
     │   └── UnsupportedFileError   no loader for this kind of file
-    ├── CollectionNotFoundError    no collection by that name
     ├── ModelMismatchError         a collection was embedded with another model
     ├── VersionConflictError       a changeset's base is not the store's current version
     ├── CollectionBusyError        another process held the collection's write lock for too long
     ├── StorageError               the local disk or database failed (disk full, I/O error)
-    ├── ModelNotFoundError         no embedding or chat model by that name or path
     ├── ContextOverflowError       a prompt cannot fit the model's context window
-    ├── PackError                  a pack is malformed, tampered with, or signed by another key
     ├── HubError                   the hub is unreachable or answered with an error
     ├── AuthError                  a missing, unknown or revoked token
     ├── RemoteError                a remote model was unreachable, too slow or failed (answers fall back)
     └── ReadOnlyError              a synced collection was asked to change locally
+
+Pick the class by the failure's *kind*, not by the module raising it: a model missing on a hub is a
+``ModelNotFoundError`` (not a missing collection, not a ``HubError``); a downloaded model whose sha256 differs
+from its signed manifest is an ``IntegrityError``; a value the user typed or configured is a ``ConfigError``.
+Catch a kind with its base (``except NotFoundError``). Plain ``ValueError``/``KeyError``/``RuntimeError`` never
+reach a user: the code that can tell what went wrong converts them here.
 
 Each class carries ``exit_code`` (CLI) and ``http_status`` (servers) so the edges stay thin.
 """
@@ -36,6 +44,8 @@ __all__ = [
     "AuthError",
     "CollectionBusyError",
     "HubError",
+    "IntegrityError",
+    "NotFoundError",
     "OutpostError",
     "PackError",
     "ReadOnlyError",
@@ -73,7 +83,14 @@ class UnsupportedFileError(LoadError):
     pass
 
 
-class CollectionNotFoundError(OutpostError):
+class NotFoundError(OutpostError):
+    """A named thing (collection, model, remote, token, vote) does not exist, or this caller may not see it."""
+
+    exit_code = 3
+    http_status = 404
+
+
+class CollectionNotFoundError(NotFoundError):
     exit_code = 3
     http_status = 404
 
@@ -95,7 +112,7 @@ class VersionConflictError(OutpostError):
     http_status = 409
 
 
-class ModelNotFoundError(OutpostError):
+class ModelNotFoundError(NotFoundError):
     exit_code = 6
     http_status = 404
 
@@ -105,7 +122,14 @@ class ContextOverflowError(OutpostError):
     http_status = 400
 
 
-class PackError(OutpostError):
+class IntegrityError(OutpostError):
+    """Bytes that do not match what was signed or announced: a hash, a size, a signature. Never retried blindly."""
+
+    exit_code = 8
+    http_status = 422
+
+
+class PackError(IntegrityError):
     exit_code = 8
     http_status = 422
 

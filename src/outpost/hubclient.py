@@ -23,7 +23,15 @@ from typing import Any
 
 import httpx
 
-from outpost.errors import AuthError, CollectionNotFoundError, ConfigError, HubError, PackError
+from outpost.errors import (
+    AuthError,
+    CollectionNotFoundError,
+    ConfigError,
+    HubError,
+    ModelNotFoundError,
+    OutpostError,
+    PackError,
+)
 from outpost.fsutil import commit_file
 from outpost.hubs import HubConfig
 from outpost.names import shown
@@ -108,10 +116,8 @@ class HubClient:
             )
         if status == 401:
             raise AuthError(f"The hub at {self.url} refused the token (missing, wrong or revoked)")
-        if status == 404 and "/packs/" in path:
-            raise HubError(f"The hub at {self.url} answered 404 for {path}: run `outpost sync` again later")
         if status == 404:
-            raise CollectionNotFoundError(path.split("/")[3] if path.count("/") >= 3 else path)
+            raise _not_found(self.url, path)
         if status >= 400:
             detail = _read_some(response, 4096).decode("utf-8", "replace")
             raise HubError(f"The hub at {self.url} answered {status}: {shown(detail, 200)}")
@@ -163,6 +169,23 @@ class HubClient:
         if part.stat().st_size != size:
             raise HubError(f"Download of {path} is incomplete; run `outpost sync` again to resume")
         commit_file(part, dest)
+
+
+def _not_found(url: str, path: str) -> OutpostError:
+    """A 404 said as what is missing: ``/v1/models/NAME…`` a model, ``/v1/collections/NAME`` a collection.
+
+    A pack file that vanished mid-sync is the hub changing under us (pruned, republished), not a missing name.
+    """
+    parts = path.split("?")[0].split("/")  # "", "v1", kind, name, ...
+    kind, name = (parts[2], parts[3]) if len(parts) > 3 else ("", "")
+    if kind == "models":
+        return ModelNotFoundError(
+            f"The hub at {url} has no model named {shown(name)} that this token may pull: "
+            "check the name with the hub's admin, or `outpost models list` for the local ones"
+        )
+    if kind == "collections" and "/packs/" not in path:
+        return CollectionNotFoundError(name)
+    return HubError(f"The hub at {url} answered 404 for {shown(path)}: run `outpost sync` again later")
 
 
 def _read_capped(response: httpx.Response, limit: int, path: str) -> bytes:

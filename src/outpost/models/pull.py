@@ -8,21 +8,25 @@ bytes must hash to it before the model is listed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from outpost.errors import ConfigError, ModelNotFoundError, PackError
+from outpost.errors import ConfigError, IntegrityError, ModelNotFoundError
 from outpost.fsutil import commit_file
 from outpost.hashing import sha256_file
 from outpost.home import ensure_private_dir
 from outpost.hubclient import HubClient
 from outpost.hubs import HubConfig, load_hubs
 from outpost.models.registry import ModelEntry, Registry
+from outpost.names import check_name, shown
 from outpost.packs.signing import verify
 
 __all__ = ["pull"]
 
 Progress = Callable[[str, int, int], None]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _hub_for(home: Path, url: str | None) -> HubConfig:
@@ -36,15 +40,38 @@ def _hub_for(home: Path, url: str | None) -> HubConfig:
     return hubs[0]
 
 
+def _signed_manifest(hub: HubConfig, name: str, listing: object) -> dict[str, Any]:
+    """The hub's model manifest, verified against the pinned key and checked field by field.
+
+    Whatever shape a hostile or older hub answers with becomes one ``IntegrityError``, never a ``KeyError``;
+    the sha256 becomes a file name, so it must be 64 hex digits (DESIGN §11: nothing from outside is a path
+    unchecked).
+    """
+    if not isinstance(listing, dict) or not isinstance(listing.get("manifest"), str):
+        raise IntegrityError(f"The hub at {hub.url} answered model {name!r} without a signed manifest")
+    signature = listing.get("signature")
+    if not isinstance(signature, str) or not signature.isascii():
+        raise IntegrityError(f"The hub at {hub.url} answered model {name!r} without a signature")
+    verify(hub.hub_key, listing["manifest"].encode("utf-8"), signature.encode("ascii"))
+    try:
+        manifest = json.loads(listing["manifest"])
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"The hub's signed manifest for {name!r} is not JSON") from exc
+    if not isinstance(manifest, dict) or manifest.get("name") != name:
+        found = manifest.get("name") if isinstance(manifest, dict) else None
+        raise IntegrityError(f"The hub's manifest is for {shown(found)}, not {name!r}")
+    size, sha = manifest.get("size"), manifest.get("sha256")
+    if not isinstance(size, int) or size < 0 or not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise IntegrityError(f"The hub's manifest for {name!r} has no valid size and sha256")
+    return manifest
+
+
 def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: Progress | None = None) -> ModelEntry:
+    check_name(name, "model name")  # it goes into the URL
     hub = _hub_for(home, hub_url)
     client = HubClient.for_hub(hub)  # the pinned private CA too, as sync uses
     try:
-        listing = client.get(f"/v1/models/{name}")
-        verify(hub.hub_key, listing["manifest"].encode("utf-8"), listing["signature"].encode("ascii"))
-        manifest = json.loads(listing["manifest"])
-        if manifest["name"] != name:
-            raise PackError(f"The hub's manifest is for {manifest['name']!r}, not {name!r}")
+        manifest = _signed_manifest(hub, name, client.get(f"/v1/models/{name}"))
         registry = Registry(home)
         ensure_private_dir(registry.blobs)
         staged = registry.blobs / f".pull-{manifest['sha256']}.gguf"
@@ -54,7 +81,7 @@ def pull_from_hub(home: Path, name: str, hub_url: str | None = None, progress: P
         client.close()
     if sha256_file(staged) != manifest["sha256"]:
         staged.unlink()
-        raise PackError(f"Model {name!r} from {hub.url} does not match its signed sha256: removed")
+        raise IntegrityError(f"Model {name!r} from {hub.url} does not match its signed sha256: removed")
     blob = registry.blobs / f"sha256-{manifest['sha256']}.gguf"
     commit_file(staged, blob)
     return registry.register_file(blob, manifest["sha256"], name, "hub")

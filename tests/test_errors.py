@@ -1,0 +1,51 @@
+"""One error class per failure kind (``outpost/errors.py``), and each failure reported as its own kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hubkit import HubServer, outpost_cli
+from outpost.errors import (
+    CollectionNotFoundError,
+    ConfigError,
+    IntegrityError,
+    ModelNotFoundError,
+    NotFoundError,
+    OutpostError,
+    PackError,
+)
+from outpost.hub.home import HubHome
+from outpost.hub.tokens import Tokens
+from outpost.hubs import HubConfig, hub_name, save_hub
+from outpost.llm.bundled import resolve_gguf
+from outpost.models.pull import pull
+from outpost.models.registry import Registry
+
+
+def test_the_kinds_share_a_base_and_keep_their_exit_codes() -> None:
+    assert issubclass(CollectionNotFoundError, NotFoundError) and issubclass(ModelNotFoundError, NotFoundError)
+    assert issubclass(PackError, IntegrityError) and issubclass(IntegrityError, OutpostError)
+    assert (CollectionNotFoundError.exit_code, ModelNotFoundError.exit_code, PackError.exit_code) == (3, 6, 8)
+    assert NotFoundError.http_status == 404 and ConfigError.http_status == 400
+
+
+def test_a_model_missing_on_the_hub_is_a_missing_model_not_a_missing_collection(tmp_path: Path, home: Path) -> None:
+    hub_home = tmp_path / "hub"
+    key = HubHome.at(hub_home).init()
+    Registry(HubHome.at(hub_home).root).pull_file(resolve_gguf("smollm2"), "approved")
+    token = Tokens(HubHome.at(hub_home)).create("laptop", models=["approved"])[0]
+    with HubServer(hub_home) as server:
+        save_hub(home, HubConfig(hub_name(server.url), server.url, token, key))
+        with pytest.raises(ModelNotFoundError, match="no model named 'nope'"):
+            pull(home, "hub://nope")
+        cli = outpost_cli("models", "pull", "hub://nope", home=home)
+    assert cli.returncode == ModelNotFoundError.exit_code, cli.stderr
+    assert "no model named 'nope'" in cli.stderr and "collection" not in cli.stderr.lower()
+    assert len(cli.stderr.strip().splitlines()) == 1  # one line, no traceback
+
+
+def test_a_model_name_that_could_not_be_a_url_segment_is_refused_before_any_request(home: Path) -> None:
+    with pytest.raises(ConfigError, match="Invalid model name"):
+        pull(home, "hub://../collections/x")  # no hub is configured: the name is checked first
