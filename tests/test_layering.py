@@ -36,7 +36,19 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 ORDER = ("base", "core", "services", "apps")
 LAYERS: dict[str, set[str]] = {
-    "base": {"records", "errors", "names", "settings", "home", "hashing", "faults", "fsutil", "db", "metrics"},
+    "base": {
+        "records",
+        "errors",
+        "names",
+        "settings",
+        "home",
+        "hashing",
+        "faults",
+        "fsutil",
+        "db",
+        "metrics",
+        "plugins",
+    },
     "core": {
         "ingest",
         "embed",

@@ -1,14 +1,41 @@
-"""Pick an embedder backend from a name (one place to add backends)."""
+"""Pick an embedder backend from a name: ``KIND:MODEL`` asks a plugin's backend, any other name the default.
+
+Backends are the ``outpost.embedders`` entry-point group (``outpost.plugins``); sentence-transformers, the
+default, registers there like a plugin. A backend is a factory ``(model, settings) -> Embedder``, called once
+per name, device and batch size in a process.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from outpost.embed.base import Embedder
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
+from outpost.errors import ConfigError
+from outpost.plugins import Group, factory_entries
 from outpost.settings import Settings
 
-__all__ = ["load_embedder"]
+__all__ = ["DEFAULT_KIND", "EMBEDDERS", "load_embedder", "register_builtins", "sentence_transformers"]
+
+EmbedderFactory = Callable[[str, Settings], Embedder]
+DEFAULT_KIND = "sentence-transformers"
 
 _CACHE: dict[tuple[str, str | None, int], Embedder] = {}
+
+
+def sentence_transformers(model: str, settings: Settings) -> Embedder:
+    """The built-in backend: a sentence-transformers name or folder (bundled models never go online)."""
+    return SentenceTransformerEmbedder(
+        model, device=settings.device, batch_size=settings.embed_batch_size, cache_dir=settings.cache_dir / "models"
+    )
+
+
+def register_builtins(register: Callable[..., None]) -> None:
+    """The built-in backends, registered like any plugin's (``outpost.embedders`` entry point)."""
+    register(DEFAULT_KIND, sentence_transformers)
+
+
+EMBEDDERS: Group[EmbedderFactory] = Group("outpost.embedders", "embedder backend", factory_entries, register_builtins)
 
 
 def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
@@ -16,10 +43,12 @@ def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
     name = name or settings.embed_model
     key = (name, settings.device, settings.embed_batch_size)
     if key not in _CACHE:
-        _CACHE[key] = SentenceTransformerEmbedder(
-            name,
-            device=settings.device,
-            batch_size=settings.embed_batch_size,
-            cache_dir=settings.cache_dir / "models",
-        )
+        factory, model = EMBEDDERS.choose(name, DEFAULT_KIND)
+        embedder = factory(model, settings)
+        if not isinstance(embedder, Embedder):
+            raise ConfigError(
+                f"The embedder backend for {name!r} returned {type(embedder).__name__}, not an outpost Embedder: "
+                "the plugin is broken; choose another with --embed-model"
+            )
+        _CACHE[key] = embedder
     return _CACHE[key]

@@ -4,56 +4,106 @@ One module per format; each exposes ``extract(data: bytes, name: str) -> tuple[s
 (title, blocks) and raises ``LoadError`` (via ``fail``) on content it cannot read. This module
 picks the loader by suffix, hashes the bytes and builds the ``Document``; loaders stay pure
 functions of the bytes, so they can run anywhere (a Ray worker included).
+
+Which loader reads which suffix is the ``outpost.loaders`` entry-point group (``outpost.plugins``): the
+built-in formats register there through :func:`register_builtins`, exactly as a plugin adds a format::
+
+    def register_loaders(register):
+        register("toy", [".toy"], extract)
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from outpost.errors import LoadError, UnsupportedFileError
+from outpost.names import check_name, is_valid_name, shown
+from outpost.plugins import Group
 from outpost.records import Block, Document
 
-__all__ = ["SUFFIXES", "load_bytes", "load_file", "preload", "supported"]
+__all__ = ["LOADERS", "Loader", "load_bytes", "load_file", "loaders", "preload", "register_builtins", "supported"]
 
 Extractor = Callable[[bytes, str], tuple[str, list[Block]]]
 
-# suffix → (kind, module name inside this package)
-SUFFIXES: dict[str, tuple[str, str]] = {
-    ".pdf": ("pdf", "pdf"),
-    ".docx": ("docx", "docx"),
-    ".html": ("html", "html"),
-    ".htm": ("html", "html"),
-    ".md": ("markdown", "markdown"),
-    ".markdown": ("markdown", "markdown"),
-    ".txt": ("text", "text"),
-    ".text": ("text", "text"),
-    ".rst": ("text", "text"),
-    ".csv": ("csv", "csv"),
-    ".tsv": ("csv", "csv"),
-    ".json": ("json", "json"),
-    ".jsonl": ("json", "json"),
-}
+
+@dataclass(frozen=True)
+class Loader:
+    """What reads one suffix: the document ``kind`` it yields and its ``extract`` function."""
+
+    kind: str
+    extract: Extractor
+
+
+class _Builtin:
+    """A built-in format's ``extract``, imported on first use: a user ingesting Markdown never pays for pypdf."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    def load(self) -> Extractor:
+        mod = importlib.import_module(f"{__name__}.{self.module}")
+        return mod.extract  # type: ignore[no-any-return]
+
+    def __call__(self, data: bytes, name: str) -> tuple[str, list[Block]]:
+        return self.load()(data, name)
+
+
+# kind, module inside this package, suffixes
+_BUILTINS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("pdf", "pdf", (".pdf",)),
+    ("docx", "docx", (".docx",)),
+    ("html", "html", (".html", ".htm")),
+    ("markdown", "markdown", (".md", ".markdown")),
+    ("text", "text", (".txt", ".text", ".rst")),
+    ("csv", "csv", (".csv", ".tsv")),
+    ("json", "json", (".json", ".jsonl")),
+)
+
+
+def register_builtins(register: Callable[..., None]) -> None:
+    """The built-in formats, registered like any plugin's (``outpost.loaders`` entry point ``builtin``)."""
+    for kind, module, suffixes in _BUILTINS:
+        register(kind, suffixes, _Builtin(module))
+
+
+def _entries(kind: str, suffixes: Iterable[str], extract: Extractor) -> list[tuple[str, Loader]]:
+    """A plugin's ``register(kind, suffixes, extract)``, checked: one table entry per suffix (lower case)."""
+    check_name(kind, "loader kind")
+    if not callable(extract):
+        raise TypeError(f"loader {kind!r}: extract must be a function (data: bytes, name: str) -> (title, blocks)")
+    if isinstance(suffixes, str):
+        raise TypeError(f"loader {kind!r}: suffixes must be a list such as ['.{kind}'], not one string")
+    loader = Loader(kind, extract)
+    found = []
+    for suffix in suffixes:
+        ok = isinstance(suffix, str) and suffix.startswith(".") and "." not in suffix[1:] and is_valid_name(suffix[1:])
+        if not ok:  # what Path.suffix can return: one dot, then a name
+            raise ValueError(f"loader {kind!r}: suffix {shown(suffix)} must look like '.{kind}'")
+        found.append((suffix.lower(), loader))
+    return found
+
+
+LOADERS: Group[Loader] = Group("outpost.loaders", "loader for suffix", _entries, register_builtins)
+
+
+def loaders() -> dict[str, Loader]:
+    """Suffix (``.pdf``) → loader, built-ins and plugins alike."""
+    return LOADERS.table()
 
 
 def supported(path: Path) -> bool:
-    return path.suffix.lower() in SUFFIXES
-
-
-def _extractor(module: str) -> Extractor:
-    """Import a loader module lazily: a user ingesting Markdown never pays for the PDF parser."""
-    import importlib
-
-    mod = importlib.import_module(f"{__name__}.{module}")
-    return mod.extract  # type: ignore[no-any-return]
+    return LOADERS.get(path.suffix.lower()) is not None
 
 
 def preload(key: str) -> None:
     """Import the loader for ``key``'s suffix now (the parse worker does it before its clock starts)."""
-    entry = SUFFIXES.get(Path(key).suffix.lower())
-    if entry is not None:
-        _extractor(entry[1])
+    loader = LOADERS.get(Path(key).suffix.lower())
+    if loader is not None and isinstance(loader.extract, _Builtin):
+        loader.extract.load()
 
 
 def _parser_failure(key: str, kind: str, exc: Exception) -> LoadError:
@@ -68,11 +118,12 @@ def _parser_failure(key: str, kind: str, exc: Exception) -> LoadError:
 def load_bytes(data: bytes, key: str) -> Document:
     """Load a file's bytes; ``key`` (its relative POSIX path) picks the format by suffix."""
     suffix = Path(key).suffix.lower()
-    if suffix not in SUFFIXES:
+    loader = LOADERS.get(suffix)
+    if loader is None:
         raise UnsupportedFileError(key, f"unsupported file type {suffix or '(no suffix)'!r}")
-    kind, module = SUFFIXES[suffix]
+    kind = loader.kind
     try:
-        title, blocks = _extractor(module)(data, key)
+        title, blocks = loader.extract(data, key)
     except LoadError:
         raise
     except Exception as exc:
