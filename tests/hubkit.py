@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from typing import Any
 
 import uvicorn
 
-from outpost.hub.server import create_app
+from outpost.hub import create_app
+from outpost.settings import Settings
 
 
 def free_port() -> int:
@@ -67,18 +69,20 @@ class HubServer(ServerThread):
     """The hub app over a hub home."""
 
     def __init__(self, home: Path, port: int | None = None) -> None:
-        super().__init__(create_app(home), port)
+        super().__init__(create_app(Settings(home=home)), port)
 
 
 class CuttingProxy:
     """Forwards 127.0.0.1:<port> to the hub; while armed, closes a connection once it has carried
-    ``cut_after`` response bytes, then disarms. Records the requests' first lines and Range headers."""
+    ``cut_after`` response bytes, then disarms. Records the requests' first lines and Range headers, and the
+    responses' status lines and Content-Range headers (so a test can see that a resume got a 206)."""
 
     def __init__(self, target_port: int, cut_after: int) -> None:
         self.target_port = target_port
         self.cut_after: int | None = cut_after
         self.port = free_port()
         self.requests: list[str] = []
+        self.responses: list[str] = []
         self.cuts = 0
         self.listener = socket.create_server(("127.0.0.1", self.port))
         self.listener.settimeout(0.2)
@@ -121,8 +125,12 @@ class CuttingProxy:
 
     def _pump_responses(self, src: socket.socket, dst: socket.socket) -> None:
         carried = 0
+        tail = ""  # the end of the previous read: a header line may straddle two reads
         try:
             while data := src.recv(4096):
+                seen = tail + data.decode("latin-1")
+                self.responses += [m[1] for m in _RESPONSE_LINE.finditer(seen) if m.end() > len(tail)]
+                tail = seen[-256:]
                 if self.cut_after is not None and carried + len(data) > self.cut_after:
                     dst.sendall(data[: self.cut_after - carried])
                     self.cut_after = None
@@ -134,6 +142,10 @@ class CuttingProxy:
             pass
         finally:
             _close(src, dst)
+
+
+# A status line follows the previous body directly (bodies are sized, not newline-terminated): match it anywhere.
+_RESPONSE_LINE = re.compile(r"(HTTP/1\.[01] \d{3} [^\r\n]*|(?<=\n)content-range:[^\r\n]*)\r\n", re.IGNORECASE)
 
 
 def _close(*socks: socket.socket) -> None:

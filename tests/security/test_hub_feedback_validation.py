@@ -73,7 +73,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     settings = Settings(
         home=home, hub_feedback_max_items=MAX_ITEMS, hub_feedback_max_bytes=MAX_BYTES, hub_train_every=0
     )
-    meter = BodyMeter(create_app(home, settings))
+    meter = BodyMeter(create_app(settings))
     with ServerThread(meter) as server:
         yield Hub(server.url, server.port, token, meter, service.home.root / "hub.sqlite")
 

@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from hubkit import ServerThread
-from outpost.hub.server import create_app
+from outpost.hub import create_app
 from outpost.hub.tokens import Tokens
 from outpost.settings import Settings
 from security.hubworld import synthetic_hub
@@ -31,7 +31,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[st
     home = tmp_path_factory.mktemp("hub-home")
     service = synthetic_hub(home)
     token = Tokens(service.home).create("fuzz", ["docs"], feedback=["docs"])[0]
-    app = create_app(home, Settings(home=home, hub_api_docs=True, hub_train_every=0))
+    app = create_app(Settings(home=home, hub_api_docs=True, hub_train_every=0))
     with ServerThread(app) as server:
         yield server.url, {"Authorization": f"Bearer {token}"}, home
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +16,7 @@ from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
 from outpost.ingest.limits import ReadLimits
+from outpost.ingest.pipeline import Stages
 from outpost.labels import set_label
 from outpost.models.registry import Registry
 from outpost.settings import Settings
@@ -54,15 +56,33 @@ def ingest_cmd(
     collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection name.")],
     sync: Annotated[bool, typer.Option("--sync", help="Also remove documents no longer present.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            is_flag=False,
+            flag_value="",
+            metavar="[ADDRESS]",
+            help="Read, chunk and embed on a Ray cluster (ADDRESS, else RAY_ADDRESS or a local one); "
+            "needs outpost[ray] and the files at the same path on every node.",
+        ),
+    ] = None,
 ) -> None:
     """Ingest into a hub collection; any change publishes exactly one new version, atomically."""
     settings = _settings(ctx)
     op = Outpost(settings=settings)
     embedder = op.embedder()
+    chunker = op.chunker(embedder)
     hub = Hub(_hub_home(ctx), settings.exact_search_below)
-    with progress_bars(not quiet) as progress:
+    with ExitStack() as stack:
+        stages: Stages | None = None
+        if ray is not None:
+            from outpost.ingest.ray_pipeline import ray_stages
+
+            stages = stack.enter_context(ray_stages(ray or None, settings, embedder, chunker))
+        progress = stack.enter_context(progress_bars(not quiet))
         limits = ReadLimits.from_settings(settings)
-        report = hub.ingest(paths, collection, embedder, op.chunker(embedder), sync, progress, limits)
+        report = hub.ingest(paths, collection, embedder, chunker, sync, progress, limits, stages)
     print_report(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -258,11 +278,11 @@ def serve_cmd(
     """Serve the hub API (collections, signed packs with HTTP Range) with uvicorn, over HTTPS with --tls-cert."""
     import uvicorn
 
-    from outpost.hub.server import create_app
+    from outpost.hub import create_app
     from outpost.packs.signing import fingerprint
 
     tls = _tls_options(tls_cert, tls_key)
-    app = create_app(_settings(ctx).home)
+    app = create_app(_settings(ctx))
     key = _hub_home(ctx).public_key
     scheme = "https" if tls else "http"
     err.print(f"Outpost hub on {scheme}://{host}:{port} — public key {key}\n  key fingerprint {fingerprint(key)}")

@@ -11,6 +11,10 @@ A collection outside the token's scope answers 404 exactly like one that does no
 needs the ``feedback`` right: a token that may read a collection but not vote on it gets 403 (it
 already knows the collection exists, so a clear refusal leaks nothing). Pack files are served by
 name from a fixed list, inside a folder whose name is validated, with HTTP Range so downloads resume.
+
+The routes are one module-level ``router``; what they share (the hub, its tokens and models, the settings)
+is a :class:`HubContext` that ``create_app(settings)`` keeps on ``app.state.hub`` and routes receive
+through ``Depends``, so two apps over two homes can live in one process (the tests run several).
 """
 
 import json
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,7 +46,7 @@ from outpost.packs.format import PACK_FILES, pack_versions
 from outpost.packs.signing import sign
 from outpost.settings import Settings
 
-__all__ = ["MAX_DIMENSION", "MAX_QUERY_CHARS", "MAX_SHOWN", "TokenGate", "create_app"]
+__all__ = ["MAX_DIMENSION", "MAX_QUERY_CHARS", "MAX_SHOWN", "HubContext", "TokenGate", "create_app", "router"]
 
 log = logging.getLogger(__name__)
 _PACK = re.compile(r"^(snapshot-[0-9]{1,12}|delta-[0-9]{1,12}-[0-9]{1,12})$")
@@ -206,12 +210,203 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def create_app(home: Path, settings: Settings | None = None) -> FastAPI:
-    """The hub app over the hub home inside ``home`` (an OUTPOST_HOME)."""
-    settings = settings or Settings(home=home)
-    hub_home = HubHome.at(home).require()
-    hub = Hub(hub_home)
-    tokens = Tokens(hub_home)
+class HubContext:
+    """What the hub's routes share, built once per app by :func:`create_app` and kept on ``app.state.hub``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = HubHome.at(settings.home).require()
+        self.hub = Hub(self.home)
+        self.tokens = Tokens(self.home)
+        self.models = Registry(self.home.root)
+        self._training = threading.Lock()
+
+    def visible(self, name: str, tok: TokenInfo, *rights: str) -> str:
+        """The collection name if ``tok`` holds one of ``rights`` on it and it exists; else the same 404."""
+        try:
+            if any(tok.can(r, name) for r in rights) and name in self.hub.names():
+                return name
+        except ConfigError:
+            pass
+        raise _not_found(name)
+
+    def readable(self, name: str, tok: TokenInfo) -> str:
+        return self.visible(name, tok, "read")
+
+    def model_entry(self, name: str, tok: TokenInfo) -> ModelEntry:
+        """A hub model ``tok`` may read; any other name answers the same 404 as a missing one."""
+        if tok.can("read", name, kind="model"):
+            try:
+                return self.models.get(name)
+            except OutpostError:
+                pass
+        raise HTTPException(404, f"No model named {name!r}")
+
+    def maybe_train(self, name: str) -> None:
+        """Train in the background once enough new votes arrived (setting ``hub_train_every``; 0 = off)."""
+        every = self.settings.hub_train_every
+        if every <= 0 or untrained_count(self.home, name) < every or not self._training.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                train_and_publish(self.hub, name, token_share=self.settings.hub_feedback_token_share)
+            except OutpostError as exc:
+                log.warning("automatic training of %s skipped: %s", name, exc)
+            finally:
+                self._training.release()
+
+        threading.Thread(target=run, daemon=True).start()
+
+
+def _context(request: Request) -> HubContext:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+_bearer_scheme = HTTPBearer(auto_error=False, description="A hub token (`outpost hub token create`).")
+
+
+def _token(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]) -> TokenInfo:
+    """The token :class:`TokenGate` authenticated (the dependency only names the scheme in the schema)."""
+    return request.state.token  # type: ignore[no-any-return]
+
+
+Context = Annotated[HubContext, Depends(_context)]
+Token = Annotated[TokenInfo, Depends(_token)]
+
+router = APIRouter()
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/v1/hub")
+def hub_info(ctx: Context, tok: Token) -> dict[str, Any]:
+    return {"public_key": ctx.home.public_key, "version": __version__, "token": tok.name}
+
+
+@router.get("/v1/collections")
+def collections(ctx: Context, tok: Token) -> list[dict[str, Any]]:
+    return [_info_json(ctx.hub, n) for n in ctx.hub.names() if tok.can("read", n)]
+
+
+@router.get("/v1/collections/{name}")
+def collection(name: str, ctx: Context, tok: Token) -> dict[str, Any]:
+    return _info_json(ctx.hub, ctx.readable(name, tok))
+
+
+@router.get("/v1/collections/{name}/sync")
+def sync_plan(name: str, ctx: Context, tok: Token, have: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict[str, Any]:
+    """What a client at version ``have`` should download: a delta if the hub has the chain, else a snapshot."""
+    name = ctx.readable(name, tok)
+    try:
+        folder = ctx.hub.pack_for(name, have)
+        label = _label(ctx.hub, name)  # laptops take it at every sync (issue 13)
+    except CollectionNotFoundError:
+        raise _not_found(name) from None
+    pack = _pack_json(name, folder) if folder else None
+    # The pack's own version (read with its rows), not a second read that a publish may have moved on.
+    return {"collection": name, "version": pack["version"] if pack else have, "pack": pack, "label": label}
+
+
+@router.get("/v1/collections/{name}/packs/{pack}/{file}")
+def pack_file(name: str, pack: str, file: str, ctx: Context, tok: Token) -> FileResponse:
+    name = ctx.readable(name, tok)
+    if not _PACK.match(pack) or file not in PACK_FILES:
+        raise HTTPException(404, "No such pack file")
+    path = ctx.hub.public_packs_dir(name) / pack / file
+    if not path.is_file():
+        raise HTTPException(404, "No such pack file")
+    return FileResponse(path, media_type="application/octet-stream")
+
+
+class FeedbackUpload(BaseModel):
+    """One upload; how many items it may hold is the hub's setting, checked by :func:`_check_count`."""
+
+    items: list[FeedbackItemIn]
+
+
+def _check_count(upload: FeedbackUpload, limit: int) -> None:
+    """Refuse an upload of more than ``hub_feedback_max_items`` items whole, as pydantic would (422)."""
+    if len(upload.items) > limit:
+        message = f"List should have at most {limit} items after validation, not {len(upload.items)}"
+        raise RequestValidationError([{"loc": ("body", "items"), "msg": message, "type": "too_long"}])
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid token"},
+    403: {"description": "The token may read the collection but not upload feedback to it"},
+    404: {"description": "No such collection, or not in the token's scope"},
+    413: {"description": "Body larger than `hub_feedback_max_bytes`"},
+}
+
+
+@router.post("/v1/collections/{name}/feedback", responses=_REFUSALS)
+def feedback(name: str, upload: FeedbackUpload, ctx: Context, tok: Token) -> FeedbackReceipt:
+    """Votes from an outpost (needs the ``feedback`` right); keyed by their ids, so a retried upload is
+    counted once. Items that do not fit the collection are listed under ``rejected`` and not stored."""
+    _check_count(upload, ctx.settings.hub_feedback_max_items)
+    name = ctx.visible(name, tok, "read", "feedback")
+    if not tok.can("feedback", name):
+        raise HTTPException(
+            403, f"This token may not upload feedback to {name!r}: the hub must grant it `--feedback {name}`"
+        )
+    items = [item.model_dump() for item in upload.items]
+    store = ctx.hub.store(name)
+    try:
+        good, rejected = check_feedback(store, items)
+    finally:
+        store.close()
+    accepted = store_feedback(ctx.home, name, tok.id, good)
+    ctx.maybe_train(name)
+    return FeedbackReceipt(
+        accepted=accepted,
+        duplicates=len(good) - accepted,
+        rejected=[FeedbackRejection(index=r.index, id=r.id, reason=r.reason) for r in rejected],
+    )
+
+
+@router.get("/v1/models")
+def list_models(ctx: Context, tok: Token) -> list[dict[str, Any]]:
+    return [
+        {"name": e.name, "sha256": e.sha256, "size": e.size, "metadata": e.metadata}
+        for e in ctx.models.list()
+        if e.source != "bundled" and tok.can("read", e.name, kind="model")
+    ]
+
+
+@router.get("/v1/models/{name}")
+def model(name: str, ctx: Context, tok: Token) -> dict[str, Any]:
+    """The model's manifest, signed by the hub key, so a client can verify what it downloads."""
+    entry = ctx.model_entry(name, tok)
+    manifest = json.dumps(
+        {"name": entry.name, "sha256": entry.sha256, "size": entry.size, "metadata": entry.metadata}, sort_keys=True
+    )
+    signature = sign(ctx.home.signing_key, manifest.encode("utf-8")).decode("ascii").strip()
+    return {"manifest": manifest, "signature": signature}
+
+
+@router.get("/v1/models/{name}/blob")
+def model_blob(name: str, ctx: Context, tok: Token) -> FileResponse:
+    return FileResponse(ctx.model_entry(name, tok).path, media_type="application/octet-stream")
+
+
+async def _outpost_error(_: Request, exc: OutpostError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own handler echoes each bad input back: a NaN then crashes the JSON encoder (500), and an
+    8,000-value vector comes back whole. Say where and what, never echo."""
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return JSONResponse({"detail": errors[:20]}, status_code=422)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The hub app over the hub home inside ``settings.home`` (an OUTPOST_HOME); refuses one not initialised."""
+    context = HubContext(settings)
     docs = settings.hub_api_docs
     app = FastAPI(
         title="Outpost hub",
@@ -220,161 +415,9 @@ def create_app(home: Path, settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.add_middleware(TokenGate, tokens=tokens, max_body=settings.hub_feedback_max_bytes)
-
-    @app.exception_handler(OutpostError)
-    async def outpost_error(_: Request, exc: OutpostError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        """FastAPI's own handler echoes each bad input back: a NaN then crashes the JSON encoder (500), and an
-        8,000-value vector comes back whole. Say where and what, never echo."""
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
-        ]
-        return JSONResponse({"detail": errors[:20]}, status_code=422)
-
-    bearer = HTTPBearer(auto_error=False, description="A hub token (`outpost hub token create`).")
-
-    def token(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> TokenInfo:
-        """The token :class:`TokenGate` authenticated (the dependency only names the scheme in the schema)."""
-        return request.state.token  # type: ignore[no-any-return]
-
-    Token = Annotated[TokenInfo, Depends(token)]
-
-    def visible(name: str, tok: TokenInfo, *rights: str) -> str:
-        """The collection name if this token holds one of ``rights`` on it and it exists; else the same 404."""
-        try:
-            if any(tok.can(r, name) for r in rights) and name in hub.names():
-                return name
-        except ConfigError:
-            pass
-        raise _not_found(name)
-
-    def readable(name: str, tok: TokenInfo) -> str:
-        return visible(name, tok, "read")
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
-
-    @app.get("/v1/hub")
-    def hub_info(tok: Token) -> dict[str, Any]:
-        return {"public_key": hub_home.public_key, "version": __version__, "token": tok.name}
-
-    @app.get("/v1/collections")
-    def collections(tok: Token) -> list[dict[str, Any]]:
-        return [_info_json(hub, n) for n in hub.names() if tok.can("read", n)]
-
-    @app.get("/v1/collections/{name}")
-    def collection(name: str, tok: Token) -> dict[str, Any]:
-        return _info_json(hub, readable(name, tok))
-
-    @app.get("/v1/collections/{name}/sync")
-    def sync_plan(name: str, tok: Token, have: Annotated[int, Query(ge=0, le=2**62)] = 0) -> dict[str, Any]:
-        """What a client at version ``have`` should download: a delta if the hub has the chain, else a snapshot."""
-        name = readable(name, tok)
-        try:
-            folder = hub.pack_for(name, have)
-            label = _label(hub, name)  # laptops take it at every sync (issue 13)
-        except CollectionNotFoundError:
-            raise _not_found(name) from None
-        pack = _pack_json(name, folder) if folder else None
-        # The pack's own version (read with its rows), not a second read that a publish may have moved on.
-        return {"collection": name, "version": pack["version"] if pack else have, "pack": pack, "label": label}
-
-    @app.get("/v1/collections/{name}/packs/{pack}/{file}")
-    def pack_file(name: str, pack: str, file: str, tok: Token) -> FileResponse:
-        name = readable(name, tok)
-        if not _PACK.match(pack) or file not in PACK_FILES:
-            raise HTTPException(404, "No such pack file")
-        path = hub.public_packs_dir(name) / pack / file
-        if not path.is_file():
-            raise HTTPException(404, "No such pack file")
-        return FileResponse(path, media_type="application/octet-stream")
-
-    class FeedbackUpload(BaseModel):
-        items: Annotated[list[FeedbackItemIn], Field(max_length=settings.hub_feedback_max_items)]
-
-    training = threading.Lock()
-
-    def maybe_train(name: str) -> None:
-        """Train in the background once enough new votes arrived (setting ``hub_train_every``; 0 = off)."""
-        every = settings.hub_train_every
-        if every <= 0 or untrained_count(hub_home, name) < every or not training.acquire(blocking=False):
-            return
-
-        def run() -> None:
-            try:
-                train_and_publish(hub, name, token_share=settings.hub_feedback_token_share)
-            except OutpostError as exc:
-                log.warning("automatic training of %s skipped: %s", name, exc)
-            finally:
-                training.release()
-
-        threading.Thread(target=run, daemon=True).start()
-
-    refusals: dict[int | str, dict[str, Any]] = {
-        401: {"description": "No valid token"},
-        403: {"description": "The token may read the collection but not upload feedback to it"},
-        404: {"description": "No such collection, or not in the token's scope"},
-        413: {"description": "Body larger than `hub_feedback_max_bytes`"},
-    }
-
-    @app.post("/v1/collections/{name}/feedback", responses=refusals)
-    def feedback(name: str, upload: FeedbackUpload, tok: Token) -> FeedbackReceipt:
-        """Votes from an outpost (needs the ``feedback`` right); keyed by their ids, so a retried upload is
-        counted once. Items that do not fit the collection are listed under ``rejected`` and not stored."""
-        name = visible(name, tok, "read", "feedback")
-        if not tok.can("feedback", name):
-            raise HTTPException(
-                403, f"This token may not upload feedback to {name!r}: the hub must grant it `--feedback {name}`"
-            )
-        items = [item.model_dump() for item in upload.items]
-        store = hub.store(name)
-        try:
-            good, rejected = check_feedback(store, items)
-        finally:
-            store.close()
-        accepted = store_feedback(hub_home, name, tok.id, good)
-        maybe_train(name)
-        return FeedbackReceipt(
-            accepted=accepted,
-            duplicates=len(good) - accepted,
-            rejected=[FeedbackRejection(index=r.index, id=r.id, reason=r.reason) for r in rejected],
-        )
-
-    models = Registry(hub_home.root)
-
-    def model_entry(name: str, tok: TokenInfo) -> ModelEntry:
-        if tok.can("read", name, kind="model"):
-            try:
-                return models.get(name)
-            except OutpostError:
-                pass
-        raise HTTPException(404, f"No model named {name!r}")
-
-    @app.get("/v1/models")
-    def list_models(tok: Token) -> list[dict[str, Any]]:
-        return [
-            {"name": e.name, "sha256": e.sha256, "size": e.size, "metadata": e.metadata}
-            for e in models.list()
-            if e.source != "bundled" and tok.can("read", e.name, kind="model")
-        ]
-
-    @app.get("/v1/models/{name}")
-    def model(name: str, tok: Token) -> dict[str, Any]:
-        """The model's manifest, signed by the hub key, so a client can verify what it downloads."""
-        entry = model_entry(name, tok)
-        manifest = json.dumps(
-            {"name": entry.name, "sha256": entry.sha256, "size": entry.size, "metadata": entry.metadata}, sort_keys=True
-        )
-        signature = sign(hub_home.signing_key, manifest.encode("utf-8")).decode("ascii").strip()
-        return {"manifest": manifest, "signature": signature}
-
-    @app.get("/v1/models/{name}/blob")
-    def model_blob(name: str, tok: Token) -> FileResponse:
-        return FileResponse(model_entry(name, tok).path, media_type="application/octet-stream")
-
+    app.state.hub = context
+    app.add_middleware(TokenGate, tokens=context.tokens, max_body=settings.hub_feedback_max_bytes)
+    app.exception_handler(OutpostError)(_outpost_error)
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.include_router(router)
     return app
