@@ -151,10 +151,16 @@ def test_a_cut_download_resumes_with_a_range_request(hub: HubFixture, tmp_path: 
         cut = client_sync(home, proxy.url, token)
         assert proxy.cuts == 1 and "docs" in cut.failed and "resume" in cut.failed["docs"]
         parts = list((home / "staging").rglob("*.part"))
-        assert len(parts) == 1 and parts[0].stat().st_size > 0
+        have = parts[0].stat().st_size
+        assert len(parts) == 1 and have > 0
+        proxy.responses.clear()
         done = client_sync(home, proxy.url, token)
         assert done.updated == {"docs": (0, 1, "snapshot-1")}
-        assert any(line.lower().startswith("range: bytes=") for line in proxy.requests)
+        assert f"range: bytes={have}-" in [line.lower() for line in proxy.requests]
+        # the hub honoured the Range: a 206 whose Content-Range starts where the .part file ended
+        statuses = [line.split()[1] for line in proxy.responses if line.startswith("HTTP/")]
+        assert "206" in statuses, proxy.responses
+        assert any(line.lower().startswith(f"content-range: bytes {have}-") for line in proxy.responses)
         assert not (home / "staging" / hub_name(proxy.url) / "docs").exists()
         client_sync(tmp_path / "direct", server.url, token)
     assert state(home) == state(tmp_path / "direct")

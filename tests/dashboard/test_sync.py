@@ -85,6 +85,7 @@ def test_sync_now_shows_progress_per_pack_survives_a_cut_and_reports_uploads(
         expect(bar).to_contain_text("Pack docs (applied)")
         assert bar.get_attribute("data-done") == bar.get_attribute("data-total") != "0"
         assert any(line.lower().startswith("range: bytes=") for line in proxy.requests)
+        assert any(line.startswith("HTTP/1.1 206") for line in proxy.responses)  # the hub honoured it
         expect(row.locator("td").nth(1)).to_have_text("v1")  # the table follows without a reload
         expect(section.locator("[data-testid=hub-meta]")).to_contain_text("Key ed25519:")
         shot(page, "sync")
