@@ -22,7 +22,7 @@ from outpost.hub.home import HubHome
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.limits import ReadLimits
-from outpost.ingest.pipeline import IngestReport, Progress, plan
+from outpost.ingest.pipeline import IngestReport, Progress, Stages, plan
 from outpost.packs.format import pack_name, pack_versions, read_pack, write_pack
 from outpost.packs.squash import squash
 from outpost.records import Changeset, CollectionInfo
@@ -78,8 +78,11 @@ class Hub:
         sync: bool = False,
         progress: Progress | None = None,
         limits: ReadLimits | None = None,
+        stages: Stages | None = None,
     ) -> IngestReport:
         """Ingest into a hub collection; anything that changed becomes exactly one new version.
+
+        ``stages`` says where reading, chunking and embedding run (default: here; ``ingest.ray_pipeline``: Ray).
 
         The collection's write lock is held from planning to publishing: a second ``hub ingest`` waits, then
         plans on this one's version (never on the same base, which would write a second pack of one name).
@@ -88,7 +91,7 @@ class Hub:
         store = self.store(collection, create=True)
         try:
             with store.writing():
-                changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
+                changeset, report = plan(store, files, embedder, chunker, sync, progress, limits, stages)
                 if not changeset.is_empty():
                     report.version = self.publish(store, changeset)
                 return report

@@ -1,8 +1,9 @@
 """Ingest: files → documents → chunks → int8 vectors → one Changeset → ``store.apply``.
 
 The stages are pure functions over batches (``read_batch``, ``Chunker.chunk_batch``,
-``embed_chunks``), so a hub can later run them on Ray Data ``map_batches`` unchanged; ``plan``
-and ``ingest`` only glue them to one store.
+``embed_chunks``); ``plan`` and ``ingest`` only glue them to one store. Where they run is a
+``Stages`` object: ``LocalStages`` (this process, the default) or ``ingest/ray_pipeline.py``'s
+``RayStages`` (Ray Data ``map_batches`` on a cluster); either way one writer applies one Changeset.
 
 Files are untrusted input: ``read_regular_file`` reads only regular files inside the ingest
 root (no link followed, size-capped) and parsing runs in a worker process that is killed when a
@@ -21,6 +22,8 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
 
 import numpy as np
 
@@ -36,12 +39,13 @@ from outpost.ingest.loaders import supported
 from outpost.records import Changeset, Chunk, Document, DocumentRecord
 from outpost.store.sqlite import Store
 
-__all__ = ["IngestReport", "embed_chunks", "ingest", "plan", "plan_documents", "read_batch"]
+__all__ = ["IngestReport", "LocalStages", "Stages", "embed_chunks", "ingest", "plan", "plan_documents", "read_batch"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, advance, total)
 PLAN_TRIES = 2  # a plan that met another writer's version is made once more, on that version
+Encode = Callable[[list[str], Callable[[int], None] | None], tuple[np.ndarray, np.ndarray]]  # texts → int8, scales
 
 
 @dataclass
@@ -61,6 +65,49 @@ class IngestReport:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+
+class Stages(Protocol):
+    """Where the pure batch stages run; planning (what changed, what is reused) stays with the one writer."""
+
+    def read(
+        self, files: list[SourceFile], known: dict[str, str], limits: ReadLimits, progress: Progress | None
+    ) -> tuple[list[Document], list[str], list[LoadError]]:
+        """``read_batch`` over all ``files``: (documents in file order, unchanged keys, errors)."""
+        ...
+
+    def chunk(self, docs: list[Document]) -> list[Chunk]:
+        """``Chunker.chunk_batch`` over ``docs``, chunks in document order."""
+        ...
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Embed then quantise: int8 vectors and float32 scales aligned with ``texts``."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalStages:
+    """The stages in this process (the default)."""
+
+    embedder: Embedder
+    chunker: Chunker
+
+    def read(
+        self, files: list[SourceFile], known: dict[str, str], limits: ReadLimits, progress: Progress | None
+    ) -> tuple[list[Document], list[str], list[LoadError]]:
+        return _read_with_progress(files, known, progress, limits)
+
+    def chunk(self, docs: list[Document]) -> list[Chunk]:
+        return self.chunker.chunk_batch(docs)
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+        return _encode_here(self.embedder, texts, progress)
+
+
+def _encode_here(
+    embedder: Embedder, texts: list[str], progress: Callable[[int], None] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    return quantize(embedder.embed(texts, progress=progress))
 
 
 def read_batch(
@@ -103,10 +150,11 @@ def embed_chunks(
     embedder: Embedder,
     reuse: dict[str, tuple[np.ndarray, float]],
     progress: Progress | None = None,
+    encode: Encode | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """int8 vectors and scales aligned with ``chunks``; ids in ``reuse`` are not re-embedded.
 
-    Returns (vectors, scales, number embedded).
+    ``encode`` embeds and quantises the rest (default: ``embedder`` here). Returns (vectors, scales, number embedded).
     """
     dim = embedder.identity.dimension
     vectors = np.zeros((len(chunks), dim), dtype=np.int8)
@@ -117,8 +165,7 @@ def embed_chunks(
             vectors[i], scales[i] = reuse[chunk.id]
     if todo:
         tick = (lambda n: progress("embed", n, len(todo))) if progress else None
-        floats = embedder.embed([embedding_text(chunks[i]) for i in todo], progress=tick)
-        q, s = quantize(floats)
+        q, s = (encode or partial(_encode_here, embedder))([embedding_text(chunks[i]) for i in todo], tick)
         vectors[todo], scales[todo] = q, s
     return vectors, scales, len(todo)
 
@@ -135,12 +182,14 @@ def plan(
     sync: bool = False,
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
+    stages: Stages | None = None,
 ) -> tuple[Changeset, IngestReport]:
     """The changeset that brings ``store`` in line with ``files`` (not yet applied), and its report."""
+    stages = stages or LocalStages(embedder, chunker)
     known = store.document_hashes()
-    docs, unchanged, errors = _read_with_progress(files, known, progress, limits or ReadLimits.default())
+    docs, unchanged, errors = stages.read(files, known, limits or ReadLimits.default(), progress)
     present = {f.key for f in files} if sync else None
-    changeset, report = plan_documents(store, docs, embedder, chunker, present, progress)
+    changeset, report = plan_documents(store, docs, embedder, chunker, present, progress, stages)
     report.unchanged = len(unchanged)
     report.failures = [(e.path, e.reason) for e in errors]
     return changeset, report
@@ -153,6 +202,7 @@ def plan_documents(
     chunker: Chunker,
     present: set[str] | None = None,
     progress: Progress | None = None,
+    stages: Stages | None = None,
 ) -> tuple[Changeset, IngestReport]:
     """The changeset for already-loaded documents (files, a dataset, an API); ``present`` enables removal.
 
@@ -165,7 +215,8 @@ def plan_documents(
         known = store.document_hashes()
     unchanged = [d for d in docs if known.get(d.key) == d.sha256]
     docs = [d for d in docs if known.get(d.key) != d.sha256]
-    chunks = chunker.chunk_batch(docs)
+    stages = stages or LocalStages(embedder, chunker)
+    chunks = stages.chunk(docs)
     old = store.chunk_positions([d.key for d in docs if d.key in known])
     gone = sorted(set(known) - present) if present is not None else []
 
@@ -174,7 +225,8 @@ def plan_documents(
     upsert_ids = {c.id for c in upserts}
     delete_chunks = [i for i in old if i not in new_ids or i in upsert_ids]
     delete_chunks += store.chunk_ids(gone)
-    vectors, scales, embedded = embed_chunks(upserts, embedder, store.stored_vectors(list(old)), progress)
+    reuse = store.stored_vectors(list(old))
+    vectors, scales, embedded = embed_chunks(upserts, embedder, reuse, progress, stages.encode)
 
     per_doc = {d.key: 0 for d in docs}
     for c in chunks:
@@ -212,6 +264,7 @@ def ingest(
     sync: bool = False,
     progress: Progress | None = None,
     limits: ReadLimits | None = None,
+    stages: Stages | None = None,
 ) -> IngestReport:
     """Bring ``store`` in line with ``files`` in one changeset (one new version, or none).
 
@@ -222,7 +275,7 @@ def ingest(
     with store.writing():
         tries = 1
         while True:
-            changeset, report = plan(store, files, embedder, chunker, sync, progress, limits)
+            changeset, report = plan(store, files, embedder, chunker, sync, progress, limits, stages)
             if changeset.is_empty():
                 return report
             try:

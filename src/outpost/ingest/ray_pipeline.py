@@ -1,0 +1,232 @@
+"""Ingest's pure batch stages on Ray Data: read → parse → chunk → embed → quantise across a cluster.
+
+The stages are the ones ``pipeline.py`` runs in process (``read_batch``, ``Chunker.chunk_batch``, the
+embedder's ``embed`` then ``quantize``), handed to Ray Data ``map_batches``; what changed, what is reused and
+the one ``Changeset`` stay with the single writer (``plan`` on the driver), so a Ray ingest publishes exactly
+what a local one would: the same chunk ids and the same int8 bytes.
+
+- **Read + parse** run as tasks, one parse worker (``open_parser``: time budget, memory cap) per batch of files.
+  The paths are the driver's, so every node must see the ingest root at the same place (a shared filesystem),
+  as with any Ray Data file source.
+- **Chunk** and **embed** run in actors that load the embedder once (chunking needs its tokenizer). Embedding
+  actors ask for a GPU each when the cluster has GPUs; otherwise they share the CPUs.
+- **Same vectors**: each row handed to an embedding actor is one whole embedder batch, cut on the driver in
+  the order the local path cuts it, so every text is encoded beside the same neighbours (padding and BLAS
+  blocking follow the batch) and the vectors match the local path bit for bit.
+- Rows carry pickled records: ``Document`` and ``Chunk`` are nested dataclasses that Arrow cannot type, and
+  the bytes only ever travel between this driver and its own workers (Ray pickles tasks the same way).
+
+``ray`` is imported only when a ``RayStages`` is opened, so nothing of Outpost needs it otherwise
+(``pip install 'outpost[ray]'``).
+
+    >>> with ray_stages("127.0.0.1:6379", settings, embedder, chunker) as stages:
+    ...     hub.ingest(paths, "docs", embedder, chunker, stages=stages)
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from outpost.embed.base import Embedder
+from outpost.embed.factory import load_embedder
+from outpost.errors import ConfigError, LoadError
+from outpost.ingest.chunker import Chunker
+from outpost.ingest.discover import SourceFile
+from outpost.ingest.isolation import open_parser
+from outpost.ingest.limits import ReadLimits
+from outpost.ingest.pipeline import Progress, read_batch
+from outpost.records import Chunk, Document, EmbeddingIdentity
+from outpost.settings import Settings
+
+__all__ = ["RayStages", "ray_stages"]
+
+log = logging.getLogger(__name__)
+
+FILES_PER_TASK = 32  # one parse worker per batch of files: its start (~0.5 s) is paid once per batch
+DOCS_PER_BATCH = 16
+
+Batch = dict[str, Any]  # a Ray Data batch in "numpy" format: column name → array
+
+
+def _pack(item: object) -> bytes:
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(blob: Any) -> Any:
+    return pickle.loads(bytes(blob))  # noqa: S301 - bytes this driver's own workers produced (module docstring)
+
+
+@dataclass(frozen=True)
+class _EmbedderSpec:
+    """What a worker needs to rebuild the driver's embedder and chunker (a loaded model does not travel)."""
+
+    settings: Settings
+    identity: EmbeddingIdentity
+    max_tokens: int
+    overlap: int
+    chunker_id: str
+
+    def embedder(self) -> Embedder:
+        embedder = load_embedder(self.settings)
+        if embedder.identity != self.identity:  # another model file on this node would give other vectors
+            raise ConfigError(
+                f"A Ray worker loaded embedder {embedder.identity.name} ({embedder.identity.weights_sha256[:12]}), "
+                f"not the driver's {self.identity.name} ({self.identity.weights_sha256[:12]}): install the same "
+                "model on every node"
+            )
+        return embedder
+
+    def chunker(self, embedder: Embedder) -> Chunker:
+        chunker = Chunker(embedder.count_tokens, self.max_tokens, self.overlap, self.identity.name)
+        if chunker.id != self.chunker_id:  # other ids would make every chunk a new one
+            raise ConfigError(f"A Ray worker's chunker is {chunker.id!r}, the driver's {self.chunker_id!r}")
+        return chunker
+
+
+def _read_task(batch: Batch, known: dict[str, str], limits: ReadLimits) -> Batch:
+    """Read and parse one batch of files; one result row per file (a document, "unchanged" or an error)."""
+    results: list[bytes] = []
+    with open_parser(limits) as parse:
+        for blob in batch["file"]:
+            docs, unchanged, errors = read_batch([_unpack(blob)], known, limits, parse)
+            results.append(_pack((docs, unchanged, errors)))
+    return {"i": batch["i"], "result": np.array(results, dtype=object)}
+
+
+class _ChunkActor:
+    """Chunks documents with the embedder's own tokenizer (loaded once per actor)."""
+
+    def __init__(self, spec: _EmbedderSpec) -> None:
+        self.chunker = spec.chunker(spec.embedder())
+
+    def __call__(self, batch: Batch) -> Batch:
+        chunks = [_pack(self.chunker.chunk(_unpack(blob))) for blob in batch["doc"]]
+        return {"i": batch["i"], "chunks": np.array(chunks, dtype=object)}
+
+
+class _EncodeActor:
+    """Embeds and quantises whole embedder batches (one per row), so each text keeps its local neighbours."""
+
+    def __init__(self, spec: _EmbedderSpec) -> None:
+        from outpost.embed.quantize import quantize
+
+        self.embedder = spec.embedder()
+        self.quantize = quantize
+
+    def __call__(self, batch: Batch) -> Batch:
+        encoded = [self.quantize(self.embedder.embed(list(_unpack(blob)))) for blob in batch["texts"]]
+        return {"i": batch["i"], "encoded": np.array([_pack(e) for e in encoded], dtype=object)}
+
+
+class RayStages:
+    """``pipeline.Stages`` on a Ray cluster already connected to (``ray_stages`` connects and disconnects)."""
+
+    def __init__(self, spec: _EmbedderSpec, batch_size: int, actors: int, gpus: float) -> None:
+        self.spec = spec
+        self.batch_size = batch_size
+        self.actors = actors
+        self.gpus = gpus
+
+    def read(
+        self, files: list[SourceFile], known: dict[str, str], limits: ReadLimits, progress: Progress | None
+    ) -> tuple[list[Document], list[str], list[LoadError]]:
+        rows = self._run(
+            [_pack(f) for f in files],
+            "file",
+            "result",
+            _read_task,
+            FILES_PER_TASK,
+            fn_kwargs={"known": known, "limits": limits},
+        )
+        docs: list[Document] = []
+        unchanged: list[str] = []
+        errors: list[LoadError] = []
+        for d, u, e in rows:
+            docs += d
+            unchanged += u
+            errors += e
+        if progress:
+            progress("load", len(files), len(files))
+        return docs, unchanged, errors
+
+    def chunk(self, docs: list[Document]) -> list[Chunk]:
+        rows = self._run([_pack(d) for d in docs], "doc", "chunks", _ChunkActor, DOCS_PER_BATCH, actor=True)
+        return [chunk for chunks in rows for chunk in chunks]
+
+    def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+        batches = [texts[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        rows = self._run([_pack(b) for b in batches], "texts", "encoded", _EncodeActor, 1, actor=True, gpu=True)
+        if progress:
+            progress(len(texts))
+        if not rows:
+            return np.zeros((0, self.spec.identity.dimension), dtype=np.int8), np.zeros(0, dtype=np.float32)
+        return np.concatenate([q for q, _ in rows]), np.concatenate([s for _, s in rows])
+
+    def _run(
+        self,
+        items: list[bytes],
+        column: str,
+        result: str,
+        fn: Any,
+        batch_size: int,
+        *,
+        actor: bool = False,
+        gpu: bool = False,
+        fn_kwargs: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """``map_batches(fn)`` over ``items``; the unpickled results in the order of ``items``."""
+        if not items:
+            return []
+        import ray.data
+
+        dataset = ray.data.from_items([{"i": i, column: blob} for i, blob in enumerate(items)])
+        options: dict[str, Any] = {"batch_size": batch_size, "batch_format": "numpy"}
+        if actor:
+            options["fn_constructor_kwargs"] = {"spec": self.spec}
+            options["concurrency"] = self.actors
+            if gpu and self.gpus:
+                options["num_gpus"] = 1
+        if fn_kwargs:
+            options["fn_kwargs"] = fn_kwargs
+        rows = dataset.map_batches(fn, **options).take_all()
+        rows.sort(key=lambda row: int(row["i"]))
+        return [_unpack(row[result]) for row in rows]
+
+
+@contextmanager
+def ray_stages(address: str | None, settings: Settings, embedder: Embedder, chunker: Chunker) -> Iterator[RayStages]:
+    """Connect to the Ray cluster at ``address`` (None: ``RAY_ADDRESS`` or a new local one) for one ingest.
+
+    One actor per GPU when the cluster has GPUs, else one per two CPUs (each actor holds its own model).
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConfigError("Ingest on Ray needs Ray Data: pip install 'outpost[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"Cannot connect to the Ray cluster at {address or 'auto'}: {exc}") from exc
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # the CLI's output is Outpost's, not Ray's
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        gpus = float(resources.get("GPU", 0))
+        actors = int(gpus) if gpus >= 1 else max(1, int(resources.get("CPU", 1)) // 2)
+        spec = _EmbedderSpec(settings, embedder.identity, chunker.max_tokens, chunker.overlap, chunker.id)
+        log.info("ingest on Ray: %d embedding actors, %g GPUs", actors, gpus)
+        yield RayStages(spec, embedder.batch_size, actors, gpus)
+    finally:
+        if started:
+            ray.shutdown()
