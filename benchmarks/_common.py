@@ -159,10 +159,9 @@ def machine() -> dict[str, Any]:
     import torch
     import usearch
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 0
+    from outpost.cpus import usable_cpus
+
+    cores = usable_cpus()  # the affinity mask and cgroup quota, as the code under test counts them
     return {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "cores": cores,

@@ -26,6 +26,7 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
 from outpost.api.app import create_app  # noqa: E402
+from outpost.cpus import usable_cpus  # noqa: E402
 from outpost.llm.bundled import resolve_gguf  # noqa: E402
 from outpost.settings import Settings  # noqa: E402
 
@@ -94,7 +95,8 @@ def main() -> None:
     from llama_cpp import Llama
 
     path = resolve_gguf(args.model)
-    raw = Llama(model_path=str(path), n_ctx=args.ctx, n_threads=os.cpu_count(), verbose=False)
+    threads = usable_cpus()  # what LlamaCppModel uses by default, so both sides run alike
+    raw = Llama(model_path=str(path), n_ctx=args.ctx, n_threads=threads, verbose=False)
     home = Path(tempfile.mkdtemp(prefix="outpost-llm-bench-"))
     settings = Settings(home=home, llm_model=str(path), n_ctx=args.ctx)
     port = _free_port()
@@ -129,13 +131,13 @@ def main() -> None:
         "runs": args.runs,
         "max_tokens": args.max_tokens,
         "n_ctx": args.ctx,
-        "threads": os.cpu_count(),
+        "threads": threads,
     }
     if args.json:
         json.dump({**meta, **summary}, sys.stdout, indent=2)
         print()
         return
-    print(f"model {path.name}, {args.runs} runs x {args.max_tokens} tokens, n_ctx {args.ctx}, {os.cpu_count()} threads")
+    print(f"model {path.name}, {args.runs} runs x {args.max_tokens} tokens, n_ctx {args.ctx}, {threads} threads")
     print(f"{'':18}{'TTFT ms':>10}{'decode tok/s':>14}{'tokens':>8}")
     for side, label in (("raw", "llama-cpp-python"), ("api", "Outpost API (SSE)")):
         s = summary[side]

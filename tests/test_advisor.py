@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from outpost.cpus import physical_cores, usable_cpus
 from outpost.errors import ConfigError, LoadError, ModelNotFoundError
 from outpost.models.advisor import (
+    ALL_LAYERS,
     CPU_EFFICIENCY,
     GPU,
     GPU_EFFICIENCY,
@@ -28,6 +30,7 @@ from outpost.models.advisor import (
     estimate_speed,
     gpu_bandwidth_gbs,
     kv_cache_bytes,
+    offload_layers,
     plan,
     ram_budget_bytes,
     recommend,
@@ -295,6 +298,11 @@ def test_detect_hardware_on_this_machine() -> None:
     assert detect_hardware(memory_bandwidth_gbs=77).memory_bandwidth_gbs == 77
 
 
+def test_detect_hardware_counts_the_cpus_this_process_may_use() -> None:
+    hw = detect_hardware()
+    assert (hw.logical_cores, hw.physical_cores) == (usable_cpus(), physical_cores())
+
+
 def test_detect_hardware_survives_a_broken_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     broken = types.ModuleType("pynvml")
 
@@ -306,7 +314,8 @@ def test_detect_hardware_survives_a_broken_nvml(monkeypatch: pytest.MonkeyPatch)
     assert detect_hardware().gpus == []
 
 
-def test_detect_hardware_reads_gpus_through_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_h100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML answering like one H100 (no GPU can exist on the machines these tests run on)."""
     fake = types.ModuleType("pynvml")
     memory = types.SimpleNamespace(total=80 * 2**30, free=79 * 2**30, used=2**30)
     fake.nvmlInit = lambda: None  # type: ignore[attr-defined]
@@ -316,7 +325,49 @@ def test_detect_hardware_reads_gpus_through_nvml(monkeypatch: pytest.MonkeyPatch
     fake.nvmlDeviceGetName = lambda h: b"NVIDIA H100 80GB HBM3"  # type: ignore[attr-defined]
     fake.nvmlDeviceGetMemoryInfo = lambda h: memory  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pynvml", fake)
+
+
+def test_detect_hardware_reads_gpus_through_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_h100(monkeypatch)
     assert detect_hardware().gpus == [GPU("NVIDIA H100 80GB HBM3", 80 * 2**30, 79 * 2**30, 3350.0)]
+
+
+# --- the runtime's GPU layers ----------------------------------------------------------------------------
+
+
+def test_offload_layers_follow_the_plan(caplog: pytest.LogCaptureFixture) -> None:
+    from outpost.llm.bundled import resolve_gguf
+
+    path = resolve_gguf("smollm2")
+    assert offload_layers(path, 4096) == 0  # this machine: no GPU
+    assert offload_layers(path, 4096, Hardware.profile("laptop-8gb")) == 0
+    assert offload_layers(path, 4096, Hardware.profile("gpu-24gb")) == ALL_LAYERS  # output layer included
+    small = Hardware.profile("gpu-24gb")
+    small.gpus = [GPU("a small card", 2**30, int(0.6 * GB), 300.0)]
+    partial = plan(small, ModelSpec.from_gguf(path), 4096)
+    assert partial.where == "partial" and 0 < partial.gpu_layers < 30
+    assert offload_layers(path, 4096, small) == partial.gpu_layers
+    tiny = Hardware("tiny", 1, 1, 2 * 2**30, int(1.6 * GB), 10.0, [GPU("a tiny card", 2**30, int(0.3 * GB), 300.0)])
+    assert offload_layers(path, 4096, tiny) == 0
+    assert "does not fit" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_runtime_is_loaded_with_the_plans_gpu_layers(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from outpost.models.load import load_chat_model, unload_all
+    from outpost.settings import Settings
+
+    settings = Settings(home=home, llm_model="smollm2", n_ctx=2048)
+    unload_all()
+    try:
+        on_cpu = load_chat_model(settings)
+        assert on_cpu.llm.model_params.n_gpu_layers == 0  # type: ignore[attr-defined]
+        unload_all()
+        _fake_h100(monkeypatch)  # a CPU build of llama.cpp takes the setting and runs on the CPU anyway
+        on_gpu = load_chat_model(settings)
+        assert on_gpu.llm.model_params.n_gpu_layers == 0x7FFFFFFF  # type: ignore[attr-defined]  (-1: every layer)
+    finally:
+        unload_all()
 
 
 def test_gpu_bandwidth_table() -> None:

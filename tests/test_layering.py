@@ -48,6 +48,7 @@ LAYERS: dict[str, set[str]] = {
         "db",
         "metrics",
         "plugins",
+        "cpus",
     },
     "core": {
         "ingest",

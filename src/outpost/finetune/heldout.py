@@ -10,7 +10,6 @@ ids training used (the GGUF's chat template renders identically in both).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,15 +61,17 @@ def _normal(text: str) -> str:
 def _llama(model: Path, lora: Path | None, n_ctx: int, n_threads: int | None, logits_all: bool = False) -> Any:
     from llama_cpp import Llama
 
+    from outpost.cpus import usable_cpus
     from outpost.llm.llamacpp import _plain_cpu_buffers  # the same load path (and segfault guard) as answering
+    from outpost.models.advisor import offload_layers
 
     with _plain_cpu_buffers():
         return Llama(
             model_path=str(model),
             lora_path=str(lora) if lora else None,
             n_ctx=n_ctx,
-            n_threads=n_threads or max(1, os.cpu_count() or 2),
-            n_gpu_layers=-1,
+            n_threads=n_threads or usable_cpus(),
+            n_gpu_layers=offload_layers(model, n_ctx),
             logits_all=logits_all,  # off: on a busy CPU it made each evaluation ~7x slower (measured)
             verbose=False,
         )

@@ -123,8 +123,10 @@ def _gather(hub: Hub, collection: str, base: Path, pairs_file: Path | None, gene
     pairs += feedback_pairs(hub, collection)
     if generate > 0:
         from outpost.llm.llamacpp import LlamaCppModel
+        from outpost.models.advisor import offload_layers
 
-        pairs += generated_pairs(hub, collection, LlamaCppModel(base, n_ctx=2048), generate)
+        model = LlamaCppModel(base, n_ctx=2048, n_gpu_layers=offload_layers(base, 2048))
+        pairs += generated_pairs(hub, collection, model, generate)
     if not pairs:
         raise ConfigError(
             f"No question/answer pairs for {collection!r}: no helpful feedback carries question text; "

@@ -7,7 +7,6 @@ so the token count used for context packing is exactly what the model is fed.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from outpost.cpus import usable_cpus
 from outpost.errors import ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
 
@@ -65,16 +65,21 @@ def _plain_cpu_buffers() -> Iterator[None]:
         module.llama_cpp.llama_model_default_params = original
 
 
-def _physical_cores() -> int:
-    return max(1, (os.cpu_count() or 2))
-
-
 class LlamaCppModel(ChatModel):
     """A GGUF model loaded once; ``n_ctx`` set explicitly (llama.cpp's 512 default is too small for RAG)."""
 
     def __init__(
-        self, path: Path, n_ctx: int = 4096, n_threads: int | None = None, name: str = "", lora: str | None = None
+        self,
+        path: Path,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        name: str = "",
+        lora: str | None = None,
+        n_gpu_layers: int = 0,
     ) -> None:
+        """``n_gpu_layers``: layers llama.cpp offloads to a GPU (-1: all), from the hardware advisor's plan for
+        this file and context (``models/load.py`` asks it: this package never imports ``models/``); 0 keeps
+        the model on the CPU, which is all a CPU build of llama.cpp does anyway."""
         if not path.is_file():
             raise ModelNotFoundError(f"No GGUF file at {path}")
         try:
@@ -88,8 +93,8 @@ class LlamaCppModel(ChatModel):
             self.llm = Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or _physical_cores(),
-                n_gpu_layers=-1,  # offload everything when llama.cpp was built with a GPU backend; no-op on CPU
+                n_threads=n_threads or usable_cpus(),
+                n_gpu_layers=n_gpu_layers,
                 lora_path=lora,
                 verbose=False,
             )

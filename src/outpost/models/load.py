@@ -35,11 +35,15 @@ _LOCK = threading.Lock()
 
 def _base_model(path: Path, n_ctx: int, n_threads: int | None, lora: str | None, name: str) -> ChatModel:
     from outpost.llm.llamacpp import LlamaCppModel  # llama.cpp loads only when a model is first needed
+    from outpost.models.advisor import offload_layers
 
     key = (str(path), n_ctx, n_threads, lora)
     with _LOCK:
         if key not in _LOADED:
-            _LOADED[key] = LlamaCppModel(path, n_ctx=n_ctx, n_threads=n_threads, name=name, lora=lora)
+            layers = offload_layers(path, n_ctx)  # the advisor's placement; 0 without a GPU
+            _LOADED[key] = LlamaCppModel(
+                path, n_ctx=n_ctx, n_threads=n_threads, name=name, lora=lora, n_gpu_layers=layers
+            )
         return _LOADED[key]
 
 

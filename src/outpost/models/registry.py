@@ -28,46 +28,12 @@ from outpost.fsutil import atomic_write_text, commit_file, temp_path
 from outpost.hashing import sha256_file
 from outpost.home import ensure_private_dir, open_private
 from outpost.llm.bundled import ASSEMBLED_MODELS, assemble_bundled, bundled_models
+from outpost.models.gguf_header import gguf_metadata
 
 __all__ = ["ModelEntry", "Registry", "gguf_metadata"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,63}$")
 Progress = Callable[[str, int, int], None]
-
-
-def gguf_metadata(path: Path) -> dict[str, Any]:
-    """What `models list/show` display, read from the GGUF header only (no weights loaded)."""
-    import gguf
-
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:
-        raise ConfigError(f"{path} is not a readable GGUF file: {exc}") from exc
-
-    def field(key: str, default: Any = None) -> Any:
-        f = reader.fields.get(key)
-        return f.contents() if f is not None else default
-
-    arch = field("general.architecture", "")
-    file_type = field("general.file_type")
-    try:
-        quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_") if file_type is not None else ""
-    except ValueError:
-        quant = str(file_type)
-    params = field("general.parameter_count") or sum(int(t.n_elements) for t in reader.tensors)
-    return {
-        "architecture": arch,
-        "name": field("general.name", ""),
-        "parameters": int(params),
-        "quantization": quant,
-        "context_length": field(f"{arch}.context_length"),
-        "layers": field(f"{arch}.block_count"),
-        "embedding_length": field(f"{arch}.embedding_length"),
-        "heads": field(f"{arch}.attention.head_count"),
-        "heads_kv": field(f"{arch}.attention.head_count_kv"),
-        "chat_template": field("tokenizer.chat_template", ""),
-        "license": field("general.license", ""),
-    }
 
 
 @dataclass
@@ -124,7 +90,7 @@ class Registry:
                 sha256_file(path),
                 path.stat().st_size,
                 "bundled",
-                _portable(gguf_metadata(path)),
+                gguf_metadata(path),
                 created_at=_now(),
             )
             self._write(entry)
@@ -197,7 +163,7 @@ class Registry:
             sha,
             blob.stat().st_size,
             source,
-            _portable(gguf_metadata(blob)),
+            gguf_metadata(blob),
             base,
             modelfile,
             _now(),
@@ -209,7 +175,7 @@ class Registry:
         path = path.expanduser()
         if not path.is_file():
             raise ModelNotFoundError(f"No such file: {path}")
-        gguf_metadata(path)  # refuse a non-GGUF before copying gigabytes
+        gguf_metadata(path)  # refuse a non-GGUF (or a truncated one) before copying gigabytes
         blob, sha = self.add_blob(path, progress=progress)
         return self.register_file(blob, sha, name or path.stem, "file")
 
@@ -237,7 +203,3 @@ class Registry:
             blob.unlink(missing_ok=True)
         return entry
 
-
-def _portable(meta: dict[str, Any]) -> dict[str, Any]:
-    """Metadata as plain JSON types (GGUF readers hand back numpy scalars)."""
-    return json.loads(json.dumps(meta, default=lambda v: v.item() if hasattr(v, "item") else str(v)))

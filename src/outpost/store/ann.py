@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from outpost.cpus import usable_cpus
 from outpost.fsutil import commit_file
 from outpost.store.lock import pid_alive
 
@@ -92,7 +93,7 @@ class AnnIndex:
     def build(self, version: int, keys: np.ndarray, vectors: np.ndarray):  # type: ignore[no-untyped-def]
         index = self._new()
         if len(keys):
-            index.add(keys.astype(np.uint64), vectors.astype(np.int8), threads=os.cpu_count() or 1)
+            index.add(keys.astype(np.uint64), vectors.astype(np.int8), threads=usable_cpus())
         self.save(index, version)
         return index
 
@@ -108,7 +109,7 @@ class AnnIndex:
         if len(removed):
             index.remove(removed.astype(np.uint64))
         if len(keys):
-            index.add(keys.astype(np.uint64), vectors.astype(np.int8), threads=os.cpu_count() or 1)
+            index.add(keys.astype(np.uint64), vectors.astype(np.int8), threads=usable_cpus())
         self.save(index, version)
         return index
 
