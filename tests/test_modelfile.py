@@ -5,12 +5,15 @@ Users bring Modelfiles written for Ollama, so its documented examples are the co
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from outpost.errors import ConfigError
-from outpost.llm.base import GenerationParams
+from outpost.llm.base import ChatModel, GenerationParams, Message
+from outpost.models.derived import DerivedModel
 from outpost.models.modelfile import Modelfile, load_modelfile, parse_modelfile
 
 # -- Ollama's documented examples, verbatim ---------------------------------------------------
@@ -280,13 +283,13 @@ def test_a_value_no_quoting_can_carry_is_refused_when_written() -> None:
 def test_generation_params_maps_the_parameters_generation_uses() -> None:
     mf = parse_modelfile(
         "FROM smollm2\nPARAMETER temperature 1\nPARAMETER top_p 0.5\nPARAMETER repeat_penalty 1.3\n"
-        "PARAMETER seed 42\nPARAMETER num_predict 64\nPARAMETER top_k 10\n"
+        "PARAMETER seed 42\nPARAMETER num_predict 64\nPARAMETER top_k 10\nPARAMETER min_p 0.1\n"
     )
     base = GenerationParams()
     assert mf.generation_params(base) == GenerationParams(
-        temperature=1.0, max_tokens=64, top_p=0.5, repeat_penalty=1.3, seed=42
+        temperature=1.0, max_tokens=64, top_p=0.5, repeat_penalty=1.3, seed=42, top_k=10, min_p=0.1
     )
-    assert mf.parameters["top_k"] == 10  # kept, though GenerationParams has no top_k
+    assert mf.unused() == []
 
 
 def test_generation_params_keeps_the_base_where_the_modelfile_is_silent() -> None:
@@ -354,3 +357,45 @@ def test_load_names_the_file_in_errors(tmp_path: Path) -> None:
         load_modelfile(modelfile)
     with pytest.raises(ConfigError, match="No Modelfile at"):
         load_modelfile(tmp_path / "missing")
+
+
+def test_unused_names_a_template_and_the_parameters_not_applied() -> None:
+    mf = parse_modelfile(
+        'FROM smollm2\nTEMPLATE """{{ .Prompt }}"""\nPARAMETER mirostat 1\nPARAMETER num_gpu 2\n'
+        "PARAMETER temperature 0.5\nPARAMETER stop END\n"
+    )
+    template, parameters = mf.unused()
+    assert template.startswith("TEMPLATE is not used") and "chat template" in template
+    assert parameters.startswith("PARAMETER mirostat, num_gpu:") and "temperature" not in parameters
+    assert mf.stops() == ["END"]
+
+
+class _Recorder(ChatModel):
+    """A base model that records the stop sequences it is asked for (the overlay's logic, not a model's)."""
+
+    name, n_ctx = "recorder", 2048
+
+    def __init__(self) -> None:
+        self.stops: list[str] | None = None
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        return 1
+
+    def stream(
+        self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None
+    ) -> Iterator[str]:
+        self.stops = extra_stop
+        yield "ok"
+
+
+def test_a_derived_model_keeps_its_stops_beside_the_callers_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    mf = parse_modelfile('FROM smollm2\nPARAMETER stop "<|end|>"\nTEMPLATE """{{ .Prompt }}"""\n')
+    base = _Recorder()
+    with caplog.at_level(logging.WARNING, logger="outpost.models.derived"):
+        model = DerivedModel("templated", base, mf)
+        DerivedModel("templated", base, mf)  # rebuilt per request: still one warning
+    assert [r.getMessage() for r in caplog.records] == [f"model templated: {mf.unused()[0]}"]
+    assert model.complete([{"role": "user", "content": "hi"}], GenerationParams()) == "ok"
+    assert base.stops == ["<|end|>"]
+    list(model.stream([{"role": "user", "content": "hi"}], GenerationParams(), extra_stop=["\n\n"]))
+    assert base.stops == ["<|end|>", "\n\n"]

@@ -71,6 +71,10 @@ def test_create_show_and_rm_through_the_cli(home: Path, tmp_path: Path) -> None:
     assert outpost_cli("models", "rm", "support", home=home).returncode == 0
     missing = outpost_cli("models", "show", "support", home=home)
     assert missing.returncode == 6 and "No model named 'support'" in missing.stderr
+    modelfile.write_text('FROM smollm2\nTEMPLATE """{{ .Prompt }}"""\nPARAMETER mirostat 1\n')
+    warned = outpost_cli("models", "create", "templated", "-f", str(modelfile), home=home)
+    assert warned.returncode == 0, warned.stderr
+    assert "warning: TEMPLATE is not used" in warned.stderr and "warning: PARAMETER mirostat" in warned.stderr
 
 
 def test_pull_from_huggingface_offline_fails_clearly(home: Path) -> None:

@@ -162,8 +162,9 @@ class OpenAICompatModel(ChatModel):
         }
         if params.seed is not None:
             body["seed"] = params.seed
-        if extra_stop:
-            body["stop"] = extra_stop
+        stop = [*params.stop, *(extra_stop or [])]
+        if stop:  # top_k and min_p are not OpenAI parameters: a remote samples with its own
+            body["stop"] = stop
         headers = {"Accept": "text/event-stream"}
         key = self.config.api_key()
         if key:

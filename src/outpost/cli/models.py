@@ -100,6 +100,8 @@ def create_cmd(
         base = registry.get(base_ref)
     adapters = [_adapter_file(registry, adapter) for adapter in modelfile.adapters]
     entry = registry.derive(name, base, replace(modelfile, adapters=adapters).to_text())
+    for note in modelfile.unused():
+        err.print(f"warning: {note}")
     err.print(f"created {entry.name} from {base.name}")
 
 

@@ -19,11 +19,17 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 @dataclass(frozen=True)
 class GenerationParams:
+    """How to sample one reply. ``top_k`` and ``min_p`` default to llama.cpp's own defaults, so a request
+    that sets neither samples as before; ``stop`` sequences add to the ones the chat template brings."""
+
     temperature: float = 0.2
     max_tokens: int = 384
     top_p: float = 0.95
     repeat_penalty: float = 1.1
     seed: int | None = None
+    top_k: int = 40  # 0: no top-k cut
+    min_p: float = 0.05  # 0: no min-p cut
+    stop: tuple[str, ...] = ()
 
 
 class ChatModel(abc.ABC):

@@ -146,12 +146,12 @@ class LlamaCppModel(ChatModel):
     ) -> Iterator[str]:
         tokens, stop = self._render(messages)  # rendered once: checked and generated from the same tokens
         self.ensure_room(len(tokens))
-        yield from self._locked(tokens, stop + (extra_stop or []), params)
+        yield from self._locked(tokens, [*stop, *params.stop, *(extra_stop or [])], params)
 
     def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
         tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         self.ensure_room(len(tokens))
-        yield from self._locked(tokens, stop or [], params)
+        yield from self._locked(tokens, [*(stop or []), *params.stop], params)
 
     def _locked(self, tokens: list[int], stop: list[str], params: GenerationParams) -> Iterator[str]:
         room = self.n_ctx - len(tokens)
@@ -165,6 +165,8 @@ class LlamaCppModel(ChatModel):
             max_tokens=min(params.max_tokens, room),
             temperature=params.temperature,
             top_p=params.top_p,
+            top_k=params.top_k,
+            min_p=params.min_p,
             repeat_penalty=params.repeat_penalty,
             seed=params.seed,
             stop=stop,

@@ -7,12 +7,16 @@ the Modelfile parser it applies: ``llm/`` holds the runtimes and never imports `
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterator
 
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.models.modelfile import Modelfile
 
 __all__ = ["DerivedModel"]
+
+log = logging.getLogger(__name__)
 
 
 class DerivedModel(ChatModel):
@@ -21,6 +25,7 @@ class DerivedModel(ChatModel):
         self.base = base
         self.modelfile = modelfile
         self.n_ctx = base.n_ctx
+        _warn_unused(name, tuple(modelfile.unused()))
 
     def default_params(self, base: GenerationParams) -> GenerationParams:
         return self.modelfile.generation_params(base)
@@ -31,9 +36,20 @@ class DerivedModel(ChatModel):
     def prompt_tokens(self, messages: list[Message]) -> int:
         return self.base.prompt_tokens(self.prepare(messages))
 
-    def stream(self, messages: list[Message], params: GenerationParams) -> Iterator[str]:
-        stop = self.modelfile.parameters.get("stop")
-        yield from self.base.stream(self.prepare(messages), params, extra_stop=list(stop) if stop else None)
+    def stream(
+        self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None
+    ) -> Iterator[str]:
+        """The Modelfile's ``PARAMETER stop`` sequences hold alongside a request's own (``params.stop``)."""
+        stop = [*self.modelfile.stops(), *(extra_stop or [])]
+        yield from self.base.stream(self.prepare(messages), params, extra_stop=stop or None)
 
     def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
         return self.base.stream_raw(prompt, params, stop)
+
+
+@functools.cache
+def _warn_unused(name: str, notes: tuple[str, ...]) -> None:
+    """Once per model and process (a derived model is rebuilt per request): the server log says what its
+    Modelfile sets that is not applied (``outpost models create`` says it on stderr too)."""
+    for note in notes:
+        log.warning("model %s: %s", name, note)

@@ -30,7 +30,7 @@ from pathlib import Path
 from outpost.errors import ConfigError
 from outpost.llm.base import GenerationParams, Message
 
-__all__ = ["PARAMETER_TYPES", "ROLES", "Modelfile", "load_modelfile", "parse_modelfile"]
+__all__ = ["APPLIED_PARAMETERS", "PARAMETER_TYPES", "ROLES", "Modelfile", "load_modelfile", "parse_modelfile"]
 
 ROLES = ("system", "user", "assistant")
 
@@ -76,6 +76,11 @@ PARAMETER_TYPES: Mapping[str, type] = {
     ),
     "stop": list,
 }
+# The parameters a derived model applies (``generation_params``, ``n_ctx``, the stop list); ``unused()`` names
+# the others.
+APPLIED_PARAMETERS = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "num_predict", "num_ctx", "stop"}
+)
 
 _INSTRUCTIONS = ("from", "parameter", "template", "system", "adapter", "license", "message")
 _OLLAMA_ONLY = ("draft", "renderer", "parser", "requires")  # valid for Ollama, meaningless here
@@ -117,9 +122,11 @@ class Modelfile:
         """``base`` with this Modelfile's defaults on top; the rest stay in ``parameters`` only."""
         p = self.parameters
         updates: dict[str, object] = {}
-        for name in ("temperature", "top_p", "repeat_penalty"):
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
             if name in p:
                 updates[name] = _as_float(p[name])
+        if "top_k" in p:
+            updates["top_k"] = _as_int(p["top_k"])
         if "seed" in p:
             seed = _as_int(p["seed"])
             updates["seed"] = seed if seed >= 0 else None  # Ollama/llama.cpp: -1 means a random seed
@@ -128,6 +135,28 @@ class Modelfile:
             updates["max_tokens"] = _as_int(p["num_predict"])
         known = {f.name for f in fields(base)}
         return replace(base, **{k: v for k, v in updates.items() if k in known})
+
+    def unused(self) -> list[str]:
+        """What this Modelfile says that Outpost accepts but does not apply, as one warning each.
+
+        Why: a Modelfile written for Ollama must load (so these are not errors), but a user who set a TEMPLATE
+        or ``PARAMETER mirostat`` should learn that it changes nothing rather than find out from the answers.
+        """
+        notes = []
+        if self.template is not None:
+            notes.append(
+                "TEMPLATE is not used: Outpost renders prompts with the model's own chat template "
+                "(the GGUF's tokenizer.chat_template), never a Go template"
+            )
+        ignored = sorted(name for name in self.parameters if name not in APPLIED_PARAMETERS)
+        if ignored:
+            notes.append(f"PARAMETER {', '.join(ignored)}: accepted for compatibility, not used by Outpost")
+        return notes
+
+    def stops(self) -> list[str]:
+        """The ``PARAMETER stop`` sequences, in file order."""
+        value = self.parameters.get("stop")
+        return [str(s) for s in value] if isinstance(value, list) else []
 
     def n_ctx(self) -> int | None:
         """The context size the Modelfile asks for (``num_ctx``), or None for the runtime's default."""
