@@ -17,13 +17,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from outpost import __version__
+from outpost.api.deps import Service
 from outpost.api.openai_routes import FeedbackRequest
-from outpost.api.service import RAG_PREFIX, ApiService, Generation
+from outpost.api.sampling import MinP, StopList, TopK
+from outpost.api.service import RAG_PREFIX, Generation
 from outpost.models.load import loaded_models
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.registry import ModelEntry
 
-__all__ = ["ollama_router"]
+__all__ = ["router"]
 
 
 class Options(BaseModel):
@@ -32,7 +34,9 @@ class Options(BaseModel):
     top_p: float | None = None
     seed: int | None = None
     num_predict: int | None = None
-    stop: list[str] | None = None
+    stop: StopList | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
 
 
 class ChatRequest(BaseModel):
@@ -73,7 +77,15 @@ def _now() -> str:
 
 def _params(options: Options | None) -> dict[str, Any]:
     o = options or Options()
-    return {"temperature": o.temperature, "top_p": o.top_p, "seed": o.seed, "max_tokens": o.num_predict}
+    return {
+        "temperature": o.temperature,
+        "top_p": o.top_p,
+        "seed": o.seed,
+        "max_tokens": o.num_predict,
+        "stop": o.stop,
+        "top_k": o.top_k,
+        "min_p": o.min_p,
+    }
 
 
 def _details(entry: ModelEntry) -> dict[str, Any]:
@@ -133,95 +145,101 @@ def _ndjson(events: Iterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse((json.dumps(e) + "\n" for e in events), media_type="application/x-ndjson")
 
 
-def ollama_router(service: ApiService) -> APIRouter:
-    router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api")
 
-    @router.get("/version")
-    def version() -> dict[str, str]:
-        return {"version": __version__}
 
-    @router.get("/tags")
-    def tags() -> dict[str, Any]:
-        return {"models": [_tag(e) for e in service.registry.list()]}
+@router.get("/version")
+def version() -> dict[str, str]:
+    return {"version": __version__}
 
-    @router.get("/ps")
-    def ps() -> dict[str, Any]:
-        return {"models": [{"name": m.name, "model": m.name, "size": 0} for m in loaded_models()]}
 
-    @router.post("/show")
-    def show(request: ShowRequest) -> dict[str, Any]:
-        entry = service.registry.get(request.model or request.name or "")
-        meta = dict(entry.metadata)
-        template = meta.pop("chat_template", "")
-        return {
-            "modelfile": _public_modelfile(entry),
-            "parameters": "",
-            "template": template,
-            "details": _details(entry),
-            "model_info": meta,
-            "license": meta.get("license", ""),
-            "modified_at": entry.created_at,
-            "capabilities": ["completion"],
-        }
+@router.get("/tags")
+def tags(service: Service) -> dict[str, Any]:
+    return {"models": [_tag(e) for e in service.registry.list()]}
 
-    @router.post("/chat", response_model=None)
-    def chat(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
-        messages = [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in request.messages]
+
+@router.get("/ps")
+def ps() -> dict[str, Any]:
+    return {"models": [{"name": m.name, "model": m.name, "size": 0} for m in loaded_models()]}
+
+
+@router.post("/show")
+def show(request: ShowRequest, service: Service) -> dict[str, Any]:
+    entry = service.registry.get(request.model or request.name or "")
+    meta = dict(entry.metadata)
+    template = meta.pop("chat_template", "")
+    return {
+        "modelfile": _public_modelfile(entry),
+        "parameters": "",
+        "template": template,
+        "details": _details(entry),
+        "model_info": meta,
+        "license": meta.get("license", ""),
+        "modified_at": entry.created_at,
+        "capabilities": ["completion"],
+    }
+
+
+@router.post("/chat", response_model=None)
+def chat(request: ChatRequest, service: Service) -> dict[str, Any] | StreamingResponse:
+    messages = [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in request.messages]
+    gen = service.chat(request.model, messages, **_params(request.options))
+    head = {"model": request.model}
+    if request.stream:
+
+        def events() -> Iterator[dict[str, Any]]:
+            for piece in gen:
+                yield {
+                    **head,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+            yield {**head, "created_at": _now(), "message": {"role": "assistant", "content": ""}, **_final(gen)}
+
+        return _ndjson(events())
+    text = "".join(gen)
+    return {**head, "created_at": _now(), "message": {"role": "assistant", "content": text}, **_final(gen)}
+
+
+@router.post("/generate", response_model=None)
+def generate(request: GenerateRequest, service: Service) -> dict[str, Any] | StreamingResponse:
+    if not request.prompt:  # Ollama: an empty prompt just loads the model
+        service.chat_model(request.model)
+        return {"model": request.model, "created_at": _now(), "response": "", "done": True, "done_reason": "load"}
+    if request.raw and not request.model.startswith(RAG_PREFIX):
+        gen = service.complete(request.model, request.prompt, **_params(request.options))
+    else:
+        messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
+            {"role": "user", "content": request.prompt}
+        ]
         gen = service.chat(request.model, messages, **_params(request.options))
-        head = {"model": request.model}
-        if request.stream:
+    head = {"model": request.model}
+    if request.stream:
 
-            def events() -> Iterator[dict[str, Any]]:
-                for piece in gen:
-                    yield {
-                        **head,
-                        "created_at": _now(),
-                        "message": {"role": "assistant", "content": piece},
-                        "done": False,
-                    }
-                yield {**head, "created_at": _now(), "message": {"role": "assistant", "content": ""}, **_final(gen)}
+        def events() -> Iterator[dict[str, Any]]:
+            for piece in gen:
+                yield {**head, "created_at": _now(), "response": piece, "done": False}
+            yield {**head, "created_at": _now(), "response": "", **_final(gen)}
 
-            return _ndjson(events())
-        text = "".join(gen)
-        return {**head, "created_at": _now(), "message": {"role": "assistant", "content": text}, **_final(gen)}
+        return _ndjson(events())
+    text = "".join(gen)
+    return {**head, "created_at": _now(), "response": text, **_final(gen)}
 
-    @router.post("/generate", response_model=None)
-    def generate(request: GenerateRequest) -> dict[str, Any] | StreamingResponse:
-        if not request.prompt:  # Ollama: an empty prompt just loads the model
-            service.chat_model(request.model)
-            return {"model": request.model, "created_at": _now(), "response": "", "done": True, "done_reason": "load"}
-        if request.raw and not request.model.startswith(RAG_PREFIX):
-            gen = service.complete(request.model, request.prompt, **_params(request.options))
-        else:
-            messages = ([{"role": "system", "content": request.system}] if request.system else []) + [
-                {"role": "user", "content": request.prompt}
-            ]
-            gen = service.chat(request.model, messages, **_params(request.options))
-        head = {"model": request.model}
-        if request.stream:
 
-            def events() -> Iterator[dict[str, Any]]:
-                for piece in gen:
-                    yield {**head, "created_at": _now(), "response": piece, "done": False}
-                yield {**head, "created_at": _now(), "response": "", **_final(gen)}
+@router.post("/feedback")
+def feedback(request: FeedbackRequest, service: Service) -> dict[str, Any]:
+    return service.vote(request.answer_id, request.helpful, request.sources)
 
-            return _ndjson(events())
-        text = "".join(gen)
-        return {**head, "created_at": _now(), "response": text, **_final(gen)}
 
-    @router.post("/feedback")
-    def feedback(request: FeedbackRequest) -> dict[str, Any]:
-        return service.vote(request.answer_id, request.helpful, request.sources)
+@router.post("/embed")
+def embed(request: EmbedRequest, service: Service) -> dict[str, Any]:
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    vectors, tokens = service.embed(request.model, texts)
+    return {"model": request.model, "embeddings": vectors.tolist(), "prompt_eval_count": tokens}
 
-    @router.post("/embed")
-    def embed(request: EmbedRequest) -> dict[str, Any]:
-        texts = [request.input] if isinstance(request.input, str) else request.input
-        vectors, tokens = service.embed(request.model, texts)
-        return {"model": request.model, "embeddings": vectors.tolist(), "prompt_eval_count": tokens}
 
-    @router.post("/embeddings")
-    def embeddings(request: EmbedRequest) -> dict[str, Any]:
-        vectors, _ = service.embed(request.model, [request.prompt or ""])
-        return {"embedding": vectors[0].tolist()}
-
-    return router
+@router.post("/embeddings")
+def embeddings(request: EmbedRequest, service: Service) -> dict[str, Any]:
+    vectors, _ = service.embed(request.model, [request.prompt or ""])
+    return {"embedding": vectors[0].tolist()}

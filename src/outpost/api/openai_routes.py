@@ -14,9 +14,11 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from outpost.api.service import ApiService, Generation
+from outpost.api.deps import Service
+from outpost.api.sampling import MinP, StopList, StopText, TopK, stop_list
+from outpost.api.service import Generation
 
-__all__ = ["openai_router"]
+__all__ = ["router"]
 
 
 class ChatMessage(BaseModel):
@@ -35,7 +37,9 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: StopText | StopList | None = None
+    top_k: TopK | None = None  # extra body (not in OpenAI's API; llama.cpp's server takes them too)
+    min_p: MinP | None = None
 
 
 class CompletionRequest(BaseModel):
@@ -47,7 +51,9 @@ class CompletionRequest(BaseModel):
     top_p: float | None = None
     max_tokens: int | None = 16
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: StopText | StopList | None = None
+    top_k: TopK | None = None
+    min_p: MinP | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -95,123 +101,125 @@ def _sse(events: Iterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-def openai_router(service: ApiService) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1")
 
-    @router.get("/models")
-    def models() -> dict[str, Any]:
-        now = int(time.time())
-        return {
-            "object": "list",
-            "data": [
-                {"id": n, "object": "model", "created": now, "owned_by": "outpost"} for n in service.model_names()
-            ],
-        }
 
-    @router.post("/chat/completions", response_model=None)
-    def chat(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
-        gen = service.chat(
-            request.model,
-            _messages(request),
-            temperature=request.temperature,
-            top_p=request.top_p,
-            max_tokens=request.max_completion_tokens or request.max_tokens,
-            seed=request.seed,
+@router.get("/models")
+def models(service: Service) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "object": "list",
+        "data": [{"id": n, "object": "model", "created": now, "owned_by": "outpost"} for n in service.model_names()],
+    }
+
+
+@router.post("/chat/completions", response_model=None)
+def chat(request: ChatRequest, service: Service) -> dict[str, Any] | StreamingResponse:
+    gen = service.chat(
+        request.model,
+        _messages(request),
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_completion_tokens or request.max_tokens,
+        seed=request.seed,
+        stop=stop_list(request.stop),
+        top_k=request.top_k,
+        min_p=request.min_p,
+    )
+    created = int(time.time())
+    base = {"id": f"chatcmpl-{gen.id}", "created": created, "model": request.model}
+    if request.stream:
+
+        def events() -> Iterator[dict[str, Any]]:
+            chunk = {**base, "object": "chat.completion.chunk"}
+            yield {
+                **chunk,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+            }
+            for piece in gen:
+                yield {**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            yield {
+                **chunk,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": gen.finish_reason}],
+                "usage": _usage(gen),
+                "sources": _sources(gen),
+                "answer_id": gen.answer_id or None,
+                "grounding": gen.grounding(),
+            }
+
+        return _sse(events())
+    text = "".join(gen)
+    return {
+        **base,
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": gen.finish_reason}
+        ],
+        "usage": _usage(gen),
+        "sources": _sources(gen),
+        "answer_id": gen.answer_id or None,
+        "grounding": gen.grounding(),
+    }
+
+
+@router.post("/completions", response_model=None)
+def completions(request: CompletionRequest, service: Service) -> dict[str, Any] | StreamingResponse:
+    prompt = request.prompt if isinstance(request.prompt, str) else "".join(request.prompt)
+    gen = service.complete(
+        request.model,
+        prompt,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        max_tokens=request.max_tokens,
+        seed=request.seed,
+        stop=stop_list(request.stop),
+        top_k=request.top_k,
+        min_p=request.min_p,
+    )
+    base = {
+        "id": f"cmpl-{gen.id}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.model,
+    }
+    if request.stream:
+
+        def events() -> Iterator[dict[str, Any]]:
+            for piece in gen:
+                yield {**base, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
+            yield {
+                **base,
+                "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": gen.finish_reason}],
+            }
+
+        return _sse(events())
+    text = "".join(gen)
+    return {
+        **base,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": gen.finish_reason}],
+        "usage": _usage(gen),
+    }
+
+
+@router.post("/feedback")
+def feedback(request: FeedbackRequest, service: Service) -> dict[str, Any]:
+    """A vote on a RAG answer (by its ``answer_id``) and/or its numbered sources; `outpost sync` uploads it."""
+    return service.vote(request.answer_id, request.helpful, request.sources)
+
+
+@router.post("/embeddings")
+def embeddings(request: EmbeddingRequest, service: Service) -> dict[str, Any]:
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    vectors, tokens = service.embed(request.model, texts)
+
+    def encode(v: Any) -> Any:
+        return (
+            base64.b64encode(v.astype("<f4").tobytes()).decode() if request.encoding_format == "base64" else v.tolist()
         )
-        created = int(time.time())
-        base = {"id": f"chatcmpl-{gen.id}", "created": created, "model": request.model}
-        if request.stream:
 
-            def events() -> Iterator[dict[str, Any]]:
-                chunk = {**base, "object": "chat.completion.chunk"}
-                yield {
-                    **chunk,
-                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-                }
-                for piece in gen:
-                    yield {**chunk, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                yield {
-                    **chunk,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": gen.finish_reason}],
-                    "usage": _usage(gen),
-                    "sources": _sources(gen),
-                    "answer_id": gen.answer_id or None,
-                    "grounding": gen.grounding(),
-                }
-
-            return _sse(events())
-        text = "".join(gen)
-        return {
-            **base,
-            "object": "chat.completion",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": gen.finish_reason}
-            ],
-            "usage": _usage(gen),
-            "sources": _sources(gen),
-            "answer_id": gen.answer_id or None,
-            "grounding": gen.grounding(),
-        }
-
-    @router.post("/completions", response_model=None)
-    def completions(request: CompletionRequest) -> dict[str, Any] | StreamingResponse:
-        prompt = request.prompt if isinstance(request.prompt, str) else "".join(request.prompt)
-        stop = [request.stop] if isinstance(request.stop, str) else request.stop
-        gen = service.complete(
-            request.model,
-            prompt,
-            stop,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            max_tokens=request.max_tokens,
-            seed=request.seed,
-        )
-        base = {
-            "id": f"cmpl-{gen.id}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": request.model,
-        }
-        if request.stream:
-
-            def events() -> Iterator[dict[str, Any]]:
-                for piece in gen:
-                    yield {**base, "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}]}
-                yield {
-                    **base,
-                    "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": gen.finish_reason}],
-                }
-
-            return _sse(events())
-        text = "".join(gen)
-        return {
-            **base,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": gen.finish_reason}],
-            "usage": _usage(gen),
-        }
-
-    @router.post("/feedback")
-    def feedback(request: FeedbackRequest) -> dict[str, Any]:
-        """A vote on a RAG answer (by its ``answer_id``) and/or its numbered sources; `outpost sync` uploads it."""
-        return service.vote(request.answer_id, request.helpful, request.sources)
-
-    @router.post("/embeddings")
-    def embeddings(request: EmbeddingRequest) -> dict[str, Any]:
-        texts = [request.input] if isinstance(request.input, str) else request.input
-        vectors, tokens = service.embed(request.model, texts)
-
-        def encode(v: Any) -> Any:
-            return (
-                base64.b64encode(v.astype("<f4").tobytes()).decode()
-                if request.encoding_format == "base64"
-                else v.tolist()
-            )
-
-        return {
-            "object": "list",
-            "model": request.model,
-            "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-
-    return router
+    return {
+        "object": "list",
+        "model": request.model,
+        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -43,7 +43,7 @@ from outpost.models.pull import pull
 from outpost.models.registry import Registry
 from outpost.sync import sync_hub
 
-__all__ = ["dashboard_router", "mount_static", "render_ask"]
+__all__ = ["Dashboard", "get_dashboard", "mount_static", "render_ask", "router"]
 
 _HERE = files("outpost.dashboard")
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
@@ -253,153 +253,178 @@ def _expected_packs(hub: HubConfig, op: Any) -> list[str]:
     return expected
 
 
-def dashboard_router(service: ApiService) -> APIRouter:
-    """Pages and the dashboard API, over the API's own service."""
-    d = Dashboard(service)
-    router = APIRouter(include_in_schema=False)
-    csrf = [Depends(check_csrf)]
+def get_dashboard(request: Request) -> Dashboard:
+    """The app's ``Dashboard`` (``outpost.dashboard.install`` keeps it on ``app.state.dashboard``)."""
+    return request.app.state.dashboard  # type: ignore[no-any-return]
 
-    # -- pages ------------------------------------------------------------------------------
 
-    @router.get("/ui", response_class=HTMLResponse)
-    @router.get("/ui/ask", response_class=HTMLResponse)
-    def ask_page(request: Request) -> HTMLResponse:
-        return render_ask(request, service)
+Board = Annotated[Dashboard, Depends(get_dashboard)]
+router = APIRouter(include_in_schema=False)
+csrf = [Depends(check_csrf)]
 
-    @router.get("/ui/collections", response_class=HTMLResponse)
-    def collections_page(request: Request) -> HTMLResponse:
-        return _page(request, "collections.html", "collections", rows=views.collection_rows(d.op))
 
-    @router.get("/ui/sync", response_class=HTMLResponse)
-    def sync_page(request: Request) -> HTMLResponse:
-        hubs = views.hub_rows(d.op, d.last_errors)
-        return _page(request, "sync.html", "sync", hubs=hubs, share_text=d.settings.share_query_text)
+# -- pages ------------------------------------------------------------------------------
 
-    @router.get("/ui/models", response_class=HTMLResponse)
-    def models_page(request: Request) -> HTMLResponse:
-        rows = views.model_rows(d.registry, d.settings.llm_model)
-        return _page(request, "models.html", "models", rows=rows, in_use=d.settings.llm_model)
 
-    @router.get("/ui/fit", response_class=HTMLResponse)
-    def fit_page(request: Request) -> HTMLResponse:
-        return _page(request, "fit.html", "fit", fit=views.fit_report(d.op, d.registry))
+@router.get("/ui", response_class=HTMLResponse)
+@router.get("/ui/ask", response_class=HTMLResponse)
+def ask_page(request: Request, d: Board) -> HTMLResponse:
+    return render_ask(request, d.service)
 
-    @router.get("/ui/settings", response_class=HTMLResponse)
-    def settings_page(request: Request) -> HTMLResponse:
-        return _page(request, "settings.html", "settings", rows=views.settings_rows(d.settings))
 
-    @router.get("/ui/login", response_class=HTMLResponse)
-    def login_page(request: Request, next: str = "/") -> HTMLResponse:
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
-        return _page(request, "login.html", "login", next=target, needed=bool(d.settings.api_key))
+@router.get("/ui/collections", response_class=HTMLResponse)
+def collections_page(request: Request, d: Board) -> HTMLResponse:
+    return _page(request, "collections.html", "collections", rows=views.collection_rows(d.op))
 
-    # -- answers and votes ------------------------------------------------------------------
 
-    @router.post("/ui/api/ask", dependencies=csrf)
-    def ask(body: AskRequest) -> StreamingResponse:
-        question = body.question.strip()
-        if not question:
-            raise _bad("Type a question first")
-        if not body.collections:
-            raise _bad("Choose at least one collection to answer from")
-        return StreamingResponse(
-            d.ask_events(question, body.collections, body.model),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+@router.get("/ui/sync", response_class=HTMLResponse)
+def sync_page(request: Request, d: Board) -> HTMLResponse:
+    hubs = views.hub_rows(d.op, d.last_errors)
+    return _page(request, "sync.html", "sync", hubs=hubs, share_text=d.settings.share_query_text)
 
-    @router.post("/ui/api/vote", dependencies=csrf)
-    def vote(body: VoteRequest) -> dict[str, object]:
-        return service.vote(body.answer_id, body.helpful, body.sources)
 
-    # -- collections ------------------------------------------------------------------------
+@router.get("/ui/models", response_class=HTMLResponse)
+def models_page(request: Request, d: Board) -> HTMLResponse:
+    rows = views.model_rows(d.registry, d.settings.llm_model)
+    return _page(request, "models.html", "models", rows=rows, in_use=d.settings.llm_model)
 
-    @router.post("/ui/api/ingest", dependencies=csrf)
-    def ingest(body: IngestRequest) -> dict[str, Any]:
-        path = Path(body.path.strip()).expanduser()
-        name = body.collection.strip()
-        if not body.path.strip() or not path.exists():
-            raise _bad(f"No such file or folder: {body.path.strip() or '(empty)'}")
-        if not name:
-            raise _bad("Give the collection a name")
-        job = d.jobs.running("ingest", name) or d.jobs.start("ingest", name, lambda j: d.ingest(j, path, name))
-        return job.summary()
 
-    @router.post("/ui/api/collections/{name}/delete", dependencies=csrf)
-    def delete_collection(name: str) -> dict[str, Any]:
-        store = d.op.store(name)
-        origin = store.get_meta("hub")
-        if origin:
-            raise _bad(f"{name!r} is synced from {origin}: it would come back on the next sync")
-        if d.jobs.running("ingest", name):
-            raise _bad(f"{name!r} is being ingested: wait for it to finish", 409)
-        d.op.delete_collection(name)
-        return {"deleted": name}
+@router.get("/ui/fit", response_class=HTMLResponse)
+def fit_page(request: Request, d: Board) -> HTMLResponse:
+    return _page(request, "fit.html", "fit", fit=views.fit_report(d.op, d.registry))
 
-    # -- sync -------------------------------------------------------------------------------
 
-    @router.post("/ui/api/sync", dependencies=csrf)
-    def sync(body: SyncRequest) -> dict[str, Any]:
-        hub = next((h for h in load_hubs(d.settings.home) if h.name == body.hub), None)
-        if hub is None:
-            raise _bad(f"No hub named {body.hub!r}: add one with `outpost sync --hub URL --token TOKEN`", 404)
-        job = d.jobs.running("sync", hub.name) or d.jobs.start("sync", hub.name, lambda j: d.sync(j, hub))
-        return job.summary()
+@router.get("/ui/settings", response_class=HTMLResponse)
+def settings_page(request: Request, d: Board) -> HTMLResponse:
+    return _page(request, "settings.html", "settings", rows=views.settings_rows(d.settings))
 
-    # -- models -----------------------------------------------------------------------------
 
-    @router.post("/ui/api/models/pull", dependencies=csrf)
-    def pull_model(body: PullRequest) -> dict[str, Any]:
-        source = body.source.strip()
-        if not source:
-            raise _bad("Give a .gguf file path or hub://NAME")
-        if not source.startswith("hub://") and not Path(source).expanduser().is_file():
-            raise _bad(f"No such file: {source}")
-        name = (body.name or "").strip() or None
-        return d.jobs.start("pull", source, lambda j: d.pull(j, source, name)).summary()
+@router.get("/ui/login", response_class=HTMLResponse)
+def login_page(request: Request, d: Board, next: str = "/") -> HTMLResponse:
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    return _page(request, "login.html", "login", next=target, needed=bool(d.settings.api_key))
 
-    @router.post("/ui/api/models/create", dependencies=csrf)
-    def create_model(body: CreateRequest) -> dict[str, Any]:
-        if not body.name.strip():
-            raise _bad("Give the new model a name")
-        modelfile = parse_modelfile(body.modelfile, source="the Modelfile")
-        if modelfile.from_.lower().endswith(".gguf"):
-            raise ConfigError("FROM must name an installed model here: pull the .gguf file first, then FROM its name")
-        for adapter in modelfile.adapters:
-            if not Path(adapter).is_file():
-                raise ConfigError(f"ADAPTER {adapter} is not a file (llama.cpp loads LoRA adapters in GGUF form)")
-        entry = d.registry.derive(body.name.strip(), d.registry.get(modelfile.from_), modelfile.to_text())
-        return {"created": entry.name, "base": entry.base}
 
-    @router.post("/ui/api/models/{name}/delete", dependencies=csrf)
-    def delete_model(name: str) -> dict[str, Any]:
-        if name.lower() == d.settings.llm_model.lower():
-            raise _bad(f"{name} is the model in use (llm_model): set another one first", 409)
-        return {"deleted": d.registry.remove(name).name}
+# -- answers and votes ------------------------------------------------------------------
 
-    # -- jobs -------------------------------------------------------------------------------
 
-    @router.get("/ui/api/jobs/{job_id}/events")
-    def job_events(job_id: str, request: Request) -> StreamingResponse:
-        job = d.jobs.get(job_id)
-        if job is None:
-            raise _bad("That job is gone (the server restarted?): start it again", 404)
-        start = int(request.headers.get("last-event-id") or 0)
-        return StreamingResponse(
-            d.jobs.stream(job, start), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-        )
+@router.post("/ui/api/ask", dependencies=csrf)
+def ask(body: AskRequest, d: Board) -> StreamingResponse:
+    question = body.question.strip()
+    if not question:
+        raise _bad("Type a question first")
+    if not body.collections:
+        raise _bad("Choose at least one collection to answer from")
+    return StreamingResponse(
+        d.ask_events(question, body.collections, body.model),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
-    # -- login ------------------------------------------------------------------------------
 
-    @router.post("/ui/login", dependencies=csrf)
-    def login(body: LoginRequest) -> Response:
-        key = d.settings.api_key
-        if not key:
-            return RedirectResponse("/", status_code=303)
-        if not key_ok_value(body.key, key):
-            raise _bad("That is not the server's API key", 401)
-        response = Response(status_code=204)
-        set_cookie(response, KEY_COOKIE, key_cookie_value(key))
-        return response
+@router.post("/ui/api/vote", dependencies=csrf)
+def vote(body: VoteRequest, d: Board) -> dict[str, object]:
+    return d.service.vote(body.answer_id, body.helpful, body.sources)
 
-    return router
+
+# -- collections ------------------------------------------------------------------------
+
+
+@router.post("/ui/api/ingest", dependencies=csrf)
+def ingest(body: IngestRequest, d: Board) -> dict[str, Any]:
+    path = Path(body.path.strip()).expanduser()
+    name = body.collection.strip()
+    if not body.path.strip() or not path.exists():
+        raise _bad(f"No such file or folder: {body.path.strip() or '(empty)'}")
+    if not name:
+        raise _bad("Give the collection a name")
+    job = d.jobs.running("ingest", name) or d.jobs.start("ingest", name, lambda j: d.ingest(j, path, name))
+    return job.summary()
+
+
+@router.post("/ui/api/collections/{name}/delete", dependencies=csrf)
+def delete_collection(name: str, d: Board) -> dict[str, Any]:
+    store = d.op.store(name)
+    origin = store.get_meta("hub")
+    if origin:
+        raise _bad(f"{name!r} is synced from {origin}: it would come back on the next sync")
+    if d.jobs.running("ingest", name):
+        raise _bad(f"{name!r} is being ingested: wait for it to finish", 409)
+    d.op.delete_collection(name)
+    return {"deleted": name}
+
+
+# -- sync -------------------------------------------------------------------------------
+
+
+@router.post("/ui/api/sync", dependencies=csrf)
+def sync(body: SyncRequest, d: Board) -> dict[str, Any]:
+    hub = next((h for h in load_hubs(d.settings.home) if h.name == body.hub), None)
+    if hub is None:
+        raise _bad(f"No hub named {body.hub!r}: add one with `outpost sync --hub URL --token TOKEN`", 404)
+    job = d.jobs.running("sync", hub.name) or d.jobs.start("sync", hub.name, lambda j: d.sync(j, hub))
+    return job.summary()
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+@router.post("/ui/api/models/pull", dependencies=csrf)
+def pull_model(body: PullRequest, d: Board) -> dict[str, Any]:
+    source = body.source.strip()
+    if not source:
+        raise _bad("Give a .gguf file path or hub://NAME")
+    if not source.startswith("hub://") and not Path(source).expanduser().is_file():
+        raise _bad(f"No such file: {source}")
+    name = (body.name or "").strip() or None
+    return d.jobs.start("pull", source, lambda j: d.pull(j, source, name)).summary()
+
+
+@router.post("/ui/api/models/create", dependencies=csrf)
+def create_model(body: CreateRequest, d: Board) -> dict[str, Any]:
+    if not body.name.strip():
+        raise _bad("Give the new model a name")
+    modelfile = parse_modelfile(body.modelfile, source="the Modelfile")
+    if modelfile.from_.lower().endswith(".gguf"):
+        raise ConfigError("FROM must name an installed model here: pull the .gguf file first, then FROM its name")
+    for adapter in modelfile.adapters:
+        if not Path(adapter).is_file():
+            raise ConfigError(f"ADAPTER {adapter} is not a file (llama.cpp loads LoRA adapters in GGUF form)")
+    entry = d.registry.derive(body.name.strip(), d.registry.get(modelfile.from_), modelfile.to_text())
+    return {"created": entry.name, "base": entry.base}
+
+
+@router.post("/ui/api/models/{name}/delete", dependencies=csrf)
+def delete_model(name: str, d: Board) -> dict[str, Any]:
+    if name.lower() == d.settings.llm_model.lower():
+        raise _bad(f"{name} is the model in use (llm_model): set another one first", 409)
+    return {"deleted": d.registry.remove(name).name}
+
+
+# -- jobs -------------------------------------------------------------------------------
+
+
+@router.get("/ui/api/jobs/{job_id}/events")
+def job_events(job_id: str, request: Request, d: Board) -> StreamingResponse:
+    job = d.jobs.get(job_id)
+    if job is None:
+        raise _bad("That job is gone (the server restarted?): start it again", 404)
+    start = int(request.headers.get("last-event-id") or 0)
+    return StreamingResponse(
+        d.jobs.stream(job, start), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+# -- login ------------------------------------------------------------------------------
+
+
+@router.post("/ui/login", dependencies=csrf)
+def login(body: LoginRequest, d: Board) -> Response:
+    key = d.settings.api_key
+    if not key:
+        return RedirectResponse("/", status_code=303)
+    if not key_ok_value(body.key, key):
+        raise _bad("That is not the server's API key", 401)
+    response = Response(status_code=204)
+    set_cookie(response, KEY_COOKIE, key_cookie_value(key))
+    return response
