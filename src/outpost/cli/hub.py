@@ -12,6 +12,7 @@ from rich.table import Table
 from outpost.app import Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
 from outpost.cli.local import print_report
+from outpost.cli.options import setting_option
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
@@ -198,9 +199,7 @@ def prune_cmd(
     ctx: typer.Context,
     keep_versions: Annotated[
         Optional[int],
-        typer.Option(
-            "--keep-versions", min=0, help="Clients this many versions behind still get deltas (default: setting)."
-        ),
+        setting_option("hub_keep_versions", "--keep-versions", help="Clients this many versions behind get deltas"),
     ] = None,
     collection: Annotated[Optional[list[str]], typer.Option("--collection", "-c", help="Only this collection.")] = None,
 ) -> None:

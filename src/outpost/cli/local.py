@@ -13,6 +13,7 @@ from rich.text import Text
 
 from outpost.app import DEFAULT_COLLECTION, Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
+from outpost.cli.options import setting_option
 from outpost.ingest.pipeline import IngestReport
 from outpost.records import Answer, Hit
 from outpost.retrieve import Mode
@@ -22,12 +23,12 @@ QUICKSTART_QUESTION = "How many vacation days do new hires get?"
 Collection = Annotated[
     str, typer.Option("--collection", "-c", help="Collection name (letters, digits, '.', '_', '-').")
 ]
-K = Annotated[Optional[int], typer.Option("-k", "--top-k", min=1, help="How many chunks to retrieve (default 5).")]
+K = Annotated[Optional[int], setting_option("top_k", "-k", "--top-k", help="How many chunks to retrieve")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="Retriever: hybrid (BM25 + vectors, fused), bm25 or dense.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
 EmbedModel = Annotated[
     Optional[str],
-    typer.Option("--embed-model", help="Embedding model: name or local folder (default all-MiniLM-L6-v2)."),
+    setting_option("embed_model", "--embed-model"),
 ]
 
 
@@ -178,20 +179,15 @@ def ask_cmd(
     collection: Collection = DEFAULT_COLLECTION,
     k: K = None,
     mode: ModeOpt = "hybrid",
-    model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="Chat model: bundled name or .gguf path.")
-    ] = None,
-    temperature: Annotated[Optional[float], typer.Option(min=0.0, help="Sampling temperature (default 0.2).")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="Most tokens in the answer (default 384).")] = None,
-    ctx_tokens: Annotated[Optional[int], typer.Option("--ctx", min=256, help="Context window (default 4096).")] = None,
+    model: Annotated[Optional[str], setting_option("llm_model", "--model", "-m")] = None,
+    temperature: Annotated[Optional[float], setting_option("temperature")] = None,
+    max_tokens: Annotated[Optional[int], setting_option("max_tokens", help="Most tokens in the answer")] = None,
+    ctx_tokens: Annotated[Optional[int], setting_option("n_ctx", "--ctx")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed, for repeatable answers.")] = None,
     extractive: Annotated[
         bool, typer.Option("--extractive", help="Answer with the best source sentences alone, no LLM.")
     ] = False,
-    check: Annotated[
-        Optional[bool],
-        typer.Option("--check/--no-check", help="Check each answer sentence against its sources (default on)."),
-    ] = None,
+    check: Annotated[Optional[bool], setting_option("grounding", "--check/--no-check")] = None,
     remote: Annotated[
         bool, typer.Option("--remote", help="Ask the configured remote model, if the collection's label allows.")
     ] = False,

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from outpost import __version__
-from outpost.cli import learn, local, models, routing, sync
+from outpost.cli import evaluate, feedback, local, models, routing, serve, sync
 from outpost.cli.console import quiet_libraries
 from outpost.cli.hub import hub_app
 from outpost.home import restrict_umask
+from outpost.settings import Settings
 
 app = typer.Typer(
     name="outpost",
@@ -37,9 +38,7 @@ def root(
     ctx: typer.Context,
     home: Annotated[
         Optional[Path],
-        typer.Option(
-            "--home", envvar="OUTPOST_HOME", help="Folder for all Outpost state (default: per-user data dir)."
-        ),
+        typer.Option("--home", envvar="OUTPOST_HOME", help=Settings.model_fields["home"].description),
     ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -55,7 +54,9 @@ def root(
 local.register(app)
 sync.register(app)
 models.register(app)
-learn.register(app)
+serve.register(app)
+evaluate.register(app)
+feedback.register(app)
 routing.register(app)
 app.add_typer(hub_app, name="hub")
 

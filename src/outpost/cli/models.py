@@ -1,4 +1,4 @@
-"""`outpost models ...` (list, pull, create, show, rm, fit) and `outpost serve`."""
+"""`outpost models ...`: list, pull, create, show, rm, fit."""
 
 from __future__ import annotations
 
@@ -238,29 +238,5 @@ def fit_cmd(
             out.print(f"  {line}")
 
 
-def serve_cmd(
-    ctx: typer.Context,
-    host: Annotated[
-        Optional[str],
-        typer.Option(help="Address to bind (default 127.0.0.1, loopback only); its name is then an allowed Host."),
-    ] = None,
-    port: Annotated[int, typer.Option(help="TCP port (11434 is Ollama's).")] = 11434,
-    api_key: Annotated[Optional[str], typer.Option(envvar="OUTPOST_API_KEY", help="Require this bearer key.")] = None,
-    keep_alive: Annotated[Optional[float], typer.Option(help="Seconds an idle model stays loaded.")] = None,
-) -> None:
-    """Serve the OpenAI- and Ollama-compatible local API (with RAG as model `rag:COLLECTION`)."""
-    import uvicorn
-
-    from outpost.api.app import create_app
-
-    settings = Outpost(home=ctx.obj.get("home"), api_key=api_key, keep_alive=keep_alive, serve_host=host).settings
-    host = settings.serve_host
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
-        err.print("warning: serving beyond this machine without --api-key")
-    err.print(f"Outpost API on http://{host}:{port} (OpenAI: /v1, Ollama: /api)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
-    app.command("serve")(guarded(serve_cmd))
