@@ -20,6 +20,20 @@ from outpost.embed.sentence_transformers import SentenceTransformerEmbedder  # n
 from outpost.records import Block, Document  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One ONNX export per test session (content-addressed, shared by every home, subprocesses included):
+    exporting into each test's fresh home would cost each test the export."""
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    previous = os.environ.get("OUTPOST_EMBED_CACHE")
+    os.environ["OUTPOST_EMBED_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("OUTPOST_EMBED_CACHE", None)
+    else:
+        os.environ["OUTPOST_EMBED_CACHE"] = previous
+
+
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own home; nothing is written anywhere else."""

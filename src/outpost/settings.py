@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         description="Embedding model: a sentence-transformers name or a local folder.",
     )
     embed_batch_size: int = Field(64, ge=1, description="Texts per embedding batch.")
+    embed_backend: Literal["auto", "torch", "gpu", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="Embedding runtime: auto (CUDA: fast torch path; CPU: ONNX Runtime when its vectors match), "
+        "torch (sentence-transformers), gpu, onnx, onnx-int8 (quantised: a different embedding identity).",
+    )
+    embed_cache: Path | None = Field(
+        None, description="Exported ONNX graphs, content-addressed (default HOME/models/onnx; homes may share one)."
+    )
     device: str | None = Field(None, description="Torch device for embeddings (default: cuda if present).")
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in the embedder's word pieces.")
     chunk_overlap: int = Field(30, ge=0, description="Word pieces shared by consecutive chunks.")

