@@ -8,9 +8,10 @@ read per-layer head counts at their largest and the head size from ``attention.k
 :class:`GGUFHeader` from :func:`read_gguf_header`.
 
 Only the header is parsed, straight from the file (memory-mapped): ``gguf.GGUFReader`` builds a numpy view per
-token of the vocabulary, which took 3 s for SmolLM2 and 18 s for Gemma 3's 262k tokens on a busy 2-core
-machine, for metadata that holds neither. Long arrays (the tokenizer's) are skipped, per-layer arrays kept. The
-``gguf`` package still supplies the format's constants (type sizes, file-type names).
+token of the vocabulary (Gemma 3 has 262k) and was 40-60x slower on the bundled models
+(``benchmarks/gguf_header.py``), for metadata that needs none of them. Long arrays (the tokenizer's) are
+skipped, per-layer arrays kept. The ``gguf`` package still supplies the format's constants (type sizes,
+file-type names).
 
 A file that is not a GGUF, or ends before its header or its tensor data do (a download cut short), raises
 :class:`~outpost.errors.LoadError` saying which; a missing file raises ModelNotFoundError.

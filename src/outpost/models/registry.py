@@ -202,4 +202,3 @@ class Registry:
         if blob.parent == self.blobs and not any(e.path == entry.path for e in self.list()):
             blob.unlink(missing_ok=True)
         return entry
-
