@@ -12,14 +12,13 @@ It holds one settings object and caches open stores and loaded models, so repeat
 
 from __future__ import annotations
 
-import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from outpost.embed.base import Embedder
 from outpost.embed.factory import load_embedder
-from outpost.errors import CollectionNotFoundError, ContextOverflowError, ModelNotFoundError, ReadOnlyError
+from outpost.errors import ContextOverflowError, ModelNotFoundError, ReadOnlyError
 from outpost.evidence import find_evidence
 from outpost.feedback import FeedbackQueue
 from outpost.ingest.chunker import Chunker
@@ -34,6 +33,7 @@ from outpost.records import Answer, CollectionInfo, Hit, Source
 from outpost.retrieve import Mode, Retriever
 from outpost.routing import Prepared, Route, Router
 from outpost.settings import Settings
+from outpost.store.collections import Collections
 from outpost.store.sqlite import Store, check_collection_name
 
 __all__ = ["Outpost"]
@@ -50,6 +50,7 @@ class Outpost:
             overrides["home"] = Path(home).expanduser()
         self.settings = base.with_overrides(**overrides)
         self._stores: dict[str, Store] = {}
+        self._collections = Collections(self.settings.collections_dir, exact_below=self.settings.exact_search_below)
 
     # -- collections --------------------------------------------------------------------------
 
@@ -57,18 +58,15 @@ class Outpost:
         """The open store of a collection; a missing one raises ``CollectionNotFoundError`` unless ``create``."""
         check_collection_name(name)
         if name not in self._stores:
-            try:
-                self._stores[name] = Store.open(
-                    self.settings.collections_dir, name, create=create, exact_below=self.settings.exact_search_below
-                )
-            except FileNotFoundError:
-                raise CollectionNotFoundError(name) from None
+            self._stores[name] = self._collections.open(name, create=create)
         return self._stores[name]
 
     def collections(self) -> list[CollectionInfo]:
-        folder = self.settings.collections_dir
-        names = sorted(p.name for p in folder.iterdir() if (p / "store.sqlite").is_file()) if folder.is_dir() else []
-        return [self.store(name).info() for name in names]
+        return [self.store(name).info() for name in self._collections.names()]
+
+    def has_collection(self, name: str) -> bool:
+        """On disk right now (an open store may outlive a folder deleted behind this process's back)."""
+        return self._collections.exists(name)
 
     def label(self, name: str, label: str | None = None) -> Label:
         """The collection's sensitivity label (``outpost.labels``); with ``label``, set it first.
@@ -84,10 +82,10 @@ class Outpost:
         return label_of(store)
 
     def delete_collection(self, name: str) -> None:
-        store = self.store(name)
-        store.close()
-        del self._stores[name]
-        shutil.rmtree(store.folder)
+        store = self._stores.pop(name, None)
+        if store is not None:
+            store.close()
+        self._collections.delete(name)
 
     # -- ingest -------------------------------------------------------------------------------
 

@@ -185,7 +185,7 @@ def _not_found(url: str, path: str) -> OutpostError:
         )
     if kind == "collections" and "/packs/" not in path:
         return CollectionNotFoundError(name)
-    return HubError(f"The hub at {url} answered 404 for {shown(path)}: run `outpost sync` again later")
+    return HubError(f"The hub at {url} answered 404 for {path}: run `outpost sync` again later")  # our own path
 
 
 def _read_capped(response: httpx.Response, limit: int, path: str) -> bytes:

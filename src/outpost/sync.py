@@ -48,6 +48,7 @@ from outpost.packs.format import (
     read_pack,
 )
 from outpost.packs.signing import parse_public_key
+from outpost.store.collections import Collections
 from outpost.store.sqlite import Store, check_collection_name
 
 __all__ = [
@@ -147,7 +148,7 @@ def read_listing(raw: object) -> dict[str, int]:
         name = entry.get("name") if isinstance(entry, dict) else None
         version = entry.get("version") if isinstance(entry, dict) else None
         try:
-            check_collection_name(name)  # type: ignore[arg-type]
+            name = check_collection_name(name)
         except (ConfigError, TypeError):
             raise PackError(f"The hub listed an invalid collection name {shown(name)}: refusing the list") from None
         if type(version) is not int or version < 0 or name in listing:
@@ -197,7 +198,7 @@ def pin_key(client: HubClient, config: HubConfig, given: str | None) -> tuple[st
 
 
 def _local_store(home: Path, name: str, hub: HubConfig, exact_below: int) -> Store:
-    store = Store.open(home / "collections", name, create=True, exact_below=exact_below)
+    store = Collections.in_home(home, exact_below).open(name, create=True)
     origin = store.get_meta("hub")
     if store.version > 0 and origin != hub.url:
         store.close()
@@ -408,16 +409,11 @@ def _sync_one(
 def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list[str], share_text: bool) -> int:
     """Send queued votes for this hub's collections; marked uploaded only after the hub took them."""
     queue = FeedbackQueue(home)
+    local = Collections.in_home(home)
     sent = 0
     try:
         for name in visible:
-            path = home / "collections" / name / "store.sqlite"
-            if not path.is_file():
-                continue
-            store = Store.open(home / "collections", name)
-            origin = store.get_meta("hub")
-            store.close()
-            items = queue.pending(name) if origin == hub.url else []
+            items = queue.pending(name) if _origin(local, name) == hub.url else []
             try:
                 for start in range(0, len(items), 500):
                     batch = items[start : start + 500]
@@ -445,18 +441,24 @@ def _rejected(answer: object) -> list[object]:
 def _unshared(home: Path, hub: HubConfig, visible: set[str], prune: bool) -> list[str]:
     """Local collections from this hub that the token no longer sees (deleted with ``prune``)."""
     gone: list[str] = []
-    folder = home / "collections"
-    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        if path.name in visible or path.is_symlink() or not (path / "store.sqlite").is_file():
-            continue
-        store = Store.open(folder, path.name)
-        origin = store.get_meta("hub")
-        store.close()
-        if origin == hub.url:
-            gone.append(path.name)
+    local = Collections.in_home(home)
+    for name in local.names():
+        if name not in visible and _origin(local, name) == hub.url:
+            gone.append(name)
             if prune:
-                shutil.rmtree(safe_join(folder, path.name, what="collection"))
+                local.delete(name)
     return gone
+
+
+def _origin(local: Collections, name: str) -> str | None:
+    """The hub URL a local collection was synced from; None for one made here, or one that is not there."""
+    if not local.exists(name):
+        return None
+    store = local.open(name)
+    try:
+        return store.get_meta("hub")
+    finally:
+        store.close()
 
 
 def hub_versions(hub: HubConfig) -> dict[str, int] | None:

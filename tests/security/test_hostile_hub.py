@@ -420,7 +420,7 @@ LISTINGS: dict[str, tuple[Any, str]] = {
     "null": (None, r"collection list is refused"),
     "name-traversal": ([{"name": "../docs", "version": 2}], r"invalid collection name"),
     "name-absolute": ([{"name": "{sentinel}", "version": 2}], r"invalid collection name"),
-    "name-too-long": ([{"name": "d" * 100, "version": 2}], r"invalid collection name"),
+    "name-too-long": ([{"name": "d" * 129, "version": 2}], r"invalid collection name"),  # DESIGN §11: 128 at most
     "name-nul": ([{"name": "docs\x00", "version": 2}], r"invalid collection name"),
     "name-dotdot": ([{"name": "..", "version": 2}], r"invalid collection name"),
     "name-number": ([{"name": 5, "version": 2}], r"invalid collection name"),

@@ -19,6 +19,7 @@ from outpost.hubclient import HubClient
 from outpost.hubs import HubConfig, load_hubs
 from outpost.models.registry import ModelEntry, Registry
 from outpost.settings import Settings, default_home
+from outpost.store.collections import Collections
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,7 +72,7 @@ def collection_rows(op: Outpost) -> list[dict[str, Any]]:
 
 def collection_exists(settings: Settings, name: str) -> bool:
     """On disk right now (an open store may outlive a folder deleted behind the server's back)."""
-    return (settings.collections_dir / name / "store.sqlite").is_file()
+    return Collections(settings.collections_dir).exists(name)
 
 
 # -- sync -------------------------------------------------------------------------------------

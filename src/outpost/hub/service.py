@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from outpost.embed.base import Embedder
-from outpost.errors import CollectionNotFoundError, StorageError, VersionConflictError
+from outpost.errors import StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
 from outpost.hub.home import HubHome
@@ -26,6 +26,7 @@ from outpost.ingest.pipeline import IngestReport, Progress, Stages, plan
 from outpost.packs.format import pack_name, pack_versions, read_pack, write_pack
 from outpost.packs.squash import squash
 from outpost.records import Changeset, CollectionInfo
+from outpost.store.collections import Collections
 from outpost.store.lock import pid_alive
 from outpost.store.sqlite import Store, check_collection_name
 
@@ -46,19 +47,17 @@ class Hub:
 
     # -- collections --------------------------------------------------------------------------
 
+    @property
+    def collections(self) -> Collections:
+        # durable: a hub's commit must survive power loss, or a version number could be published twice
+        return Collections(self.home.collections_dir, self.exact_below, durable=True)
+
     def names(self) -> list[str]:
-        folder = self.home.collections_dir
-        return sorted(p.name for p in folder.iterdir() if (p / "store.sqlite").is_file()) if folder.is_dir() else []
+        return self.collections.names()
 
     def store(self, name: str, create: bool = False) -> Store:
-        check_collection_name(name)
-        try:
-            # durable: a hub's commit must survive power loss, or a version number could be published twice
-            return Store.open(
-                self.home.collections_dir, name, create=create, exact_below=self.exact_below, durable=True
-            )
-        except FileNotFoundError:
-            raise CollectionNotFoundError(name) from None
+        """A collection's store (the caller closes it); ``CollectionNotFoundError`` unless it exists or ``create``."""
+        return self.collections.open(name, create=create)
 
     def info(self, name: str) -> CollectionInfo:
         store = self.store(name)

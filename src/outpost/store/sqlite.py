@@ -22,18 +22,20 @@ from pathlib import Path
 import numpy as np
 
 from outpost.db import open_db
-from outpost.errors import ConfigError, ModelMismatchError, StorageError, VersionConflictError
+from outpost.errors import ModelMismatchError, StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
+from outpost.names import check_name, safe_join
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
 from outpost.store.lock import write_lock
 
-__all__ = ["Store", "check_collection_name", "fts_query"]
+__all__ = ["STORE_FILE", "Store", "check_collection_name", "fts_query"]
+
+STORE_FILE = "store.sqlite"  # <collections>/<name>/store.sqlite is a collection (store/collections.py)
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 # What a reader's caches are keyed by: (version, generation), read in one transaction with the rows they hold.
 # The generation is a random token each apply writes with its version, so even a collection deleted and
@@ -214,14 +216,9 @@ STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def check_collection_name(name: str) -> str:
-    """Collection names become folder names: allow only a safe, portable alphabet."""
-    if not _NAME.match(name):
-        raise ConfigError(
-            f"Invalid collection name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(at most 64, starting with a letter or digit)"
-        )
-    return name
+def check_collection_name(name: object) -> str:
+    """Collection names become folder names: the one name grammar of ``outpost.names`` (DESIGN §11)."""
+    return check_name(name, "collection name")
 
 
 def fts_query(text: str) -> str:
@@ -255,7 +252,7 @@ class Store:
         self.folder = folder
         self.name = name
         self.exact_below = exact_below
-        self.path = folder / "store.sqlite"
+        self.path = folder / STORE_FILE
         # NORMAL in WAL may lose the last commits on power loss (never corrupts): a laptop re-syncs them. A hub
         # (``durable``) must not: a lost commit would let it publish the same version number twice, with other rows.
         self.db = open_db(self.path, MIGRATIONS, synchronous="FULL" if durable else "NORMAL")
@@ -270,9 +267,13 @@ class Store:
     def open(
         cls, collections_dir: Path, name: str, create: bool = False, exact_below: int = 5000, durable: bool = False
     ) -> Store:
-        """Open a collection; ``create`` makes its folder. Missing and not ``create`` → FileNotFoundError."""
-        folder = collections_dir / check_collection_name(name)
-        if not (folder / "store.sqlite").is_file():
+        """Open a collection; ``create`` makes its folder. Missing and not ``create`` → FileNotFoundError.
+
+        The primitive under ``store.collections.Collections``, which the application uses (it lists and deletes
+        too, and says a missing collection in words).
+        """
+        folder = safe_join(collections_dir, check_collection_name(name), what="collection name")
+        if not (folder / STORE_FILE).is_file():
             if not create:
                 raise FileNotFoundError(folder)
             ensure_private_dir(folder)
