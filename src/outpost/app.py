@@ -45,10 +45,14 @@ class Outpost:
     """Local ingest, search and answers over collections in one home folder."""
 
     def __init__(self, home: str | Path | None = None, settings: Settings | None = None, **overrides: Any) -> None:
-        base = settings or Settings()
+        """``home`` (else ``$OUTPOST_HOME``) with its ``config.toml``; or ``settings`` as given. Keyword
+        overrides win over both; ``None`` ones (unset CLI flags) are ignored."""
         if home is not None:
             overrides["home"] = Path(home).expanduser()
-        self.settings = base.with_overrides(**overrides)
+        if settings is None:  # built here, so the config.toml read is the one in the home asked for
+            self.settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        else:
+            self.settings = settings.with_overrides(**overrides)
         self._stores: dict[str, Store] = {}
         self._collections = Collections(self.settings.collections_dir, exact_below=self.settings.exact_search_below)
 

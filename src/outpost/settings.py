@@ -1,7 +1,8 @@
 """One settings model for the CLI, the Python API and (later) the servers.
 
-Precedence: defaults < ``$OUTPOST_HOME/config.toml`` < ``OUTPOST_*`` environment variables <
-explicit arguments (CLI flags pass them as keyword arguments). All state lives under ``home``.
+Precedence: defaults < ``<home>/config.toml`` < ``OUTPOST_*`` environment variables < explicit arguments
+(CLI flags pass them as keyword arguments). ``<home>`` is the ``home`` argument when one is given, else
+``$OUTPOST_HOME`` or the per-user data dir. All state lives under ``home``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ def default_home() -> Path:
     """``$OUTPOST_HOME`` if set, else the per-user data directory (e.g. ~/.local/share/outpost)."""
     env = os.environ.get("OUTPOST_HOME")
     return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("outpost"))
+
+
+def _config_home(init_settings: PydanticBaseSettingsSource) -> Path:
+    """The home whose config.toml applies: the one passed in (``Settings(home=X)``, ``Outpost(home=X)``), else
+    :func:`default_home`. Reading the environment's home for an explicit one mixed two homes' settings."""
+    given = getattr(init_settings, "init_kwargs", {}).get("home")
+    return Path(given).expanduser() if given is not None else default_home()
 
 
 class RoutingSettings(BaseModel):
@@ -54,7 +62,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="OUTPOST_", extra="ignore")
 
-    home: Path = Field(default_factory=default_home, description="Where all Outpost state lives.")
+    home: Path = Field(
+        default_factory=default_home,
+        description="Folder for all Outpost state (default: $OUTPOST_HOME, else the per-user data dir).",
+    )
     embed_model: str = Field(
         "all-MiniLM-L6-v2",
         description="Embedding model: a sentence-transformers name or a local folder.",
@@ -134,7 +145,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_home(init_settings) / "config.toml")
         return (init_settings, env_settings, toml)
 
     def with_overrides(self, **overrides: Any) -> Settings:
