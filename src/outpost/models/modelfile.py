@@ -24,7 +24,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from outpost.errors import ConfigError
@@ -121,20 +121,26 @@ class Modelfile:
     def generation_params(self, base: GenerationParams) -> GenerationParams:
         """``base`` with this Modelfile's defaults on top; the rest stay in ``parameters`` only."""
         p = self.parameters
-        updates: dict[str, object] = {}
-        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
-            if name in p:
-                updates[name] = _as_float(p[name])
-        if "top_k" in p:
-            updates["top_k"] = _as_int(p["top_k"])
+
+        def number(name: str, default: float) -> float:
+            return _as_float(p[name]) if name in p else default
+
+        seed = base.seed
         if "seed" in p:
             seed = _as_int(p["seed"])
-            updates["seed"] = seed if seed >= 0 else None  # Ollama/llama.cpp: -1 means a random seed
+            seed = seed if seed >= 0 else None  # Ollama/llama.cpp: -1 means a random seed
         # -1 (infinite) and -2 (fill the context) keep the base budget: answers must leave room for sources
-        if "num_predict" in p and _as_int(p["num_predict"]) > 0:
-            updates["max_tokens"] = _as_int(p["num_predict"])
-        known = {f.name for f in fields(base)}
-        return replace(base, **{k: v for k, v in updates.items() if k in known})
+        predict = _as_int(p["num_predict"]) if "num_predict" in p else 0
+        return replace(
+            base,
+            temperature=number("temperature", base.temperature),
+            top_p=number("top_p", base.top_p),
+            min_p=number("min_p", base.min_p),
+            repeat_penalty=number("repeat_penalty", base.repeat_penalty),
+            top_k=_as_int(p["top_k"]) if "top_k" in p else base.top_k,
+            seed=seed,
+            max_tokens=predict if predict > 0 else base.max_tokens,
+        )
 
     def unused(self) -> list[str]:
         """What this Modelfile says that Outpost accepts but does not apply, as one warning each.
