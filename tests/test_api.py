@@ -215,3 +215,85 @@ def test_api_key_is_enforced_when_set(tmp_path: Path) -> None:
         assert any(m.id == "smollm2" for m in ok)
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{secured.url}/v1", api_key="wrong").models.list()
+
+
+# -- sampling fields the API accepts are honoured (stop, top_k, min_p) --------------------------------------------
+
+COUNT = [{"role": "user", "content": "Count from 1 to 20, separated by commas."}]
+GREEDY = {"temperature": 0.0, "seed": 0}
+
+
+def _cut(text: str) -> tuple[str, str]:
+    """A stop sequence taken from the middle of ``text``, and the text before its first occurrence."""
+    middle = text[len(text) // 2 :].strip()
+    stop = middle[:2]
+    assert stop.strip() and text.index(stop) > 0, text
+    return stop, text[: text.index(stop)]
+
+
+def test_stop_ends_the_answer_in_both_dialects(oai: openai.OpenAI, oll: ollama.Client) -> None:
+    """Greedy decoding with a stop sequence taken from the unstopped answer: the answer is cut right before it."""
+    full = oai.chat.completions.create(model="smollm2", messages=COUNT, max_tokens=24, **GREEDY)
+    text = full.choices[0].message.content or ""
+    stop, before = _cut(text)
+    cut = oai.chat.completions.create(model="smollm2", messages=COUNT, max_tokens=24, stop=stop, **GREEDY)
+    assert cut.choices[0].message.content == before and cut.choices[0].finish_reason == "stop"
+    listed = oai.chat.completions.create(model="smollm2", messages=COUNT, max_tokens=24, stop=["@@", stop], **GREEDY)
+    assert listed.choices[0].message.content == before
+    streamed = oai.chat.completions.create(
+        model="smollm2", messages=COUNT, max_tokens=24, stop=stop, stream=True, **GREEDY
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == before
+
+    options = {**GREEDY, "num_predict": 24}
+    assert oll.chat(model="smollm2", messages=COUNT, options=options).message.content == text
+    o_cut = oll.chat(model="smollm2", messages=COUNT, options={**options, "stop": [stop]})
+    assert o_cut.message.content == before and o_cut.done_reason == "stop"
+    o_gen = oll.generate(model="smollm2", prompt=COUNT[0]["content"], options={**options, "stop": [stop]})
+    assert o_gen.response == before
+
+
+def test_stop_ends_raw_completions_in_both_dialects(oai: openai.OpenAI, oll: ollama.Client) -> None:
+    prompt = "1, 2, 3, 4, 5,"
+    text = oai.completions.create(model="smollm2", prompt=prompt, max_tokens=16, temperature=0, seed=0).choices[0].text
+    stop, before = _cut(text)
+    cut = oai.completions.create(model="smollm2", prompt=prompt, max_tokens=16, temperature=0, seed=0, stop=[stop])
+    assert cut.choices[0].text == before
+    raw = oll.generate(model="smollm2", prompt=prompt, raw=True, options={**GREEDY, "num_predict": 16, "stop": [stop]})
+    assert raw.response == before
+
+
+def test_top_k_and_min_p_reach_the_sampler(oai: openai.OpenAI, oll: ollama.Client) -> None:
+    """At temperature 5 with every other cut off, sampling is near-uniform, so seeds disagree with greedy
+    decoding; top_k 1 or min_p 1 leave only the likeliest token, so any seed gives the greedy answer."""
+    greedy = oai.chat.completions.create(model="smollm2", messages=COUNT, max_tokens=12, **GREEDY)
+    expected = greedy.choices[0].message.content
+    hot = {"temperature": 5.0, "top_p": 1.0, "max_tokens": 12}
+    open_ = {"top_k": 0, "min_p": 0.0}
+
+    def openai_reply(seed: int, extra: dict[str, float]) -> str | None:
+        reply = oai.chat.completions.create(model="smollm2", messages=COUNT, seed=seed, extra_body=extra, **hot)
+        return reply.choices[0].message.content
+
+    assert {openai_reply(seed, open_) for seed in (1, 2)} != {expected}  # the control: randomness is on
+    for seed in (1, 2):
+        assert openai_reply(seed, {**open_, "top_k": 1}) == expected
+        assert openai_reply(seed, {**open_, "min_p": 1.0}) == expected
+    options = {"temperature": 5.0, "top_p": 1.0, "num_predict": 12, **open_}
+    for seed in (1, 2):
+        for cut in ({"top_k": 1}, {"min_p": 1.0}):
+            reply = oll.chat(model="smollm2", messages=COUNT, options={**options, **cut, "seed": seed})
+            assert reply.message.content == expected
+
+
+def test_bad_sampling_values_are_refused_in_each_dialects_shape(server: ApiServer) -> None:
+    url = server.url
+    base = {"model": "smollm2", "messages": COUNT}
+    for bad, field in (({"stop": ""}, "stop"), ({"stop": ["ok", ""]}, "stop"), ({"top_k": -1}, "top_k")):
+        refused = httpx.post(f"{url}/v1/chat/completions", json={**base, **bad})
+        assert refused.status_code == 422 and field in refused.json()["error"]["message"], refused.text
+    assert httpx.post(f"{url}/v1/completions", json={"model": "smollm2", "prompt": "x", "min_p": 2}).status_code == 422
+    o_refused = httpx.post(f"{url}/api/chat", json={**base, "stream": False, "options": {"min_p": 1.5}})
+    assert o_refused.status_code == 422 and "min_p" in o_refused.json()["error"]
+    o_stop = httpx.post(f"{url}/api/generate", json={"model": "smollm2", "prompt": "x", "options": {"stop": [""]}})
+    assert o_stop.status_code == 422 and "stop" in o_stop.json()["error"]

@@ -106,9 +106,12 @@ class ApiService:
     # -- generation ---------------------------------------------------------------------------
 
     def params(self, model: ChatModel, **given: Any) -> GenerationParams:
-        """Settings < the model's Modelfile PARAMETERs < the request's own values."""
+        """Settings < the model's Modelfile PARAMETERs < the request's own values (``stop``: a list of strings,
+        added to the chat template's and the Modelfile's stop sequences)."""
         base = GenerationParams(temperature=self.settings.temperature, max_tokens=self.settings.max_tokens)
         params = model.default_params(base)
+        if given.get("stop") is not None:
+            given["stop"] = tuple(given["stop"])
         return replace(params, **{k: v for k, v in given.items() if v is not None})
 
     def chat(self, name: str, messages: list[Message], **given: Any) -> Generation:
@@ -125,12 +128,12 @@ class ApiService:
         pieces = _primed(self._tracked(model.stream(messages, params)))
         return Generation(name, pieces, used, params.max_tokens)
 
-    def complete(self, name: str, prompt: str, stop: list[str] | None = None, **given: Any) -> Generation:
+    def complete(self, name: str, prompt: str, **given: Any) -> Generation:
         if not prompt:  # llama.cpp asserts on a prompt of zero tokens (found by schemathesis: a 500)
             raise ConfigError("The prompt is empty: give the text to complete")
         model = self.chat_model(name)
         params = self.params(model, **given)
-        return Generation(name, _primed(self._tracked(model.stream_raw(prompt, params, stop))), 0, params.max_tokens)
+        return Generation(name, _primed(self._tracked(model.stream_raw(prompt, params))), 0, params.max_tokens)
 
     def _tracked(self, pieces: Iterator[str]) -> Iterator[str]:
         """Count requests in flight (so the idle timer never unloads a model mid-answer)."""
