@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         20, ge=0, description="Hub: `hub prune` keeps deltas for clients this many versions behind (older: snapshot)."
     )
     hub_api_docs: bool = Field(False, description="Hub: serve /docs, /redoc and /openapi.json (behind the token gate).")
+    hub_db: str | None = Field(
+        None,
+        description="Hub: metadata database URL, postgresql://… (shared by several `hub serve`); unset: hub.sqlite.",
+    )
     exact_search_below: int = Field(
         5000, ge=0, description="Collections smaller than this are searched exactly, not by ANN."
     )

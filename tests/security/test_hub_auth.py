@@ -244,21 +244,22 @@ def test_a_hub_database_from_before_the_feedback_right_is_migrated(tmp_path: Pat
     """hub.sqlite files written before migration 2 (no user_version, scopes CHECK of read/write) keep their
     tokens and scopes and accept the feedback right."""
     from outpost.hub import home as hub_home_module
+    from outpost.hub import metadata as hub_metadata
     from outpost.packs.signing import generate_key
 
     hub_home = hub_home_module.HubHome.at(tmp_path)
     hub_home.root.mkdir(parents=True)
     generate_key(hub_home.key_path)
     with sqlite3.connect(hub_home.root / "hub.sqlite") as db:
-        db.executescript(hub_home_module._V1)  # the schema as it was, at user_version 0
+        db.executescript(hub_metadata._LEGACY_V1)  # the schema as it was, at user_version 0
         db.execute("INSERT INTO tokens (name, hash) VALUES ('old', 'h')")
         db.execute("INSERT INTO scopes VALUES (1, 'collection', 'docs', 'read')")
         with pytest.raises(sqlite3.IntegrityError):
             db.execute("INSERT INTO scopes VALUES (1, 'collection', 'docs', 'feedback')")
-    hub_home_module._SCHEMA_READY.discard(hub_home.root)  # as in a new process
+    hub_home.metadata(fresh=True)  # opened as in a new process: migrated now
     tokens = Tokens(hub_home)
     assert tokens.get(1).scopes == [("collection", "docs", "read")]
     _, info = tokens.create("new", ["docs"], feedback=["docs"])
     assert ("collection", "docs", "feedback") in info.scopes
     with sqlite3.connect(hub_home.root / "hub.sqlite") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(hub_home_module.MIGRATIONS)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == hub_metadata.SCHEMA_VERSION

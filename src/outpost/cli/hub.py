@@ -35,7 +35,8 @@ def _settings(ctx: typer.Context) -> Settings:
 
 
 def _hub_home(ctx: typer.Context) -> HubHome:
-    return HubHome.at(_settings(ctx).home)
+    settings = _settings(ctx)
+    return HubHome.at(settings.home, settings.hub_db)
 
 
 @hub_app.command("init")
@@ -146,7 +147,7 @@ def finetune_cmd(
     config = TrainConfig(steps=steps, rank=rank, alpha=2.0 * rank, learning_rate=learning_rate, layers=layers)
     settings = _settings(ctx)
     report = finetune(
-        Hub(HubHome.at(settings.home)),
+        Hub(HubHome.at(settings.home, settings.hub_db)),
         collection,
         base,
         pairs_file=pairs,

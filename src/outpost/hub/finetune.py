@@ -16,7 +16,6 @@ otherwise nothing is written to the hub's registry.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tempfile
@@ -77,19 +76,13 @@ def _chunk_texts(hub: Hub, collection: str, ids: set[str] | None = None, limit: 
 
 def feedback_pairs(hub: Hub, collection: str) -> list[QAPair]:
     """Helpful feedback with question text → (question, best-matching sentence of its helpful source)."""
-    with hub.home.connect() as db:
-        rows = db.execute(
-            "SELECT query, shown, answer_vote, source_votes FROM feedback WHERE collection = ? AND query IS NOT NULL "
-            "AND trim(query) != '' ORDER BY id",
-            (collection,),
-        ).fetchall()
+    rows = hub.home.metadata().feedback(collection, counting_only=False, with_query=True)
     wanted: list[tuple[str, str]] = []
     for row in rows:
-        votes: dict[str, int] = json.loads(row["source_votes"])
-        helpful = [cid for cid, v in votes.items() if v]
-        if not helpful and not votes and row["answer_vote"] == 1:
-            helpful = json.loads(row["shown"])[:1]  # a helpful answer with no source votes credits its first source
-        wanted += [(row["query"], cid) for cid in helpful[:1]]
+        helpful = [cid for cid, v in row.source_votes.items() if v]
+        if not helpful and not row.source_votes and row.answer_vote == 1:
+            helpful = row.shown[:1]  # a helpful answer with no source votes credits its first source
+        wanted += [(row.query or "", cid) for cid in helpful[:1]]
     texts = _chunk_texts(hub, collection, {cid for _, cid in wanted})
     pairs = []
     for question, cid in wanted:

@@ -5,13 +5,12 @@
     $OUTPOST_HOME/hub/
       signing-key.pem          Ed25519 private key (0600); its public half is what clients pin
       hub.sqlite               tokens, their scopes, published versions, feedback, adapters
+                               (or a PostgreSQL database: ``OUTPOST_HUB_DB``, see ``metadata.py``)
       collections/<name>/      one Store per collection (the current version)
       packs/<name>/            delta-<v-1>-<v> per published version, snapshots and squashed deltas on demand
 
-``hub.sqlite`` opens through numbered migrations (``PRAGMA user_version``). Requests only read it
-(token lookups run in a read transaction, which in WAL mode never waits for a writer), so a long
-write elsewhere cannot make an authenticated request fail; writes are short and wait up to
-``BUSY_TIMEOUT`` seconds for each other.
+The metadata (``HubHome.metadata()``, ``metadata.py``) is one schema on SQLite or PostgreSQL; SQLAlchemy is
+imported only when it is first used, so commands that never touch it start without it.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -30,85 +30,22 @@ from outpost.errors import ConfigError
 from outpost.home import ensure_private_dir
 from outpost.packs.signing import generate_key, load_private_key, public_key_text
 
+if TYPE_CHECKING:
+    from outpost.hub.metadata import HubMetadata
+
 __all__ = ["HubHome"]
-
-_V1 = """
-CREATE TABLE IF NOT EXISTS tokens (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    admin INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS scopes (
-    token_id INTEGER NOT NULL REFERENCES tokens(id),
-    kind TEXT NOT NULL CHECK (kind IN ('collection', 'model')),
-    name TEXT NOT NULL,
-    right TEXT NOT NULL CHECK (right IN ('read', 'write')),
-    PRIMARY KEY (token_id, kind, name, right)
-);
-CREATE TABLE IF NOT EXISTS versions (
-    collection TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    published_at TEXT NOT NULL DEFAULT (datetime('now')),
-    chunks INTEGER NOT NULL,
-    PRIMARY KEY (collection, version)
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id TEXT PRIMARY KEY,
-    collection TEXT NOT NULL,
-    token_id INTEGER,
-    received_at TEXT NOT NULL DEFAULT (datetime('now')),
-    query TEXT,
-    query_vector BLOB NOT NULL,
-    shown TEXT NOT NULL,
-    answer_vote INTEGER,
-    source_votes TEXT NOT NULL,
-    trained_in INTEGER
-);
-CREATE TABLE IF NOT EXISTS adapters (
-    collection TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    matrix BLOB NOT NULL,
-    dim INTEGER NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    metrics TEXT NOT NULL,
-    published_in INTEGER,
-    PRIMARY KEY (collection, version)
-);
-"""
-
-# v2: a token may upload feedback only with its own ``feedback`` right (DESIGN §8 had read/write only);
-# SQLite cannot alter a CHECK constraint, so the scopes table is rebuilt.
-_V2 = """
-CREATE TABLE scopes_v2 (
-    token_id INTEGER NOT NULL REFERENCES tokens(id),
-    kind TEXT NOT NULL CHECK (kind IN ('collection', 'model')),
-    name TEXT NOT NULL,
-    right TEXT NOT NULL CHECK (right IN ('read', 'write', 'feedback')),
-    PRIMARY KEY (token_id, kind, name, right)
-);
-INSERT INTO scopes_v2 SELECT token_id, kind, name, right FROM scopes;
-DROP TABLE scopes;
-ALTER TABLE scopes_v2 RENAME TO scopes;
-CREATE INDEX IF NOT EXISTS feedback_by_collection ON feedback (collection, token_id);
-"""
-
-MIGRATIONS = [_V1, _V2]
-BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's (short) transaction
-
-
-_SCHEMA_READY: set[Path] = set()
 
 
 @dataclass(frozen=True)
 class HubHome:
+    """``root`` holds the key, collections and packs; ``db_url`` (``postgresql://…``) the metadata, when set."""
+
     root: Path
+    db_url: str | None = None
 
     @classmethod
-    def at(cls, home: Path) -> HubHome:
-        return cls(home / "hub")
+    def at(cls, home: Path, db_url: str | None = None) -> HubHome:
+        return cls(home / "hub", db_url or None)
 
     @property
     def key_path(self) -> Path:
@@ -130,8 +67,7 @@ class HubHome:
         if not self.exists():
             ensure_private_dir(self.root)
             generate_key(self.key_path)
-        _SCHEMA_READY.discard(self.root)  # a new (or re-created) home always gets its tables
-        self.db().close()
+        self.metadata(fresh=True)  # a new (or re-created) home always gets its tables
         return self.public_key
 
     def require(self) -> HubHome:
@@ -147,27 +83,32 @@ class HubHome:
     def public_key(self) -> str:
         return public_key_text(self.signing_key)
 
+    def metadata(self, fresh: bool = False) -> HubMetadata:
+        """Tokens, versions, feedback and adapters: PostgreSQL at ``db_url``, else ``hub.sqlite`` here; migrated
+        once per process (``fresh``: check the schema again)."""
+        from outpost.hub.metadata import open_metadata
+
+        return open_metadata(self.db_url, self.root / "hub.sqlite", fresh)
+
     def db(self) -> sqlite3.Connection:
-        """A new connection (one per thread): WAL, foreign keys, schema migrated once per process."""
-        first = self.root not in _SCHEMA_READY  # WAL (kept in the file) and migrations once per process
-        # synchronous is per connection, not stored in the file: a version row committed here must survive a
-        # power loss, or a version number could be handed out twice (WAL + NORMAL may drop the last commits)
-        conn = open_db(
-            self.root / "hub.sqlite", MIGRATIONS if first else (), synchronous="FULL", timeout=BUSY_TIMEOUT, wal=first
-        )
-        _SCHEMA_READY.add(self.root)
+        """A raw connection to ``hub.sqlite`` (schema migrated), for inspection: the hub itself goes through
+        ``metadata()``."""
+        if self.db_url:
+            raise ConfigError("This hub keeps its metadata in PostgreSQL (OUTPOST_HUB_DB), not in hub.sqlite")
+        self.metadata()
+        conn = open_db(self.root / "hub.sqlite", (), synchronous="FULL", wal=False)
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction on hub.sqlite (``BEGIN IMMEDIATE``), closed afterwards."""
+        """One raw write transaction on hub.sqlite (``BEGIN IMMEDIATE``), closed afterwards."""
         with self._transaction("BEGIN IMMEDIATE") as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """One read transaction: a consistent view that never takes, nor waits for, the write lock."""
+        """One raw read transaction: a consistent view that never takes, nor waits for, the write lock."""
         with self._transaction("BEGIN DEFERRED") as conn:
             yield conn
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +29,9 @@ from outpost.hub.service import Hub
 from outpost.learn import collection_vectors, qrels_examples
 from outpost.records import Adapter, Changeset
 from outpost.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from outpost.hub.metadata import FeedbackItem
 
 __all__ = [
     "Rejection",
@@ -91,68 +93,47 @@ def _misfit(item: dict[str, Any], dim: int | None, known: set[str]) -> str | Non
 
 def store_feedback(home: HubHome, collection: str, token_id: int | None, items: list[dict[str, Any]]) -> int:
     """Insert feedback items; returns how many were new (a retried upload adds none)."""
-    accepted = 0
-    with home.connect() as db:
-        for item in items:
-            vector = np.asarray(item["query_vector"], dtype=np.float32)
-            cur = db.execute(
-                "INSERT OR IGNORE INTO feedback (id, collection, token_id, query, query_vector, shown, answer_vote, "
-                "source_votes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(item["id"]),
-                    collection,
-                    token_id,
-                    item.get("query"),
-                    vector.tobytes(),
-                    json.dumps(list(item.get("shown", []))),
-                    item.get("answer_vote"),
-                    json.dumps(dict(item.get("source_votes", {}))),
-                ),
-            )
-            accepted += cur.rowcount
-    return accepted
+    from outpost.hub.metadata import FeedbackItem
 
-
-# rows that still count: the operator's own (no token) and those of tokens not revoked
-_COUNTS = "(token_id IS NULL OR token_id IN (SELECT id FROM tokens WHERE revoked_at IS NULL))"
+    rows = [
+        FeedbackItem(
+            id=str(item["id"]),
+            token_id=token_id,
+            query=item.get("query"),
+            query_vector=np.asarray(item["query_vector"], dtype=np.float32).tobytes(),
+            shown=list(item.get("shown", [])),
+            answer_vote=item.get("answer_vote"),
+            source_votes=dict(item.get("source_votes", {})),
+        )
+        for item in items
+    ]
+    return home.metadata().add_feedback(collection, token_id, rows)
 
 
 def untrained_count(home: HubHome, collection: str) -> int:
     """New votes that count (what triggers automatic training: a revoked token's flood triggers nothing)."""
-    with home.read() as db:
-        return int(
-            db.execute(
-                f"SELECT count(*) FROM feedback WHERE collection = ? AND trained_in IS NULL AND {_COUNTS}",
-                (collection,),
-            ).fetchone()[0]
-        )
+    return home.metadata().untrained_count(collection)
 
 
-def _example(row: Any, key: str) -> Example:
+def _example(row: FeedbackItem, key: str) -> Example:
     """Helpful sources are positives, unhelpful ones hard negatives; a helpful answer with no source votes
     credits its first source, an unhelpful one discredits all it showed."""
-    votes: dict[str, int] = json.loads(row["source_votes"])
-    shown: list[str] = json.loads(row["shown"])
+    votes, shown = row.source_votes, row.shown
     positives = [cid for cid, v in votes.items() if v]
     negatives = [cid for cid, v in votes.items() if not v]
-    if not votes and row["answer_vote"] == 1 and shown:
+    if not votes and row.answer_vote == 1 and shown:
         positives = shown[:1]
-    if not votes and row["answer_vote"] == 0:
+    if not votes and row.answer_vote == 0:
         negatives = shown
-    source = "" if row["token_id"] is None else str(row["token_id"])
-    return Example(
-        np.frombuffer(row["query_vector"], dtype=np.float32), tuple(positives), tuple(negatives), key, source
-    )
+    source = "" if row.token_id is None else str(row.token_id)
+    return Example(np.frombuffer(row.query_vector, dtype=np.float32), tuple(positives), tuple(negatives), key, source)
 
 
 def examples(home: HubHome, collection: str) -> list[Example]:
     """The collection's judged queries that still count: the operator's own, and live tokens' (not revoked)."""
-    with home.read() as db:
-        rows = db.execute(
-            f"SELECT * FROM feedback WHERE collection = ? AND {_COUNTS} ORDER BY id", (collection,)
-        ).fetchall()
+    rows = home.metadata().feedback(collection)
     secret = _split_secret(home)
-    return [_example(r, split_key(secret, r["id"])) for r in rows]
+    return [_example(r, split_key(secret, r.id)) for r in rows]
 
 
 def _split_secret(home: HubHome) -> bytes:
@@ -204,17 +185,7 @@ def train_and_publish(
             token_share=token_share,
             **train_kw,
         )
-        next_version = (current.version if current else 0) + 1
-        with home.connect() as db:
-            next_version = max(
-                next_version,
-                1
-                + (
-                    db.execute(
-                        "SELECT coalesce(max(version), 0) FROM adapters WHERE collection = ?", (collection,)
-                    ).fetchone()[0]
-                ),
-            )
+        next_version = home.metadata().next_adapter_version(collection, (current.version if current else 0) + 1)
         reason = (
             f"held-out MRR@10 {result.before['mrr@10']:.4f} → {result.after['mrr@10']:.4f} "
             f"on {result.heldout_examples} queries"
@@ -233,11 +204,7 @@ def train_and_publish(
             )
         adapter = Adapter(next_version, result.matrix)
         version = _publish_adapter(hub, store, adapter, {"before": result.before, "after": result.after})
-        with home.connect() as db:
-            db.execute(
-                "UPDATE feedback SET trained_in = ? WHERE collection = ? AND trained_in IS NULL",
-                (next_version, collection),
-            )
+        home.metadata().mark_trained(collection, next_version)
         return TrainReport(
             collection,
             True,
@@ -262,21 +229,8 @@ def _publish_adapter(hub: Hub, store: Store, adapter: Adapter, metrics: dict[str
         chunker_id=store.chunker_id,
     )
     version = hub.publish(store, changeset)
-    with hub.home.connect() as db:  # a re-published (rolled back) adapter keeps its original metrics
-        db.execute(
-            "INSERT OR IGNORE INTO adapters (collection, version, matrix, dim, metrics) VALUES (?, ?, ?, ?, ?)",
-            (
-                store.name,
-                adapter.version,
-                adapter.matrix.astype(np.float32).tobytes(),
-                adapter.matrix.shape[0],
-                json.dumps(metrics),
-            ),
-        )
-        db.execute(
-            "UPDATE adapters SET published_in = ? WHERE collection = ? AND version = ?",
-            (version, store.name, adapter.version),
-        )
+    matrix = adapter.matrix.astype(np.float32)
+    hub.home.metadata().save_adapter(store.name, adapter.version, matrix.tobytes(), matrix.shape[0], metrics, version)
     return version
 
 
@@ -288,17 +242,13 @@ def rollback(hub: Hub, collection: str) -> tuple[int, int]:
         current = store.adapter
         if current is None:
             raise ConfigError(f"Collection {collection!r} has no adapter to roll back")
-        with hub.home.connect() as db:
-            row = db.execute(
-                "SELECT version, matrix, dim FROM adapters WHERE collection = ? AND version < ? "
-                "ORDER BY version DESC LIMIT 1",
-                (collection, current.version),
-            ).fetchone()
+        row = hub.home.metadata().previous_adapter(collection, current.version)
         if row is None:
             dim = current.matrix.shape[0]
             previous = Adapter(0, np.eye(dim, dtype=np.float32))
         else:
-            previous = Adapter(row["version"], np.frombuffer(row["matrix"], np.float32).reshape(row["dim"], row["dim"]))
+            number, matrix, dim = row
+            previous = Adapter(number, np.frombuffer(matrix, np.float32).reshape(dim, dim))
         return _publish_adapter(hub, store, previous, {"rollback_from": current.version}), previous.version
     finally:
         store.close()

@@ -215,7 +215,7 @@ class HubContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.home = HubHome.at(settings.home).require()
+        self.home = HubHome.at(settings.home, settings.hub_db).require()
         self.hub = Hub(self.home)
         self.tokens = Tokens(self.home)
         self.models = Registry(self.home.root)

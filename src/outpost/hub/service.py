@@ -128,11 +128,7 @@ class Hub:
             ) from exc
         fault("hub:after-pack")
         version = store.apply(changeset)
-        with self.home.connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO versions (collection, version, chunks) VALUES (?, ?, ?)",
-                (store.name, version, store.counts()[1]),
-            )
+        self.home.metadata().record_version(store.name, version, store.counts()[1])
         log.info("published %s version %d", store.name, version)
         return version
 

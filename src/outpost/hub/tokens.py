@@ -6,20 +6,25 @@ exist, so names do not leak. Uploading feedback is its own right (``feedback``):
 adapter every outpost receives, so a laptop that may read a collection may not vote on it unless
 the hub's operator says so.
 
-Lookups (``authenticate``, ``get``, ``list``) run in a read transaction: they never take SQLite's
-write lock, so a long write elsewhere cannot make a request's token check fail.
+Tokens live in the hub's metadata database (``metadata.py``: SQLite or PostgreSQL), so every hub process
+sharing it accepts the same tokens. Lookups (``authenticate``, ``get``, ``list``) run in a read transaction:
+on SQLite they never take the write lock, so a long write elsewhere cannot make a request's token check fail.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from outpost.errors import AuthError, ConfigError
 from outpost.hub.home import HubHome
+
+if TYPE_CHECKING:
+    from outpost.hub.metadata import TokenRecord
 
 __all__ = ["TokenInfo", "Tokens"]
 
@@ -66,51 +71,32 @@ class Tokens:
         secret = PREFIX + secrets.token_urlsafe(32)
         scopes = [("collection", c, "read") for c in read] + [("collection", c, "write") for c in write]
         scopes += [("collection", c, "feedback") for c in feedback] + [("model", m, "read") for m in models]
-        with self.hub.connect() as db:
-            cur = db.execute(
-                "INSERT INTO tokens (name, hash, admin) VALUES (?, ?, ?)", (name, _hash(secret), int(admin))
-            )
-            token_id = int(cur.lastrowid or 0)
-            db.executemany("INSERT OR IGNORE INTO scopes VALUES (?, ?, ?, ?)", [(token_id, *s) for s in scopes])
+        token_id = self.hub.metadata().create_token(name, _hash(secret), admin, scopes)
         return secret, self.get(token_id)
 
     def get(self, token_id: int) -> TokenInfo:
-        with self.hub.read() as db:
-            return _token(db, token_id)
+        record = self.hub.metadata().token(token_id)
+        if record is None:
+            raise ConfigError(f"No token with id {token_id}")
+        return _info(record)
 
     def list(self) -> list[TokenInfo]:
-        with self.hub.read() as db:
-            return [_token(db, r[0]) for r in db.execute("SELECT id FROM tokens ORDER BY id").fetchall()]
+        return [_info(r) for r in self.hub.metadata().tokens()]
 
-    def revoke(self, name_or_id: str) -> list[TokenInfo]:
+    def revoke(self, name_or_id: str) -> builtins.list[TokenInfo]:  # ``list`` is the method above
         """Revoke by id or by name (every live token of that name)."""
-        with self.hub.connect() as db:
-            rows = db.execute(
-                "SELECT id FROM tokens WHERE revoked_at IS NULL AND (name = ? OR CAST(id AS TEXT) = ?)",
-                (name_or_id, name_or_id),
-            ).fetchall()
-            if not rows:
-                raise ConfigError(f"No live token named or numbered {name_or_id!r}: see `outpost hub token list`")
-            db.executemany("UPDATE tokens SET revoked_at = datetime('now') WHERE id = ?", [(r[0],) for r in rows])
-        return [self.get(r[0]) for r in rows]
+        ids = self.hub.metadata().revoke(name_or_id)
+        if not ids:
+            raise ConfigError(f"No live token named or numbered {name_or_id!r}: see `outpost hub token list`")
+        return [self.get(i) for i in ids]
 
     def authenticate(self, secret: str | None) -> TokenInfo:
         """The live token for ``secret``; missing, unknown and revoked all fail the same way."""
-        if secret:
-            with self.hub.read() as db:
-                row = db.execute(
-                    "SELECT id FROM tokens WHERE hash = ? AND revoked_at IS NULL", (_hash(secret),)
-                ).fetchone()
-                if row is not None:
-                    return _token(db, row[0])
-        raise AuthError("A valid, unrevoked hub token is required")
+        record = self.hub.metadata().live_token(_hash(secret)) if secret else None
+        if record is None:
+            raise AuthError("A valid, unrevoked hub token is required")
+        return _info(record)
 
 
-def _token(db: sqlite3.Connection, token_id: int) -> TokenInfo:
-    row = db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
-    if row is None:
-        raise ConfigError(f"No token with id {token_id}")
-    scopes = db.execute("SELECT kind, name, right FROM scopes WHERE token_id = ?", (token_id,)).fetchall()
-    return TokenInfo(
-        row["id"], row["name"], bool(row["admin"]), row["created_at"], row["revoked_at"], [tuple(s) for s in scopes]
-    )
+def _info(record: TokenRecord) -> TokenInfo:
+    return TokenInfo(record.id, record.name, record.admin, record.created_at, record.revoked_at, list(record.scopes))
