@@ -12,8 +12,11 @@ from rich.table import Table
 from outpost.app import Outpost
 from outpost.cli.console import err, guarded, out, print_json, progress_bars
 from outpost.cli.local import print_report
-from outpost.cli.options import setting_option
+from outpost.cli.options import default_of, setting_option
+from outpost.finetune import TrainConfig
+from outpost.hub.finetune import finetune
 from outpost.hub.home import HubHome
+from outpost.hub.learning import train_and_publish
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
 from outpost.ingest.limits import ReadLimits
@@ -95,12 +98,14 @@ def ingest_cmd(
 def train_cmd(
     ctx: typer.Context,
     collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection to adapt.")],
-    min_examples: Annotated[int, typer.Option(help="Fewest judged queries to train on.")] = 20,
-    min_gain: Annotated[float, typer.Option(help="Held-out MRR@10 gain needed to publish.")] = 0.005,
+    min_examples: Annotated[int, typer.Option(help="Fewest judged queries to train on.")] = default_of(
+        train_and_publish, "min_examples"
+    ),
+    min_gain: Annotated[float, typer.Option(help="Held-out MRR@10 gain needed to publish.")] = default_of(
+        train_and_publish, "min_gain"
+    ),
 ) -> None:
     """Fit a query adapter from the collection's feedback; publish it only if it beats the current one."""
-    from outpost.hub.learning import train_and_publish
-
     share = _settings(ctx).hub_feedback_token_share
     report = train_and_publish(Hub(_hub_home(ctx)), collection, min_examples, min_gain, share)
     err.print(f"{collection}: {report.reason} ({report.train_examples} train / {report.heldout_examples} held out)")
@@ -125,25 +130,28 @@ def rollback_cmd(
 def finetune_cmd(
     ctx: typer.Context,
     collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection the adapter is for.")],
-    base: Annotated[str, typer.Option("--base", help="Answer model to adapt (name or .gguf path).")] = "smollm2",
+    base: Annotated[str, typer.Option("--base", help="Answer model to adapt (name or .gguf path).")] = default_of(
+        finetune, "base"
+    ),
     pairs: Annotated[
         Optional[Path], typer.Option("--pairs", help='JSONL of {"question", "answer"[, "heldout"]} pairs.')
     ] = None,
     generate: Annotated[int, typer.Option(min=0, help="Also generate pairs from up to N chunks with --base.")] = 0,
-    steps: Annotated[int, typer.Option(min=0, help="Training steps.")] = 30,
-    rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
+    steps: Annotated[int, typer.Option(min=0, help="Training steps.")] = default_of(TrainConfig, "steps"),
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = default_of(TrainConfig, "rank"),
     layers: Annotated[
         Optional[int], typer.Option(min=1, help="Adapt the last N layers (default: 4 on CPU, all on a GPU).")
     ] = None,
-    learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 2e-3,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = default_of(
+        TrainConfig, "learning_rate"
+    ),
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda when available).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Hub model name (default COLLECTION-lora).")] = None,
-    min_gain: Annotated[float, typer.Option(help="Held-out log-likelihood gain per token needed to publish.")] = 0.05,
+    min_gain: Annotated[
+        float, typer.Option(help="Held-out log-likelihood gain per token needed to publish.")
+    ] = default_of(finetune, "min_gain"),
 ) -> None:
     """Train a LoRA for the answer model on Q/A pairs; publish it as hub://NAME only if it beats the base."""
-    from outpost.finetune import TrainConfig
-    from outpost.hub.finetune import finetune
-
     config = TrainConfig(steps=steps, rank=rank, alpha=2.0 * rank, learning_rate=learning_rate, layers=layers)
     settings = _settings(ctx)
     report = finetune(

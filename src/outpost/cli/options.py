@@ -9,6 +9,9 @@ bound in ``outpost/settings.py`` and every command's ``--help`` follows. The opt
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import annotated_types
@@ -18,7 +21,7 @@ from pydantic_core import PydanticUndefined
 
 from outpost.settings import Settings
 
-__all__ = ["setting_default", "setting_help", "setting_option"]
+__all__ = ["default_of", "setting_default", "setting_help", "setting_option"]
 
 
 def _field(name: str) -> FieldInfo:
@@ -58,3 +61,18 @@ def _bounds(name: str) -> dict[str, Any]:
 def setting_option(name: str, *param_decls: str, help: str | None = None, **extra: Any) -> Any:
     """A ``typer.Option`` for Settings field ``name`` (use with a ``None`` default)."""
     return typer.Option(*param_decls, help=setting_help(name, help), **{**_bounds(name), **extra})
+
+
+def default_of(owner: Callable[..., Any], name: str) -> Any:
+    """The default of parameter ``name`` of a function, or of field ``name`` of a dataclass.
+
+    For flags that mirror a core call's own default (``hub train --min-gain``), so the number is written once,
+    where the behaviour lives.
+    """
+    if dataclasses.is_dataclass(owner):
+        field = next(f for f in dataclasses.fields(owner) if f.name == name)
+        return field.default
+    default = inspect.signature(owner).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{owner.__qualname__}({name}) has no default")
+    return default

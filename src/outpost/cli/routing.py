@@ -12,6 +12,7 @@ from rich.table import Table
 from outpost.app import Outpost
 from outpost.audit import AuditLog
 from outpost.cli.console import guarded, out, print_json
+from outpost.cli.options import default_of
 from outpost.costs import BreakEven, break_even
 from outpost.errors import ConfigError
 from outpost.remotes import RemoteConfig, RemoteStore
@@ -38,9 +39,15 @@ def add_cmd(
         Optional[str], typer.Option(help="Environment variable holding the API key (read at call time, never stored).")
     ] = None,
     trusted: Annotated[bool, typer.Option("--trusted", help="May receive `internal` collections' text.")] = False,
-    price_in: Annotated[float, typer.Option(min=0.0, help="USD per million prompt tokens.")] = 0.0,
-    price_out: Annotated[float, typer.Option(min=0.0, help="USD per million completion tokens.")] = 0.0,
-    ctx_tokens: Annotated[int, typer.Option("--ctx", min=256, help="The remote model's context window.")] = 32768,
+    price_in: Annotated[float, typer.Option(min=0.0, help="USD per million prompt tokens.")] = default_of(
+        RemoteConfig, "price_in"
+    ),
+    price_out: Annotated[float, typer.Option(min=0.0, help="USD per million completion tokens.")] = default_of(
+        RemoteConfig, "price_out"
+    ),
+    ctx_tokens: Annotated[int, typer.Option("--ctx", min=256, help="The remote model's context window.")] = default_of(
+        RemoteConfig, "n_ctx"
+    ),
 ) -> None:
     """Add (or replace) a remote; the key stays in the environment variable named by --api-key-env."""
     remote = RemoteConfig(name, url, model, api_key_env, trusted, price_in, price_out, ctx_tokens)
