@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hubkit import HubServer, outpost_cli
+from outpost.embed.base import Embedder
 from outpost.errors import (
     CollectionNotFoundError,
     ConfigError,
@@ -16,12 +18,16 @@ from outpost.errors import (
     OutpostError,
     PackError,
 )
+from outpost.feedback import FeedbackQueue
 from outpost.hub.home import HubHome
 from outpost.hub.tokens import Tokens
 from outpost.hubs import HubConfig, hub_name, save_hub
+from outpost.ingest.chunker import Chunker
 from outpost.llm.bundled import resolve_gguf
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
+from outpost.records import EmbeddingIdentity
+from outpost.remotes import RemoteStore
 
 
 def test_the_kinds_share_a_base_and_keep_their_exit_codes() -> None:
@@ -49,3 +55,40 @@ def test_a_model_missing_on_the_hub_is_a_missing_model_not_a_missing_collection(
 def test_a_model_name_that_could_not_be_a_url_segment_is_refused_before_any_request(home: Path) -> None:
     with pytest.raises(ConfigError, match="Invalid model name"):
         pull(home, "hub://../collections/x")  # no hub is configured: the name is checked first
+
+
+def test_settings_a_user_chose_are_config_errors_in_their_own_words() -> None:
+    with pytest.raises(ConfigError, match=r"chunk_overlap \(150\) must be under half the chunk size \(200"):
+        Chunker(lambda texts: [len(t.split()) for t in texts], 200, 150)
+
+
+class _WrongShape(Embedder):
+    """An embedder backend that returns one dimension too few (what a broken plugin might do)."""
+
+    @property
+    def identity(self) -> EmbeddingIdentity:
+        return EmbeddingIdentity("wrong-shape", "0" * 64, 8, 64)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [1 for _ in texts]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return np.ones((len(texts), 7), dtype=np.float32)
+
+
+def test_a_broken_embedder_is_named_not_a_bare_runtime_error() -> None:
+    with pytest.raises(
+        ConfigError, match=r"The embedder 'wrong-shape' returned vectors of shape \(2, 7\), not \(2, 8\)"
+    ):
+        _WrongShape().embed(["a", "b"])
+
+
+def test_named_things_that_do_not_exist_are_not_found_errors(home: Path) -> None:
+    with pytest.raises(NotFoundError, match="No remote named 'gpu'"):
+        RemoteStore(home).get("gpu")
+    queue = FeedbackQueue(home)
+    try:
+        with pytest.raises(NotFoundError, match="No single answer with id 'abc'"):
+            queue.get("abc")
+    finally:
+        queue.close()

@@ -25,7 +25,7 @@ from outpost.audit import AuditEntry, AuditLog
 from outpost.cli.console import settings_error
 from outpost.costs import PREFILL_FACTOR, break_even
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
-from outpost.errors import ConfigError, PackError, ReadOnlyError, RemoteError
+from outpost.errors import ConfigError, NotFoundError, PackError, ReadOnlyError, RemoteError
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
@@ -107,7 +107,7 @@ def test_no_remote_or_an_ambiguous_one(home: Path) -> None:
     assert route.target == "local" and "no remote is configured" in route.reason
     with pytest.raises(ConfigError, match="Several remotes"):
         _router(home, mode="remote").decide("c", "public", asked=False, fits=True, confidence=lambda: 1.0)
-    with pytest.raises(ConfigError, match="No remote named 'nope'"):
+    with pytest.raises(NotFoundError, match="No remote named 'nope'"):
         _router(home, mode="remote", remote="nope").decide("c", "public", asked=False, fits=True, confidence=lambda: 1)
 
 
@@ -140,7 +140,7 @@ def test_remotes_are_stored_private_and_keys_stay_in_the_environment(
             RemoteConfig(**{"name": "x", "url": "http://h/v1", "model": "m", **bad})  # type: ignore[arg-type]
     store.remove("gpu")
     assert store.list() == []
-    with pytest.raises(ConfigError, match="No remote named 'gpu'"):
+    with pytest.raises(NotFoundError, match="No remote named 'gpu'"):
         store.remove("gpu")
 
 

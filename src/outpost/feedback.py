@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from outpost.db import open_db
-from outpost.errors import ConfigError
+from outpost.errors import ConfigError, NotFoundError
 from outpost.home import ensure_private_dir
 
 __all__ = ["FeedbackItem", "FeedbackQueue"]
@@ -109,7 +109,7 @@ class FeedbackQueue:
     def get(self, item_id: str) -> FeedbackItem:
         rows = self.db.execute("SELECT * FROM feedback WHERE id LIKE ?", (item_id + "%",)).fetchall()
         if len(rows) != 1:
-            raise ConfigError(f"No single answer with id {item_id!r}: see `outpost feedback --all`")
+            raise NotFoundError(f"No single answer with id {item_id!r}: see `outpost feedback --all`")
         return _item(rows[0])
 
     def pending(self, collection: str | None = None) -> list[FeedbackItem]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from outpost.errors import ConfigError, RemoteError
+from outpost.errors import ConfigError, NotFoundError, RemoteError
 from outpost.fsutil import atomic_write_text
 from outpost.home import ensure_private_dir
 from outpost.llm.base import ChatModel, GenerationParams, Message
@@ -102,7 +102,7 @@ class RemoteStore:
         for remote in self.list():
             if remote.name == name:
                 return remote
-        raise ConfigError(f"No remote named {name!r}: run `outpost remote list`, or `outpost remote add {name} ...`")
+        raise NotFoundError(f"No remote named {name!r}: run `outpost remote list`, or `outpost remote add {name} ...`")
 
     def add(self, remote: RemoteConfig) -> None:
         """Add or replace ``remote`` (same name)."""

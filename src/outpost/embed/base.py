@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from outpost.errors import ConfigError
 from outpost.records import EmbeddingIdentity
 
 __all__ = ["Embedder", "length_batches"]
@@ -65,7 +66,10 @@ class Embedder(abc.ABC):
         for index, vectors in self._encode_all(texts):
             vectors = np.asarray(vectors, dtype=np.float32)
             if vectors.shape != (len(index), dim):
-                raise RuntimeError(f"embedder returned shape {vectors.shape}, want {(len(index), dim)}")
+                raise ConfigError(  # a broken backend (a plugin's, say): not the documents' fault
+                    f"The embedder {self.identity.name!r} returned vectors of shape {vectors.shape}, not "
+                    f"{(len(index), dim)}: it is broken; choose another with --embed-model"
+                )
             out[index] = vectors
             if progress:
                 progress(len(index))

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from outpost.errors import ConfigError
 from outpost.records import Block, Chunk, Document
 
 __all__ = ["Chunker", "chunk_id", "embedding_text", "split_sentences"]
@@ -102,8 +103,11 @@ class Chunker:
         overlap: int = 30,
         tokenizer_name: str = "",
     ) -> None:
-        if overlap >= max_tokens // 2:
-            raise ValueError(f"overlap ({overlap}) must be under half of max_tokens ({max_tokens})")
+        if overlap >= max_tokens // 2:  # a setting the user chose: said in its own words, as a ConfigError
+            raise ConfigError(
+                f"chunk_overlap ({overlap}) must be under half the chunk size ({max_tokens} word pieces): lower "
+                "chunk_overlap (config.toml or OUTPOST_CHUNK_OVERLAP) or raise chunk_tokens"
+            )
         self.count_tokens = count_tokens
         self.max_tokens = max_tokens
         self.overlap = overlap
