@@ -16,18 +16,28 @@ plus the share of questions whose own paragraph was among the sources ("retrieve
 subset, the share of wrong replies that the grounding check flagged (a reply is wrong when it contains no
 gold span), the share of right replies it flagged (false alarms), and the check's median cost in ms.
 
-Questions are sampled as whole paragraphs (all of a paragraph's questions, paragraphs shuffled with seed 0),
-so a run of N questions is a prefix of a run of more. Generated replies are cached per (model, prompt, k,
-question) in ``benchmarks/.cache/answers-<config>.jsonl``, so a longer run reuses a shorter one's replies.
+Questions are sampled as whole paragraphs (all of a paragraph's questions, paragraphs shuffled with seed 0)
+and split in two disjoint parts: ``--split dev`` is the questions of the first paragraphs (at least
+``DEV_QUESTIONS``), where prompts and the check's thresholds are tuned; ``--split test`` is the questions of
+the paragraphs after them, reported once. A run of N questions is a prefix of a run of more. Every
+configuration answers question 1, then every configuration question 2, and so on, so a run stopped early
+(``--until``) leaves every configuration with the same questions. Generated replies are cached per
+(configuration, question) in ``benchmarks/.cache/answers-<config>.jsonl``; ``--cached`` makes the table from
+the questions every configuration has cached, generating nothing.
 
-    python benchmarks/answers.py --limit 100                       # explore: every configuration, 100 questions
-    python benchmarks/answers.py --limit 500 --configs gemma3-270m:default:3,extractive::3
+A configuration is ``model:prompt:k[:sentences]``: k chunks retrieved, and ``sentences`` > 0 (default: the
+``prompt_sentences`` setting) puts only that many best evidence sentences in the prompt instead of the chunks
+(extractive-first); ``extractive::k`` is the best evidence sentence alone, no LLM.
+
+    python benchmarks/answers.py --split dev --limit 100           # explore: every configuration
+    python benchmarks/answers.py --split test --limit 500 --configs gemma3-270m:default:5,extractive::5
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import datetime
 import json
 import random
 import re
@@ -40,6 +50,7 @@ from _common import CACHE_DIR, REPO  # noqa: F401  (sets the offline switches fi
 from outpost import Outpost, evidence
 from outpost.rag import SYSTEM_PROMPT, ground_answer
 from outpost.records import Answer, Source
+from outpost.settings import Settings
 
 SQUAD = REPO.parent / "shared" / "datasets" / "squad_v1.1_dev" / "dev-v1.1.json"
 HOME = CACHE_DIR / "answers-home"
@@ -47,12 +58,19 @@ COLLECTION = "squad"
 
 PROMPTS = {
     "default": SYSTEM_PROMPT,
+    "cite": (
+        "You are a careful assistant for an organisation's internal documents. Answer the question "
+        "using only the numbered sources. Cite every fact with its source number in square brackets, "
+        "like [1]. If the sources do not contain the answer, say that you don't know. Be concise."
+    ),  # the default until issue 16's second pass
     "short": (
         "Answer the question from the numbered sources in one short sentence, then cite the source "
         "like [1]. If the sources do not say, answer: I don't know."
     ),
     "span": "Reply with the shortest phrase from the sources that answers the question, and nothing else.",
+    "brief": "Answer the question in a few words, using only the sources.",
 }
+DEV_QUESTIONS = 200  # the dev split: the questions of the first shuffled paragraphs, at least this many
 # model:prompt:k (k = sources in the prompt); "extractive" needs no model or prompt.
 DEFAULT_CONFIGS = [
     "smollm2:default:3",
@@ -121,9 +139,16 @@ def ensure_collection(op: Outpost, paras: list[tuple[str, str, list[dict]]]) -> 
     print(f"ingested {len(report.added)} paragraphs in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
 
-def sample(paras: list[tuple[str, str, list[dict]]], limit: int) -> list[dict]:
+def sample(paras: list[tuple[str, str, list[dict]]], limit: int, split: str = "dev") -> list[dict]:
+    """The first ``limit`` questions of ``split``, whole paragraphs at a time (paragraphs shuffled, seed 0)."""
     order = list(range(len(paras)))
     random.Random(0).shuffle(order)
+    seen = 0
+    for n, i in enumerate(order):  # the dev split ends with the paragraph that reaches DEV_QUESTIONS
+        seen += len(paras[i][2])
+        if seen >= DEV_QUESTIONS:
+            order = order[: n + 1] if split == "dev" else order[n + 1 :]
+            break
     out: list[dict] = []
     for i in order:
         key, _, qas = paras[i]
@@ -140,50 +165,72 @@ def sample(paras: list[tuple[str, str, list[dict]]], limit: int) -> list[dict]:
 # -- running ---------------------------------------------------------------------------------------------
 
 
-def run_config(op: Outpost, config: str, questions: list[dict], max_tokens: int) -> list[dict]:
-    model, prompt, k = config.split(":")
-    cache = CACHE_DIR / f"answers-{config.replace(':', '_')}.jsonl"
-    done = {}
-    if cache.is_file():
-        done = {r["id"]: r for r in map(json.loads, cache.read_text().splitlines())}
-    rows = []
-    started = time.perf_counter()
-    with cache.open("a") as out:
-        for n, q in enumerate(questions, start=1):
-            if q["id"] in done:
-                rows.append(done[q["id"]])
-                continue
-            t0 = time.perf_counter()
-            answer = op.ask(
-                q["question"],
-                COLLECTION,
-                k=int(k),
-                model=None if model == "extractive" else model,
-                extractive=model == "extractive",
-                system=PROMPTS.get(prompt, SYSTEM_PROMPT),
-                temperature=0.0,
-                max_tokens=max_tokens,
-                seed=0,
-            )
-            row = {
-                "id": q["id"],
-                "question": q["question"],
-                "model": answer.model,
-                "generated": answer.generated,
-                "shown": answer.text,
-                "grounding": answer.grounding,
-                "grounding_ms": answer.grounding_ms,
-                "retrieved": any(s.document == q["doc"] for s in answer.sources),
-                "sources": [[s.number, s.document, s.chunk_id, s.text] for s in answer.sources],
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
+class Config:
+    """One ``model:prompt:k[:sentences]`` configuration: its own ``Outpost`` (settings) and reply cache."""
+
+    def __init__(self, spec: str, max_tokens: int, threads: int | None) -> None:
+        self.spec = spec
+        model, prompt, k, *rest = spec.split(":")
+        self.model, self.system, self.k = model, PROMPTS.get(prompt, SYSTEM_PROMPT), int(k)
+        sentences = int(rest[0]) if rest else Settings().prompt_sentences
+        self.spec = f"{model}:{prompt}:{k}:{sentences}"  # the default spelled out: a later default is another cache
+        self.op = Outpost(home=HOME, n_ctx=2048, n_threads=threads, prompt_sentences=sentences)
+        self.max_tokens = max_tokens
+        self.cache = CACHE_DIR / f"answers-{self.spec.replace(':', '_')}.jsonl"
+        lines = self.cache.read_text().splitlines() if self.cache.is_file() else []
+        self.done: dict[str, dict] = {r["id"]: r for r in map(json.loads, lines)}
+        self.seconds: list[float] = []
+
+    def answer(self, q: dict) -> dict:
+        """The cached row for question ``q``, or a new one asked through ``Outpost.ask`` and cached."""
+        if q["id"] in self.done:
+            return self.done[q["id"]]
+        t0 = time.perf_counter()
+        extractive = self.model == "extractive"
+        answer = self.op.ask(
+            q["question"],
+            COLLECTION,
+            k=self.k,
+            model=None if extractive else self.model,
+            extractive=extractive,
+            system=self.system,
+            temperature=0.0,
+            max_tokens=self.max_tokens,
+            seed=0,
+        )
+        row = {
+            "id": q["id"],
+            "question": q["question"],
+            "model": answer.model,
+            "generated": answer.generated,
+            "shown": answer.text,
+            "grounding": answer.grounding,
+            "grounding_ms": answer.grounding_ms,
+            "retrieved": any(s.document == q["doc"] for s in answer.sources),
+            "sources": [[s.number, s.document, s.chunk_id, s.text] for s in answer.sources],
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        with self.cache.open("a") as out:
             out.write(json.dumps(row) + "\n")
-            out.flush()
-            rows.append(row)
-            if n % 10 == 0:
-                rate = (time.perf_counter() - started) / max(1, len(rows) - len(done))
-                print(f"  {config}: {n}/{len(questions)} ({rate:.1f} s/question)", file=sys.stderr, flush=True)
-    return [regrade(op, row) for row in rows]
+        self.done[q["id"]] = row
+        self.seconds.append(row["seconds"])
+        return row
+
+
+def run(configs: list[Config], questions: list[dict], until: datetime.datetime | None) -> list[dict]:
+    """Every configuration answers each question in turn; stops (with equal questions) at ``until``."""
+    asked: list[dict] = []
+    for n, q in enumerate(questions, start=1):
+        if until is not None and datetime.datetime.now(datetime.UTC) >= until:
+            print(f"stopped at {until:%H:%M} UTC after {len(asked)} questions", file=sys.stderr, flush=True)
+            break
+        for config in configs:
+            config.answer(q)
+        asked.append(q)
+        if n % 10 == 0:
+            rates = ", ".join(f"{c.spec} {statistics.fmean(c.seconds):.1f}" for c in configs if c.seconds)
+            print(f"  {n}/{len(questions)} questions; s/question: {rates}", file=sys.stderr, flush=True)
+    return asked
 
 
 def regrade(op: Outpost, row: dict) -> dict:
@@ -195,6 +242,38 @@ def regrade(op: Outpost, row: dict) -> dict:
     answer = Answer(row["question"], row["generated"], sources, row["model"], COLLECTION, generated=row["generated"])
     ground_answer(answer, op.embedder())
     return {**row, "shown": answer.text, "grounding": answer.grounding, "grounding_ms": answer.grounding_ms}
+
+
+SWEEP = {  # the check's settings tried on the dev split (evidence.py's module constants)
+    "MIN_EVIDENCE": [0.0, 0.4, 0.5, 0.6],
+    "ON_TOPIC_MARGIN": [0.1, 0.25],
+    "MIN_SIMILARITY": [0.35, 0.5],
+}
+
+
+def sweep(op: Outpost, configs: list[Config], questions: list[dict]) -> list[dict[str, object]]:
+    """Regrade the cached replies under every combination of ``SWEEP``: the dev split's calibration table."""
+    import itertools
+
+    saved = {name: getattr(evidence, name) for name in SWEEP}
+    out: list[dict[str, object]] = []
+    try:
+        for values in itertools.product(*SWEEP.values()):
+            setting = dict(zip(SWEEP, values))
+            for name, value in setting.items():
+                setattr(evidence, name, value)
+            for config in configs:
+                if config.model == "extractive":
+                    continue
+                rows = [regrade(op, config.done[q["id"]]) for q in questions]
+                r = summarise(config.spec, questions, rows)
+                keep = ("checked_contains", "checked_contains_retrieved", "wrong_flagged", "right_flagged")
+                out.append({**setting, "config": config.spec, **{k: round(float(r[k]), 3) for k in keep}})
+                print(json.dumps(out[-1]), flush=True)
+    finally:
+        for name, value in saved.items():
+            setattr(evidence, name, value)
+    return out
 
 
 def summarise(config: str, questions: list[dict], rows: list[dict]) -> dict[str, object]:
@@ -281,6 +360,10 @@ def table(results: list[dict[str, object]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=100, help="questions (whole paragraphs, seed 0)")
+    parser.add_argument("--split", choices=["dev", "test"], default="dev", help="dev: tune here; test: report")
+    parser.add_argument("--until", help="HH:MM (UTC): stop asking new questions then")
+    parser.add_argument("--cached", action="store_true", help="no generation: the questions all configs cached")
+    parser.add_argument("--sweep", action="store_true", help="dev only: regrade under every SWEEP setting")
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="model:prompt:k, comma-separated")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
@@ -288,14 +371,32 @@ def main() -> None:
     parser.add_argument("--cost", action="store_true", help="also time the check against a query embedding")
     args = parser.parse_args()
 
-    op = Outpost(home=HOME, n_ctx=2048, n_threads=args.threads)
+    if args.threads:  # torch too: oversubscribed cores slow a 2-thread pool far more than they slow 1 thread
+        import torch
+
+        torch.set_num_threads(args.threads)
+    configs = [Config(spec, args.max_tokens, args.threads) for spec in args.configs.split(",")]
+    op = configs[0].op
     paras = paragraphs()
     ensure_collection(op, paras)
-    questions = sample(paras, args.limit)
+    questions = sample(paras, args.limit, args.split)
+    if args.cached:
+        questions = [q for q in questions if all(q["id"] in c.done for c in configs)]
+    until = None
+    if args.until:
+        now = datetime.datetime.now(datetime.UTC)
+        hour, minute = map(int, args.until.split(":"))
+        until = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    questions = run(configs, questions, until)
+    if args.sweep:
+        if args.split != "dev":
+            parser.error("--sweep calibrates the check: on the dev split only, never on the reported one")
+        sweep(op, configs, questions)
+        return
     results = []
-    for config in args.configs.split(","):
-        rows = run_config(op, config, questions, args.max_tokens)
-        results.append(summarise(config, questions, rows))
+    for config in configs:
+        rows = [regrade(op, config.done[q["id"]]) for q in questions]
+        results.append(summarise(config.spec, questions, rows))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2) if args.json else table(results))
     if args.cost:

@@ -93,6 +93,24 @@ def test_a_planted_wrong_number_or_name_is_flagged(
     assert result.evidence[0].text.startswith("New hires get 20")  # the evidence is still the right sentence
 
 
+@pytest.mark.parametrize(
+    ("question", "reply", "supported"),
+    [
+        (QUESTION, "Vacation days accrue monthly from the first day [1].", False),  # true, but no number
+        (QUESTION, "Twenty [1].", True),
+        ("Who approves vacation requests?", "The manager approves requests [1].", False),  # true, but no name
+        ("Who approves vacation requests?", "Dana Whitfield [1].", True),
+    ],
+)
+def test_an_answer_of_the_wrong_kind_is_flagged(
+    question: str, reply: str, supported: bool, sources: list[Source], embedder: SentenceTransformerEmbedder
+) -> None:
+    result = ground(question, reply, sources, embedder)
+    assert (result.status == "supported") is supported, result.claims
+    if not supported:
+        assert "the question asks for a" in result.claims[0].reason
+
+
 def test_only_the_unsupported_sentence_of_an_answer_is_marked(
     sources: list[Source], embedder: SentenceTransformerEmbedder
 ) -> None:
@@ -187,6 +205,9 @@ def test_quickstart_answers_its_own_question_right_with_evidence(home: Path) -> 
         [sys.executable, "-m", "outpost", "quickstart"], env=env, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, proc.stderr
+    # llama.cpp's own log lines (Gemma: "llama_kv_cache_iswa: using full-size SWA cache") go to logging, not here
+    native = [line for line in proc.stderr.splitlines() if line.startswith(("llama", "ggml", "load", "print_info"))]
+    assert native == [], proc.stderr
     answer = proc.stdout.split("A: ", 1)[1].split("\nEvidence:", 1)[0]
     assert "20" in answer
     assert "✓ every sentence is supported by the sources" in answer

@@ -11,7 +11,7 @@ from outpost.errors import ContextOverflowError, ModelNotFoundError
 from outpost.llm import resolve_gguf
 from outpost.llm.llamacpp import LlamaCppModel
 from outpost.rag import build_messages, cited_numbers, pack_sources, to_sources
-from outpost.records import Chunk, Hit
+from outpost.records import Chunk, Evidence, Hit
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +49,19 @@ def test_packing_drops_the_lowest_ranked_sources_first(small_ctx_model: LlamaCpp
     assert [s.number for s in kept] == list(range(1, len(kept) + 1))  # a prefix: best ranks kept
     assert small_ctx_model.prompt_tokens(messages) + 100 <= small_ctx_model.n_ctx
     assert small_ctx_model.prompt_tokens(build_messages("What is fact3?", sources[: len(kept) + 1])) + 100 > 512
+
+
+def test_an_evidence_prompt_holds_only_those_sentences_under_renumbered_sources(
+    small_ctx_model: LlamaCppModel,
+) -> None:
+    sources = to_sources(_hits(3, 40))
+    evidence = [Evidence(3, "Source 2: fact7 is blue.", 0.9), Evidence(1, "Source 0: fact1 is red.", 0.5)]
+    messages, kept = pack_sources(small_ctx_model, "What is fact7?", sources, max_tokens=50, evidence=evidence)
+    # source 2 had no sentence in the prompt: the answer lists the two that did, numbered as the model saw them
+    assert [(s.number, s.document) for s in kept] == [(1, "doc0.txt"), (2, "doc2.txt")]
+    prompt = messages[-1]["content"]
+    assert "[2] Source 2: fact7 is blue.\n[1] Source 0: fact1 is red." in prompt
+    assert "fact30" not in prompt  # nothing else of the chunks
 
 
 def test_a_question_too_long_for_the_context_is_a_clear_error(small_ctx_model: LlamaCppModel) -> None:

@@ -264,11 +264,14 @@ class Outpost:
         assert local is not None
         return route, local
 
-    @staticmethod
-    def _pack(chat: ChatModel | None, question: str, found: list[Source], max_tokens: int, system: str) -> Prepared:
+    def _pack(
+        self, chat: ChatModel | None, question: str, found: list[Source], max_tokens: int, system: str
+    ) -> Prepared:
         if chat is None:  # extractive: no prompt, every retrieved source
             return Prepared(None, [], found)
-        messages, sources = pack_sources(chat, question, found, max_tokens, system)
+        count = self.settings.prompt_sentences  # extractive-first: the best sentences, not whole chunks
+        evidence = find_evidence(question, found, self.embedder())[:count] if count else None
+        messages, sources = pack_sources(chat, question, found, max_tokens, system, evidence)
         return Prepared(chat, messages, sources)
 
     # -- feedback -----------------------------------------------------------------------------

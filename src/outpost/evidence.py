@@ -11,6 +11,8 @@ Two questions a reader of a generated answer should be able to settle without re
   most of its key terms too, and that place must say the same thing (embedder similarity). Support is
   *local* — checked against one source sentence and its neighbour, not the whole source — because a
   small model's typical mistake is a real phrase from the right source that answers something else.
+  For the same reason an answer must rest on a sentence that answers the question itself, and must give
+  what the question's wording asks for (a number to "how many", a name to "who", a time to "when").
 
 Both run after generation for every caller alike (``AnswerStream``), and cost one batched embedder call
 (``benchmarks/answers.py`` reports the milliseconds). The embedder is passed in — the same loaded
@@ -54,7 +56,17 @@ MARGIN = 0.1
 EVIDENCE_COUNT = 3  # sentences shown under an answer
 ON_TOPIC = 3  # an answer must rest on one of the sentences that best answer the question alone …
 ON_TOPIC_MARGIN = 0.25  # … and score within this of the best one
+MIN_EVIDENCE = 0.0  # below this best question-evidence score no sentence answers the question: nothing is supported
 SHORT_CLAIM_TERMS = 5  # a claim with fewer key terms is a fragment ("20 days"): read it with its question
+
+# What a question asks for, when its wording says so plainly: an answer with no number to "how many" or no
+# name to "who" answers something else, however faithful its words are to the sources.
+_ASKS_NUMBER = re.compile(r"\b(?:how (?:many|much|old)|(?:what|which) (?:year|percentage|percent))\b", re.I)
+_ASKS_NAME = re.compile(r"^\W*(?:who|whom|whose|where)\b", re.I)  # a person, or a place: named
+_ASKS_TIME = re.compile(r"^\W*when\b", re.I)
+_TIME_TEXT = """century centuries decade decades year years month months week weeks day days ago age era period
+    season spring summer autumn fall winter morning evening night"""
+_TIME_WORDS = frozenset(_TIME_TEXT.split())
 
 _CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,:]\d+)*%?")
@@ -120,7 +132,7 @@ class _VectorCache:
         model = embedder.identity.weights_sha256
         with self.lock:
             missing = list(dict.fromkeys(t for t in texts if (model, t) not in self.vectors))
-        fresh = embedder.embed(missing) if missing else []
+        fresh: np.ndarray | list[np.ndarray] = embedder.embed(missing) if missing else []
         with self.lock:
             for text, vector in zip(missing, fresh):
                 self.vectors[(model, text)] = vector
@@ -403,6 +415,10 @@ def ground(question: str, text: str, sources: list[Source], embedder: Embedder, 
     ]
     asked = _rank(question, sentences, s_vecs, q_vec)[:ON_TOPIC]
     claims = _on_topic(claims, [e for e in asked if e.score >= asked[0].score - ON_TOPIC_MARGIN] if asked else [])
+    claims = _of_the_kind_asked(claims, question)
+    if asked and asked[0].score < MIN_EVIDENCE:
+        why = f"no source sentence speaks to the question closely (best evidence {asked[0].score:.2f})"
+        claims = [replace(c, supported=False, reason=why) if c.supported else c for c in claims]
     good = [i for i, c in enumerate(claims) if c.supported]
     support = (" ".join(claims[i].text for i in good), c_vecs[good].sum(axis=0)) if good else None
     evidence = _rank(question, sentences, s_vecs, q_vec, support)[:EVIDENCE_COUNT]
@@ -428,6 +444,48 @@ def _on_topic(claims: list[Claim], asked: list[Evidence]) -> list[Claim]:
         else c
         for c in claims
     ]
+
+
+def _asked_kind(question: str) -> str:
+    """``number``, ``name``, ``time`` or "" — what the question's own wording demands of an answer."""
+    if _ASKS_NUMBER.search(question):
+        return "number"
+    if _ASKS_TIME.search(question):
+        return "time"
+    return "name" if _ASKS_NAME.search(question) else ""
+
+
+def _gives(kind: str, text: str, question: str) -> bool:
+    """Whether ``text`` holds something of ``kind`` that the question does not already hold.
+
+    A time is a number (a year, a date), a named period ("the Renaissance", "May") or a time word
+    ("centuries", "ago").
+    """
+    asked = _terms(question)
+    for token in _tokens(text):
+        low = token.lower()
+        number = token[0].isdigit() or low in _NUMBER_WORDS
+        name = token[0].isupper() and low not in _STOPWORDS
+        new_number = number and (_NUMBER_WORDS.get(low) or _number(token)) not in asked
+        new_name = name and _stem(low.removesuffix("'s")) not in asked
+        if new_number if kind == "number" else new_name if kind == "name" else new_number or new_name:
+            return True
+        if kind == "time" and low in _TIME_WORDS:
+            return True
+    return False
+
+
+def _of_the_kind_asked(claims: list[Claim], question: str) -> list[Claim]:
+    """Supported claims of an answer that gives no number to "how many", no name to "who": marked.
+
+    Why: the commonest wrong answer of a small model is a faithful phrase of the right sentence that is not
+    the thing asked for; the question's wording catches the plainest of them at no cost.
+    """
+    kind = _asked_kind(question)
+    if not kind or any(_gives(kind, c.text, question) for c in claims):
+        return claims
+    reason = f"the question asks for a {kind}, and this gives none"
+    return [replace(c, supported=False, reason=reason) if c.supported else c for c in claims]
 
 
 def _status(claims: list[Claim], has_sources: bool, check: bool) -> str:

@@ -1,7 +1,10 @@
 """Retrieval-augmented answering: hits → numbered sources → a prompt packed to the context → answer → grounding.
 
 The sources an answer lists are exactly the chunks placed in the prompt, numbered as the model
-saw them; when the prompt does not fit, the lowest-ranked chunks are dropped first. Once generated,
+saw them; when the prompt does not fit, the lowest-ranked chunks are dropped first. Extractive-first
+(the default, ``prompt_sentences`` > 0): the prompt holds only the best evidence sentences of those
+chunks, each under its source's number, and the model is asked for a short answer first — on the
+bundled 135M–270M models whole chunks mostly distract (docs/benchmarks.md, answers). Once generated,
 every answer goes through one step, :func:`ground_answer`: its evidence is found and each of its
 sentences checked against the sources (``outpost.evidence``). With no chat model, the answer is the
 evidence itself (``AnswerStream(model=None)``).
@@ -32,11 +35,9 @@ __all__ = [
 UNSUPPORTED_NOTICE = "The sources do not support the model's answer; here is what they say."
 EXTRACTIVE_MODEL = "extractive"
 
-SYSTEM_PROMPT = (
-    "You are a careful assistant for an organisation's internal documents. Answer the question "
-    "using only the numbered sources. Cite every fact with its source number in square brackets, "
-    "like [1]. If the sources do not contain the answer, say that you don't know. Be concise."
-)
+# Answer first, in a few words: measured on SQuAD dev (docs/benchmarks.md), the bundled models given the
+# longer instructions (cite every fact, say when you don't know) restated the question or the whole sentence.
+SYSTEM_PROMPT = "Answer the question in a few words, using only the sources."
 _CITATION = re.compile(r"\[(\d+)\]")
 
 
@@ -53,8 +54,21 @@ def _source_block(source: Source) -> str:
     return f"[{source.number}] ({where}{heading})\n{source.text}"
 
 
-def build_messages(question: str, sources: list[Source], system: str = SYSTEM_PROMPT) -> list[Message]:
-    context = "\n\n".join(_source_block(s) for s in sources) or "(no sources found)"
+def _evidence_block(sources: list[Source], evidence: list[Evidence]) -> str:
+    """The evidence sentences of ``sources``, best first, one line each under its source's number."""
+    kept = {s.number for s in sources}
+    return "\n".join(f"[{e.source}] {e.text}" for e in evidence if e.source in kept)
+
+
+def build_messages(
+    question: str, sources: list[Source], system: str = SYSTEM_PROMPT, evidence: list[Evidence] | None = None
+) -> list[Message]:
+    """The chat messages for ``question``: whole sources, or (``evidence`` given) only those sentences."""
+    if evidence is not None:
+        context = _evidence_block(sources, evidence)
+    else:
+        context = "\n\n".join(_source_block(s) for s in sources)
+    context = context or "(no sources found)"
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": f"Sources:\n\n{context}\n\nQuestion: {question}"},
@@ -62,12 +76,23 @@ def build_messages(question: str, sources: list[Source], system: str = SYSTEM_PR
 
 
 def pack_sources(
-    model: ChatModel, question: str, sources: list[Source], max_tokens: int, system: str = SYSTEM_PROMPT
+    model: ChatModel,
+    question: str,
+    sources: list[Source],
+    max_tokens: int,
+    system: str = SYSTEM_PROMPT,
+    evidence: list[Evidence] | None = None,
 ) -> tuple[list[Message], list[Source]]:
-    """Drop the lowest-ranked sources until prompt + answer budget fit the context window."""
+    """Drop the lowest-ranked sources until prompt + answer budget fit the context window.
+
+    ``evidence`` (the prompt's sentences, from :func:`outpost.evidence.find_evidence`) puts only those
+    sentences in the prompt; the answer still lists whole sources, the ones the sentences came from.
+    """
     kept = list(sources)
+    if evidence is not None:
+        kept, evidence = _renumber(kept, evidence)
     while True:
-        messages = build_messages(question, kept, system)
+        messages = build_messages(question, kept, system, evidence)
         used = model.prompt_tokens(messages)
         if used + max_tokens <= model.n_ctx:
             return messages, kept
@@ -77,6 +102,16 @@ def pack_sources(
                 "reserved for the answer; shorten it, lower --max-tokens or raise --ctx"
             )
         kept.pop()
+
+
+def _renumber(sources: list[Source], evidence: list[Evidence]) -> tuple[list[Source], list[Evidence]]:
+    """Only the sources that some evidence sentence comes from, numbered 1.. in rank order, and the evidence
+    relabelled to match: the answer lists exactly the sources whose text the model saw, as it saw them."""
+    used = {e.source for e in evidence}
+    kept = [s for s in sources if s.number in used] or sources[:1]
+    number = {s.number: i for i, s in enumerate(kept, start=1)}
+    relabelled = [replace(e, source=number[e.source]) for e in evidence if e.source in number]
+    return [replace(s, number=number[s.number]) for s in kept], relabelled
 
 
 def cited_numbers(text: str, count: int) -> list[int]:

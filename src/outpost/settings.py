@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     temperature: float = Field(0.2, ge=0.0, description="Sampling temperature.")
     max_tokens: int = Field(384, ge=1, description="Most tokens to generate for an answer.")
     top_k: int = Field(5, ge=1, description="Chunks retrieved for an answer.")
+    prompt_sentences: int = Field(
+        1, ge=0, description="Best evidence sentences given to the model instead of whole chunks (0: whole chunks)."
+    )
     grounding: bool = Field(
         True, description="Check each answer sentence against its sources and mark unsupported ones."
     )

@@ -6,6 +6,8 @@ so the token count used for context packing is exactly what the model is fed.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -65,6 +67,30 @@ def _plain_cpu_buffers() -> Iterator[None]:
         module.llama_cpp.llama_model_default_params = original
 
 
+@functools.cache
+def _route_native_logs() -> object:
+    """Send llama.cpp's own log lines to Python logging (``outpost.llm.llama_cpp``, DEBUG), not to stderr.
+
+    Why: llama-cpp-python's callback prints every line llama.cpp tags as an error even with ``verbose=False``,
+    and llama.cpp tags routine notes that way (Gemma 3: ``llama_kv_cache_iswa: using full-size SWA cache``),
+    so they appeared in the middle of a CLI answer. They stay readable with DEBUG logging on. Installed once,
+    after ``llama_cpp.llama`` (whose import installs its own callback); the returned callback is kept alive
+    by the cache, since llama.cpp calls it for as long as the process runs.
+    """
+    import llama_cpp
+    import llama_cpp.llama  # noqa: F401  (installs llama-cpp-python's callback, which this one replaces)
+
+    native = logging.getLogger("outpost.llm.llama_cpp")
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if native.isEnabledFor(logging.DEBUG):
+            native.debug("%s", text.decode("utf-8", errors="replace").rstrip("\n"))
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward
+
+
 class LlamaCppModel(ChatModel):
     """A GGUF model loaded once; ``n_ctx`` set explicitly (llama.cpp's 512 default is too small for RAG)."""
 
@@ -89,6 +115,7 @@ class LlamaCppModel(ChatModel):
         self.path = path
         self.name = name or path.stem
         self._lock = threading.Lock()
+        _route_native_logs()
         with _plain_cpu_buffers():
             self.llm = Llama(
                 model_path=str(path),
