@@ -303,8 +303,9 @@ class HubMetadata:
                     "answer_vote": item.answer_vote,
                     "source_votes": json.dumps(item.source_votes),
                 }
-                result = conn.execute(_insert(conn, feedback).values(**row).on_conflict_do_nothing())
-                accepted += max(result.rowcount, 0)
+                # RETURNING says whether the row went in (rowcount is not reliable across drivers here)
+                insert = _insert(conn, feedback).values(**row).on_conflict_do_nothing().returning(feedback.c.id)
+                accepted += len(conn.execute(insert).all())
         return accepted
 
     def untrained_count(self, collection: str) -> int:
