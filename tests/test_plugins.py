@@ -27,6 +27,7 @@ from outpost.errors import ModelNotFoundError
 from outpost.ingest.loaders import LOADERS, load_bytes, loaders
 from outpost.models.load import RUNTIMES, load_chat_model
 from outpost.plugins import Group, factory_entries
+from outpost.remotes import REMOTES
 from outpost.settings import Settings
 
 TOY_MODULE = '''
@@ -136,7 +137,7 @@ py-modules = ["outpost_broken"]
 TOY_FILE = (
     "title: Lighthouse keeping\n- The lamp is lit at dusk by the keeper.\n- Fog horns sound every thirty seconds.\n"
 )
-GROUPS = (LOADERS, EMBEDDERS, RUNTIMES)
+GROUPS = (LOADERS, EMBEDDERS, RUNTIMES, REMOTES)
 
 
 def _package(folder: Path, pyproject: str, module: str, source: str) -> Path:
@@ -172,12 +173,13 @@ def installed(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_the_built_ins_register_through_the_entry_points() -> None:
-    for group, name in [(LOADERS, "builtin"), (EMBEDDERS, "sentence-transformers"), (RUNTIMES, "llamacpp")]:
+    built_in = [(LOADERS, "builtin"), (EMBEDDERS, "sentence-transformers"), (RUNTIMES, "llamacpp"), (REMOTES, "openai")]
+    for group, name in built_in:
         eps = [ep for ep in entry_points(group=group.name) if ep.dist is not None and ep.dist.name == "outpost"]
         assert [ep.name for ep in eps] == [name]
     assert loaders()[".pdf"].kind == "pdf" and LOADERS.owner(".md") == "builtin"
     assert EMBEDDERS.owner("sentence-transformers") == "sentence-transformers"
-    assert RUNTIMES.owner("llamacpp") == "llamacpp"
+    assert RUNTIMES.owner("llamacpp") == "llamacpp" and REMOTES.owner("openai") == "openai"
 
 
 def test_a_plugin_adds_a_format_an_embedder_and_a_runtime(installed: Path, caplog: pytest.LogCaptureFixture) -> None:

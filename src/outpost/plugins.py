@@ -20,7 +20,8 @@ hook manager would add a dependency and nothing else. What ``register`` takes de
   ``--embed-model KIND:MODEL`` (``outpost.embed.factory``);
 - ``outpost.llms``: ``register(kind, factory)``, ``factory(model, settings) -> ChatModel`` — chosen with
   ``--model KIND:MODEL`` (``outpost.models.load``);
-- ``outpost.remotes`` (remote chat backends) predates this module: ``kind = "module:Class"`` (``outpost.remotes``).
+- ``outpost.remotes``: ``register(kind, factory)``, ``factory(config, timeout=) -> ChatModel`` — a configured
+  remote endpoint of that kind (``outpost.remotes``).
 
 Outpost's own formats and backends register through the same groups from its ``pyproject.toml`` and are loaded
 first. What a plugin registers for a key someone registered before it (a suffix, a kind) is not used, with a

@@ -4,9 +4,9 @@ A remote is configured once (``outpost remote add``) and stored in ``$OUTPOST_HO
 Its API key is never stored: the config names an environment variable (``api_key_env``), read at call time,
 so the key lives where the user's other secrets live and never in the home folder.
 
-Backends register through the ``outpost.remotes`` entry-point group (``kind`` → a class taking a
-:class:`RemoteConfig` and returning a :class:`~outpost.llm.base.ChatModel`); the built-in ``openai`` kind
-registers the same way. Whether a remote is *used* is decided by ``outpost.routing``, never here.
+Backends are plugins (``outpost.plugins``) in the ``outpost.remotes`` entry-point group: a plugin's function
+calls ``register(kind, factory)``, ``factory(config: RemoteConfig, timeout=) -> ChatModel``; the built-in
+``openai`` kind registers the same way. Whether a remote is *used* is decided by ``outpost.routing``, never here.
 
     >>> remotes = RemoteStore(home)
     >>> remotes.add(RemoteConfig("gpu", "http://10.0.0.5:8000/v1", "llama-3.1-70b", "GPU_KEY", trusted=True))
@@ -22,7 +22,6 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from outpost.fsutil import atomic_write_text
 from outpost.home import ensure_private_dir
 from outpost.llm.base import ChatModel, GenerationParams, Message
 from outpost.names import check_name, shown
+from outpost.plugins import Group, factory_entries
 
 __all__ = ["OpenAICompatModel", "RemoteConfig", "RemoteReply", "RemoteStore", "load_remote"]
 
@@ -231,17 +231,18 @@ def _piece(event: dict[str, Any], reply: RemoteReply) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _backends() -> dict[str, Callable[..., ChatModel]]:
-    """Remote kinds by name: the ``outpost.remotes`` entry points (built-ins included)."""
-    found: dict[str, Callable[..., ChatModel]] = {"openai": OpenAICompatModel}  # if the metadata is stale
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.load()
-    return found
+def register_builtins(register: Callable[..., None]) -> None:
+    """The built-in remote kind, registered like any plugin's (``outpost.remotes`` entry point ``openai``)."""
+    register("openai", OpenAICompatModel)
+
+
+REMOTES: Group[Callable[..., ChatModel]] = Group(ENTRY_POINT_GROUP, "remote kind", factory_entries, register_builtins)
 
 
 def load_remote(config: RemoteConfig, timeout: float = 20.0) -> ChatModel:
     """The chat model for a configured remote (a ``RemoteError``-raising ``open`` for the built-in kind)."""
-    backends = _backends()
-    if config.kind not in backends:
-        raise ConfigError(f"Remote {config.name!r} is of kind {config.kind!r}; known: {', '.join(sorted(backends))}")
-    return backends[config.kind](config, timeout=timeout)
+    factory = REMOTES.get(config.kind)
+    if factory is None:
+        known = ", ".join(sorted(REMOTES.table()))
+        raise ConfigError(f"Remote {config.name!r} is of kind {config.kind!r}; known: {known}")
+    return factory(config, timeout=timeout)
