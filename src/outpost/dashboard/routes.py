@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from outpost import __version__
-from outpost.api.service import ApiService
+from outpost.app import Outpost
 from outpost.dashboard import views
 from outpost.dashboard.jobs import Job, JobManager, plain_error, sse
 from outpost.dashboard.security import (
@@ -41,15 +41,34 @@ from outpost.hubs import HubConfig, load_hubs
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
+from outpost.settings import Settings
 from outpost.sync import sync_hub
 
-__all__ = ["Dashboard", "get_dashboard", "mount_static", "render_ask", "router"]
+__all__ = ["Dashboard", "Host", "get_dashboard", "mount_static", "render_ask", "router"]
 
 _HERE = files("outpost.dashboard")
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
 
 PAGES = [("ask", "Ask", "/"), ("collections", "Collections", "/ui/collections"), ("sync", "Sync", "/ui/sync")]
 PAGES += [("models", "Models", "/ui/models"), ("fit", "Fit", "/ui/fit"), ("settings", "Settings", "/ui/settings")]
+
+
+class Host(Protocol):
+    """What the dashboard needs from the app it is mounted in; ``api.service.ApiService`` is one.
+
+    The dashboard answers through the same ``Outpost``, registry and vote queue as ``/v1`` and ``/api`` (one
+    answering path), yet imports nothing of the API package: the API mounts the dashboard, not the reverse.
+    """
+
+    settings: Settings
+    outpost: Outpost
+    registry: Registry
+
+    def touch(self) -> None:
+        """Mark the models in use now (the idle reaper then leaves them loaded)."""
+
+    def vote(self, answer_id: str, helpful: bool | None, sources: dict[int, bool]) -> dict[str, object]:
+        """Queue a vote on an answer and/or its numbered sources."""
 
 
 class AskRequest(BaseModel):
@@ -103,7 +122,7 @@ def _page(request: Request, template: str, page: str, **context: Any) -> HTMLRes
     return response
 
 
-def render_ask(request: Request, service: ApiService) -> HTMLResponse:
+def render_ask(request: Request, service: Host) -> HTMLResponse:
     """The Ask page (served at ``/`` for browsers and at ``/ui/ask``)."""
     names = [c.name for c in service.outpost.collections()]
     models = [e.name for e in service.registry.list()]
@@ -117,7 +136,7 @@ def _bad(message: str, status: int = 400) -> HTTPException:
 class Dashboard:
     """The routes' shared state: the API's service, the job manager and each hub's last sync error."""
 
-    def __init__(self, service: ApiService) -> None:
+    def __init__(self, service: Host) -> None:
         self.service = service
         self.op = service.outpost
         self.settings = service.settings
