@@ -25,7 +25,7 @@ from hubkit import outpost_cli
 from outpost.embed.factory import EMBEDDERS, load_embedder
 from outpost.errors import ModelNotFoundError
 from outpost.ingest.loaders import LOADERS, load_bytes, loaders
-from outpost.models.load import RUNTIMES, load_chat_model
+from outpost.models.load import RUNTIMES, load_chat_model, unload_all
 from outpost.plugins import Group, factory_entries
 from outpost.remotes import REMOTES
 from outpost.settings import Settings
@@ -168,6 +168,7 @@ def installed(site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         group.reload()
     yield site
     monkeypatch.undo()
+    unload_all()  # the toy chat model must not show up in later tests' loaded_models()
     for group in GROUPS:
         group.reload()
 
