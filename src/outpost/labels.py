@@ -27,13 +27,13 @@ def check_label(value: object) -> Label:
     """``value`` if it is a label, else a ``ConfigError`` that lists the three."""
     if value not in LABELS:
         raise ConfigError(f"Unknown sensitivity label {shown(value)}: use one of {', '.join(LABELS)}")
-    return cast(Label, value)
+    return value
 
 
 def label_of(store: Store) -> Label:
     """The collection's label; missing (never labelled, or synced from an older hub) means ``private``."""
     raw = store.get_meta("label")
-    return cast(Label, raw) if raw in LABELS else DEFAULT_LABEL
+    return raw if raw in LABELS else DEFAULT_LABEL
 
 
 def set_label(store: Store, label: str) -> Label:

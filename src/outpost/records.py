@@ -127,7 +127,8 @@ class Adapter:
     def apply(self, query: np.ndarray) -> np.ndarray:
         out = np.asarray(query, dtype=np.float32) @ self.matrix.T
         norms = np.linalg.norm(out, axis=-1, keepdims=True)
-        return out / np.where(norms > 0, norms, 1.0)
+        unit: np.ndarray = out / np.where(norms > 0, norms, 1.0)
+        return unit
 
     def sha256(self) -> str:
         import hashlib

@@ -53,7 +53,8 @@ class Retriever:
         if adapter is not None:
             query = adapter.apply(query)
         q, _ = quantize(query)
-        return q[0]
+        vector: np.ndarray = q[0]
+        return vector
 
     def search(self, text: str, k: int = 5, mode: Mode = "hybrid", query: np.ndarray | None = None) -> list[Hit]:
         """Top-``k`` chunks; ``query`` is the text's raw embedding when the caller already has it."""

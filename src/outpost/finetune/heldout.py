@@ -84,7 +84,8 @@ def _next_logprobs(llm: Any) -> np.ndarray:
     row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
     logits = np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float64)
     top = logits.max()
-    return logits - top - np.log(np.exp(logits - top).sum())
+    logprobs: np.ndarray = logits - top - np.log(np.exp(logits - top).sum())
+    return logprobs
 
 
 def _loglik(llm: Any, ids: list[int], n_prompt: int) -> tuple[float, int]:

@@ -60,7 +60,8 @@ def _hashed_heldout(pair: QAPair, fraction: float) -> bool:
 
 def split_pairs(pairs: list[QAPair], heldout_fraction: float = 0.2) -> tuple[list[QAPair], list[QAPair]]:
     """(train, held out): pinned pairs go where they say, the rest by question hash."""
-    train, held = [], []
+    train: list[QAPair] = []
+    held: list[QAPair] = []
     for pair in pairs:
         out = pair.heldout if pair.heldout is not None else _hashed_heldout(pair, heldout_fraction)
         (held if out else train).append(pair)

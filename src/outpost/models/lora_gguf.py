@@ -43,7 +43,9 @@ def permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
     rows = weights.shape[0]
     if rows % (2 * n_head):
         raise ConfigError(f"{rows} rows do not split into {n_head} heads of two rotary halves")
-    return weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    halves = weights.reshape(n_head, 2, rows // n_head // 2, *weights.shape[1:])
+    permuted: np.ndarray = halves.swapaxes(1, 2).reshape(weights.shape)
+    return permuted
 
 
 def _gguf_name(hf_module: str, arch: str, blocks: int) -> str:

@@ -259,10 +259,11 @@ def _count(value: object, what: str, low: int = 0, high: int = MAX_VERSION) -> i
 
 def _text(value: object, what: str, pattern: str | None = None) -> str:
     """A short printable string (or one matching ``pattern``) from a manifest."""
-    ok = isinstance(value, str) and len(value) <= 1024 and value.isprintable()
-    if not ok or (pattern is not None and re.fullmatch(pattern, value) is None):  # type: ignore[arg-type]
+    if not isinstance(value, str) or len(value) > 1024 or not value.isprintable():
         raise _malformed(f"{what} is {shown(value)}")
-    return value  # type: ignore[return-value]
+    if pattern is not None and re.fullmatch(pattern, value) is None:
+        raise _malformed(f"{what} is {shown(value)}")
+    return value
 
 
 _SHA256 = r"[0-9a-f]{64}"
@@ -389,7 +390,7 @@ def _vectors(table: pa.Table, dim: int) -> np.ndarray:
     if table.num_rows == 0:
         return np.zeros((0, dim), dtype=np.int8)
     column = table.column("vector").combine_chunks()
-    return column.flatten().to_numpy(zero_copy_only=False).astype(np.int8, copy=False).reshape(-1, dim)
+    return np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.int8).reshape(-1, dim)
 
 
 def _read_adapter(folder: Path, entry: dict[str, Any], dim: int) -> Adapter:
