@@ -92,3 +92,13 @@ def test_named_things_that_do_not_exist_are_not_found_errors(home: Path) -> None
             queue.get("abc")
     finally:
         queue.close()
+
+
+def test_a_hub_token_that_does_not_exist_is_a_not_found_error(tmp_path: Path) -> None:
+    hub = HubHome.at(tmp_path / "hub")
+    hub.init()
+    tokens = Tokens(hub)
+    with pytest.raises(NotFoundError, match="No live token named or numbered 'nobody'"):
+        tokens.revoke("nobody")
+    with pytest.raises(NotFoundError, match="No token with id 42"):
+        tokens.get(42)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from outpost.errors import AuthError, ConfigError
+from outpost.errors import AuthError, ConfigError, NotFoundError
 from outpost.hub.home import HubHome
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class Tokens:
     def get(self, token_id: int) -> TokenInfo:
         record = self.hub.metadata().token(token_id)
         if record is None:
-            raise ConfigError(f"No token with id {token_id}")
+            raise NotFoundError(f"No token with id {token_id}: see `outpost hub token list`")
         return _info(record)
 
     def list(self) -> list[TokenInfo]:
@@ -87,7 +87,7 @@ class Tokens:
         """Revoke by id or by name (every live token of that name)."""
         ids = self.hub.metadata().revoke(name_or_id)
         if not ids:
-            raise ConfigError(f"No live token named or numbered {name_or_id!r}: see `outpost hub token list`")
+            raise NotFoundError(f"No live token named or numbered {name_or_id!r}: see `outpost hub token list`")
         return [self.get(i) for i in ids]
 
     def authenticate(self, secret: str | None) -> TokenInfo:
