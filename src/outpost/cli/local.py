@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -32,7 +33,7 @@ EmbedModel = Annotated[
 ]
 
 
-def _outpost(ctx: typer.Context, **overrides: object) -> Outpost:
+def _outpost(ctx: typer.Context, **overrides: Any) -> Outpost:
     return Outpost(home=ctx.obj.get("home"), **overrides)
 
 
@@ -297,11 +298,12 @@ def quickstart_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    for name, fn in [
+    commands: list[tuple[str, Callable[..., None]]] = [
         ("quickstart", quickstart_cmd),
         ("ingest", ingest_cmd),
         ("ask", ask_cmd),
         ("search", search_cmd),
-    ]:
+    ]
+    for name, fn in commands:
         app.command(name)(guarded(fn))
     app.add_typer(collections_app, name="collections")

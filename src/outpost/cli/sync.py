@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -124,7 +124,7 @@ def status_cmd(ctx: typer.Context, json_out: Annotated[bool, typer.Option("--jso
     op = Outpost(home=ctx.obj.get("home"))
     hubs = {h.url: h for h in load_hubs(op.settings.home)}
     remote = {url: hub_versions(h) for url, h in hubs.items()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in op.collections():
         store = op.store(info.name)
         origin = store.get_meta("hub") or ""
