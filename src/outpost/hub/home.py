@@ -15,17 +15,13 @@ imported only when it is first used, so commands that never touch it start witho
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from outpost.db import open_db
 from outpost.errors import ConfigError
 from outpost.home import ensure_private_dir
 from outpost.packs.signing import generate_key, load_private_key, public_key_text
@@ -41,7 +37,7 @@ class HubHome:
     """``root`` holds the key, collections and packs; ``db_url`` (``postgresql://…``) the metadata, when set."""
 
     root: Path
-    db_url: str | None = None
+    db_url: str | None = field(default=None, repr=False)  # may carry a password
 
     @classmethod
     def at(cls, home: Path, db_url: str | None = None) -> HubHome:
@@ -89,39 +85,3 @@ class HubHome:
         from outpost.hub.metadata import open_metadata
 
         return open_metadata(self.db_url, self.root / "hub.sqlite", fresh)
-
-    def db(self) -> sqlite3.Connection:
-        """A raw connection to ``hub.sqlite`` (schema migrated), for inspection: the hub itself goes through
-        ``metadata()``."""
-        if self.db_url:
-            raise ConfigError("This hub keeps its metadata in PostgreSQL (OUTPOST_HUB_DB), not in hub.sqlite")
-        self.metadata()
-        conn = open_db(self.root / "hub.sqlite", (), synchronous="FULL", wal=False)
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    @contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """One raw write transaction on hub.sqlite (``BEGIN IMMEDIATE``), closed afterwards."""
-        with self._transaction("BEGIN IMMEDIATE") as conn:
-            yield conn
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """One raw read transaction: a consistent view that never takes, nor waits for, the write lock."""
-        with self._transaction("BEGIN DEFERRED") as conn:
-            yield conn
-
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        conn = self.db()
-        try:
-            conn.execute(begin)
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
