@@ -18,7 +18,7 @@ from outpost.embed.base import Embedder, length_batches
 from outpost.embed.gpu import TorchFastEmbedder
 from outpost.embed.local_model import LocalModel
 from outpost.embed.probe import PROBE_TEXTS, cosines
-from outpost.embed.select import choose_embedder, cuda_present
+from outpost.embed.select import CpuEmbedder, choose_embedder, cuda_present
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.embed.tokens import WordPieces
 from outpost.records import EmbeddingIdentity
@@ -125,6 +125,18 @@ def test_backend_choice_without_loading_a_model(tmp_path: Path) -> None:
     for backend in ("auto", "onnx", "gpu"):
         assert isinstance(choose_embedder(str(folder), backend, "cpu", 64, cache), SentenceTransformerEmbedder)  # type: ignore[arg-type]
     assert not cache.joinpath("exports").exists()  # nothing was exported for it
+
+
+def test_cpu_choice_knows_identity_and_word_pieces_before_any_export(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Checking a collection's identity and chunking an unchanged tree must not export or load a model."""
+    cache = tmp_path / "onnx"
+    chosen = choose_embedder("all-MiniLM-L6-v2", "auto", "cpu", 32, cache)
+    assert isinstance(chosen, CpuEmbedder) and chosen.batch_size == 32
+    assert chosen.identity == embedder.identity
+    assert chosen.count_tokens(list(PROBE_TEXTS)) == embedder.count_tokens(list(PROBE_TEXTS))
+    assert "backend" not in chosen.__dict__ and not (cache / "exports").exists()
 
 
 @pytest.mark.parametrize("device", ["cpu"])

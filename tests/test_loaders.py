@@ -413,3 +413,18 @@ def test_html_deep_nesting_is_not_a_recursion_error() -> None:
 
 def test_text_stray_nul_is_dropped() -> None:
     assert texts(load_bytes(b"a" * 200 + b"\x00b", "nul.txt")) == ["a" * 200 + "b"]
+
+
+def test_pdfium_and_pypdf_read_the_same_text_and_the_parse_worker_runs_pdfium() -> None:
+    """PDFium is the first engine (faster, ``benchmarks/embed.py --parts pdf``); pypdf reads the same blocks, and
+    PDFium works inside the parse worker's address-space ceiling."""
+    from outpost.ingest.isolation import open_parser
+    from outpost.ingest.limits import ReadLimits
+    from outpost.ingest.loaders import pdf
+
+    data = make_pdf(["Water first. Then shelter-\nbuilding.\n\nSignal at dusk.", "Ration: 2 L a day."], title="Kit")
+    fast, slow = pdf.extract_with("pypdfium2", data, "kit.pdf"), pdf.extract_with("pypdf", data, "kit.pdf")
+    assert fast == slow and fast[0] == "Kit" and [b.page for b in fast[1]] == [1, 2]
+    with open_parser(ReadLimits(max_bytes=10**7, timeout_s=60)) as parse:
+        doc = parse(data, "kit.pdf")
+    assert [(b.text, b.page) for b in doc.blocks] == [(b.text, b.page) for b in fast[1]]

@@ -2,10 +2,11 @@
 
 ``auto`` (the default) picks per machine:
 - an NVIDIA device (``device`` cuda, or none given and a driver present) → :class:`TorchFastEmbedder` in fp16;
-- otherwise ONNX Runtime with the fp32 graph, exported and probe-checked on first use
-  (``outpost.embed.onnx_export``), so a laptop never imports torch after that first time;
-- sentence-transformers when the model is not a plain mean-pooling one, or when the export is missing a piece
-  or failed its check (said once in a warning, with the measured cosine).
+- otherwise :class:`CpuEmbedder`: ONNX Runtime with the fp32 graph, exported and probe-checked at the first
+  embedding (``outpost.embed.onnx_export``), so a laptop never imports torch after that first time; or
+  sentence-transformers when the export is missing a piece or failed its check (said in a warning, with the
+  measured cosine);
+- sentence-transformers when the model is not a plain mean-pooling one.
 
 ``onnx-int8`` is never chosen automatically: its vectors differ (a different identity), so a collection built
 with it cannot be searched by a hub's torch path or another laptop's fp32 graph. ``torch`` forces
@@ -15,15 +16,20 @@ sentence-transformers; ``gpu`` forces the fast torch path (also on the CPU, in f
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from outpost.embed.base import Embedder
+import numpy as np
+
+from outpost.embed.base import Embedder, ProgressCallback
 from outpost.embed.local_model import LocalModel
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
+from outpost.embed.tokens import WordPieces
 from outpost.records import EmbeddingIdentity
 
-__all__ = ["Backend", "choose_embedder", "cuda_present"]
+__all__ = ["Backend", "CpuEmbedder", "choose_embedder", "cuda_present"]
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +67,49 @@ def choose_embedder(
         from outpost.embed.gpu import TorchFastEmbedder
 
         return TorchFastEmbedder(model, device or ("cuda" if cuda_present(None) else "cpu"), hash_memo=memo)
-    variant: Literal["fp32", "int8"] = "int8" if backend == "onnx-int8" else "fp32"
-    found = _onnx(model, variant, batch_size, cache, memo)
-    return found or SentenceTransformerEmbedder(name, device, batch_size, st_cache_dir, hash_memo=memo)
+    fallback = SentenceTransformerEmbedder(name, device, batch_size, st_cache_dir, hash_memo=memo)
+    if backend == "onnx-int8":  # its identity is its graph's hash: known only once exported
+        return _onnx(model, "int8", batch_size, cache, memo) or fallback
+    return CpuEmbedder(model, batch_size, cache, memo, fallback)
+
+
+class CpuEmbedder(Embedder):
+    """The fp32 ONNX graph when it passes its check, else sentence-transformers — decided at the first embedding.
+
+    Both carry the model's own identity and tokenizer, so the identity check, chunking and a re-ingest of an
+    unchanged tree happen before (and usually without) any export or model load, as with sentence-transformers.
+    """
+
+    def __init__(
+        self, model: LocalModel, batch_size: int, cache: Path, memo: Path, fallback: SentenceTransformerEmbedder
+    ) -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.cache = cache
+        self.memo = memo
+        self.fallback = fallback
+
+    @cached_property
+    def identity(self) -> EmbeddingIdentity:
+        return self.model.identity(self.memo)
+
+    @cached_property
+    def pieces(self) -> WordPieces:
+        return WordPieces(self.model.tokenizer_file, self.model.max_seq_length)
+
+    @cached_property
+    def backend(self) -> Embedder:
+        """What actually runs (exports the graph on first use; see ``outpost.embed.onnx_export``)."""
+        return _onnx(self.model, "fp32", self.batch_size, self.cache, self.memo) or self.fallback
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self.pieces.count(texts)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.backend._encode(texts)
+
+    def embed(self, texts: Sequence[str], progress: ProgressCallback | None = None) -> np.ndarray:
+        return self.backend.embed(texts, progress)
 
 
 def _onnx(
@@ -76,8 +122,8 @@ def _onnx(
 
         reference = model.identity(memo)
         export = ensure_export(model, reference.weights_sha256, cache, variant)
-    except (ImportError, OSError, RuntimeError, ValueError) as exc:
-        log.warning("ONNX embedding unavailable (%s); using sentence-transformers", exc)
+    except Exception as exc:  # any failure to export leaves the reference path, which still works
+        log.warning("ONNX embedding unavailable (%s: %s); using sentence-transformers", type(exc).__name__, exc)
         return None
     if not export.accepted:
         log.warning(

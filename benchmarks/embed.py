@@ -1,0 +1,375 @@
+"""Embedding benchmark (issue 12): every backend on the same NFCorpus chunks, each beside its baseline, one run.
+
+Parts (``--parts``, comma-separated; default all but ``gpu``):
+- ``throughput``: word pieces/s embedding the chunks Outpost's chunker cuts from the first ``--docs`` documents:
+  *before* (sentence-transformers, batches of 64 in document order: what ``Embedder.embed`` did), *after*
+  (the same, length-sorted: what it does now), plain ``SentenceTransformer.encode`` on the whole list (the
+  reference stack), ONNX Runtime fp32 and int8, and the fast torch path (the hub's GPU code, here on the CPU).
+  A word piece is what the model reads: ``min(pieces, 254) + 2`` special tokens per text.
+- ``quality``: dense nDCG@10 on the NFCorpus test queries (323) over all documents (``--quality-docs``), with the
+  stored int8 vectors and best chunk per document, for the torch path, ONNX fp32 and int8; the per-chunk cosine to
+  the torch path. The ONNX fp32 graph must stay within 0.5% of torch to be chosen automatically.
+- ``ingest``: a whole ``Outpost.ingest`` of the first ``--docs`` documents in a fresh process per backend: wall
+  time, peak RSS, the store's size right after ingest (``store.sqlite`` + ``-wal`` + ``-shm``), then a cold
+  ``outpost search`` (new process, ``--repeat`` times: median) and query-embedding latency in-process.
+- ``pdf``: pypdf against pypdfium2 on PDFs written from NFCorpus abstracts (fpdf2): time and text equality.
+- ``gpu``: the fast torch path in fp16 against ``SentenceTransformer.encode`` on CUDA (only with a GPU).
+
+Run under ``nice -n 10`` on a shared machine: ``nice -n 10 .venv/bin/python benchmarks/embed.py`` (``--json``
+for machine-readable output). The ONNX graphs are exported once into ``benchmarks/.cache/onnx``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports transformers: never download
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import (
+    REPO,
+    best_chunk_per_doc,
+    blas_one_thread,
+    dump_json,
+    ensure_cache_dir,
+    load_corpus,
+    load_qrels,
+    load_queries,
+    log,
+    machine,
+    ndcg_at_k,
+    table,
+    time_calls,
+    write_markdown,
+)
+from outpost.embed.base import Embedder
+from outpost.embed.local_model import LocalModel
+from outpost.embed.quantize import quantize
+from outpost.embed.select import choose_embedder
+from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
+from outpost.ingest.chunker import Chunker, embedding_text
+from outpost.records import Block, Chunk, Document
+
+ONNX_CACHE = ensure_cache_dir() / "onnx"
+MODEL = "all-MiniLM-L6-v2"
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def corpus_chunks(docs: int, reference: Embedder) -> list[Chunk]:
+    """The chunks ingest would embed: Outpost's chunker over ``# title`` + abstract, 200/30 word pieces."""
+    chunker = Chunker(reference.count_tokens, 200, 30, reference.identity.name)
+    documents = [
+        Document(key=d.id, sha256=d.id, title=d.title, kind="markdown", blocks=(Block(d.text, None, ()),))
+        for d in load_corpus(docs)
+    ]
+    return chunker.chunk_batch(documents)
+
+
+def word_pieces(embedder: Embedder, texts: Sequence[str]) -> int:
+    limit = embedder.identity.max_seq_length - 2
+    return sum(min(n, limit) + 2 for n in embedder.count_tokens(list(texts)))
+
+
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+# -- backends ----------------------------------------------------------------------------------
+
+
+def backends() -> dict[str, Embedder]:
+    """Every backend on the CPU; the ONNX ones exported (once) into the benchmark's cache."""
+    model = LocalModel.find(MODEL)
+    assert model is not None
+    reference = SentenceTransformerEmbedder(MODEL, device="cpu")
+    auto = choose_embedder(MODEL, "auto", "cpu", 64, ONNX_CACHE)
+    int8 = choose_embedder(MODEL, "onnx-int8", "cpu", 64, ONNX_CACHE)
+    fast = choose_embedder(MODEL, "gpu", "cpu", 64, ONNX_CACHE)
+    onnx = getattr(auto, "backend", auto)
+    assert type(onnx).__name__ == "OnnxEmbedder", f"the fp32 export was refused: {onnx!r}"
+    assert type(int8).__name__ == "OnnxEmbedder", "the int8 export was refused"
+    return {"torch": reference, "onnx-fp32": onnx, "onnx-int8": int8, "fast-torch-cpu": fast}
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def document_order(embedder: Embedder, texts: Sequence[str], batch: int = 64) -> None:
+    """The old ``Embedder.embed``: batches cut in input order (long and short texts pad each other)."""
+    for start in range(0, len(texts), batch):
+        embedder._encode(list(texts[start : start + batch]))
+
+
+def throughput(embedders: dict[str, Embedder], texts: list[str]) -> list[dict[str, Any]]:
+    st = embedders["torch"]
+    assert isinstance(st, SentenceTransformerEmbedder)
+    pieces = word_pieces(st, texts)
+    runs: list[tuple[str, Callable[[], object]]] = [
+        ("before: sentence-transformers, 64 in document order", lambda: document_order(st, texts)),
+        ("after: sentence-transformers, length-sorted (Embedder.embed)", lambda: st.embed(texts)),
+        ("plain SentenceTransformer.encode (whole call)", lambda: st.model.encode(texts, batch_size=64)),
+        ("ONNX Runtime fp32 (length-sorted)", lambda: embedders["onnx-fp32"].embed(texts)),
+        ("ONNX Runtime int8 (length-sorted)", lambda: embedders["onnx-int8"].embed(texts)),
+        ("fast torch path on the CPU, fp32", lambda: embedders["fast-torch-cpu"].embed(texts)),
+    ]
+    rows = []
+    for name, run in runs:
+        log(f"throughput: {name}")
+        load = load_avg()
+        seconds = timed(run)
+        rows.append({"run": name, "seconds": round(seconds, 2), "word_pieces_s": round(pieces / seconds), "load": load})
+    base = rows[0]["word_pieces_s"]
+    plain = rows[2]["word_pieces_s"]
+    for row in rows:
+        row["vs_before"] = round(row["word_pieces_s"] / base, 2)
+        row["vs_plain_st"] = round(row["word_pieces_s"] / plain, 2)
+    return rows
+
+
+# -- quality -----------------------------------------------------------------------------------
+
+
+def dense_ndcg(chunks: list[Chunk], doc_vectors: np.ndarray, query_vectors: dict[str, np.ndarray]) -> float:
+    """Dense-only nDCG@10 over the stored int8 vectors (cosine on q), a document scoring as its best chunk."""
+    q, _ = quantize(doc_vectors)
+    qf = q.astype(np.float32)
+    qf /= np.maximum(np.linalg.norm(qf, axis=1, keepdims=True), 1e-12)
+    qrels = load_qrels("test")
+    keys = [c.doc_key for c in chunks]
+    scores = []
+    for qid, judged in qrels.items():
+        query, _ = quantize(query_vectors[qid][None, :])
+        vec = query[0].astype(np.float32)
+        sims = qf @ (vec / max(float(np.linalg.norm(vec)), 1e-12))
+        top = np.argsort(-sims)[:200]
+        scores.append(ndcg_at_k(best_chunk_per_doc((keys[i], float(sims[i])) for i in top), judged))
+    return float(np.mean(scores))
+
+
+def quality(embedders: dict[str, Embedder], chunks: list[Chunk]) -> list[dict[str, Any]]:
+    texts = [embedding_text(c) for c in chunks]
+    queries = load_queries()
+    qids = list(load_qrels("test"))
+    rows: list[dict[str, Any]] = []
+    reference: np.ndarray | None = None
+    for name in ("torch", "onnx-fp32", "onnx-int8"):
+        emb = embedders[name]
+        log(f"quality: embedding {len(texts)} chunks with {name}")
+        vectors = emb.embed(texts)
+        qvec = dict(zip(qids, emb.embed([queries[q] for q in qids])))
+        row: dict[str, Any] = {"backend": name, "ndcg@10": round(dense_ndcg(chunks, vectors, qvec), 4)}
+        if reference is None:
+            reference = vectors
+        cos = (vectors * reference).sum(axis=1)
+        row |= {"min_cosine_vs_torch": round(float(cos.min()), 5), "mean_cosine_vs_torch": round(float(cos.mean()), 5)}
+        rows.append(row)
+    base = rows[0]["ndcg@10"]
+    for row in rows:
+        row["vs_torch_%"] = round(100 * (row["ndcg@10"] - base) / base, 2)
+    return rows
+
+
+# -- ingest, store, cold search ----------------------------------------------------------------
+
+_INGEST = """
+import json, resource, sys, time
+from pathlib import Path
+from outpost import Outpost
+start = time.perf_counter()
+op = Outpost()
+report = op.ingest(sys.argv[1], collection="bench")
+seconds = time.perf_counter() - start
+folder = op.settings.collections_dir / "bench"
+sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.name.startswith("store.sqlite")}
+print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "store_files": sizes, "torch_imported": "torch" in sys.modules,
+                  "embedder": type(getattr(op.embedder(), "backend", op.embedder())).__name__}))
+"""
+
+
+def ingest_run(backend: str, folder: Path, home: Path) -> dict[str, Any]:
+    env = {**os.environ, "OUTPOST_HOME": str(home), "OUTPOST_EMBED_BACKEND": backend}
+    env["OUTPOST_EMBED_CACHE"] = str(ONNX_CACHE)
+    load = load_avg()
+    done = subprocess.run([sys.executable, "-c", _INGEST, str(folder)], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["store_mb_after_ingest"] = round(sum(result.pop("store_files").values()) / 1e6, 2)
+    closed = home / "collections" / "bench" / "store.sqlite"
+    result["store_mb_closed"] = round(closed.stat().st_size / 1e6, 2)
+    return {"backend": backend, "load": load, **result}
+
+
+def cold_search(backend: str, home: Path, repeat: int) -> dict[str, Any]:
+    env = {**os.environ, "OUTPOST_HOME": str(home), "OUTPOST_EMBED_BACKEND": backend}
+    env["OUTPOST_EMBED_CACHE"] = str(ONNX_CACHE)
+    cmd = [str(REPO / ".venv" / "bin" / "outpost"), "search", "Is coffee bad for your heart?", "-c", "bench"]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if done.returncode:
+            raise RuntimeError(done.stderr[-2000:])
+    return {"backend": backend, "cold_search_s_median": round(statistics.median(times), 3), "runs": repeat}
+
+
+def ingest_part(docs: int, repeat: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="outpost-embed-bench-") as tmp:
+        folder = Path(tmp) / "docs"
+        write_markdown(load_corpus(docs), folder)
+        runs, searches = [], []
+        for backend in ("torch", "auto"):
+            home = Path(tmp) / f"home-{backend}"
+            log(f"ingest: {docs} documents with backend {backend}")
+            runs.append(ingest_run(backend, folder, home))
+            log(f"cold search x{repeat}: backend {backend}")
+            searches.append(cold_search(backend, home, repeat))
+    return {"ingest": runs, "cold_search": searches}
+
+
+def query_latency(embedders: dict[str, Embedder]) -> list[dict[str, Any]]:
+    queries = list(load_queries().values())[:200]
+    rows = []
+    for name in ("torch", "onnx-fp32", "onnx-int8"):
+        lat = time_calls(embedders[name].embed_query, queries)
+        rows.append({"backend": name, "p50_ms": round(lat.p50_ms, 2), "p99_ms": round(lat.p99_ms, 2)})
+    return rows
+
+
+# -- PDF ---------------------------------------------------------------------------------------
+
+
+def pdf_part(docs: int) -> dict[str, Any]:
+    from fpdf import FPDF
+
+    from outpost.ingest.loaders import pdf
+
+    blobs = []
+    for doc in load_corpus(docs):
+        writer = FPDF()
+        writer.add_page()
+        writer.set_font("Helvetica", size=11)
+        text = (doc.title + "\n\n" + doc.text * 3).encode("latin-1", "replace").decode("latin-1")
+        writer.multi_cell(0, 5, text)
+        blobs.append(bytes(writer.output()))
+    results: dict[str, Any] = {"pdfs": len(blobs), "mb": round(sum(map(len, blobs)) / 1e6, 2)}
+    texts: dict[str, list[str]] = {}
+    for engine in ("pypdf", "pypdfium2"):
+        log(f"pdf: {engine}")
+        start = time.perf_counter()
+        texts[engine] = [
+            " ".join(b.text for b in pdf.extract_with(engine, data, f"{i}.pdf")[1]) for i, data in enumerate(blobs)
+        ]
+        results[f"{engine}_s"] = round(time.perf_counter() - start, 3)
+    same = sum(" ".join(a.split()) == " ".join(b.split()) for a, b in zip(texts["pypdf"], texts["pypdfium2"]))
+    results["identical_texts"] = f"{same}/{len(blobs)}"
+    results["speedup"] = round(results["pypdf_s"] / results["pypdfium2_s"], 2)
+    return results
+
+
+# -- GPU ---------------------------------------------------------------------------------------
+
+
+def gpu_part(texts: list[str]) -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    st = SentenceTransformerEmbedder(MODEL, device="cuda")
+    fast = choose_embedder(MODEL, "gpu", "cuda", 1024, ONNX_CACHE)
+    st.embed(texts[:256])
+    fast.embed(texts[:256])
+    torch.cuda.synchronize()
+    base = timed(lambda: st.model.encode(texts, batch_size=64))
+    mine = timed(lambda: fast.embed(texts))
+    cos = (st.embed(texts[:2000]) * fast.embed(texts[:2000])).sum(axis=1)
+    return {
+        "chunks": len(texts),
+        "st_encode_chunks_s": round(len(texts) / base),
+        "fast_chunks_s": round(len(texts) / mine),
+        "speedup": round(base / mine, 2),
+        "min_cosine": round(float(cos.min()), 5),
+        "device": torch.cuda.get_device_name(),
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=600, help="documents for throughput, ingest and pdf")
+    parser.add_argument("--quality-docs", type=int, default=0, help="documents for nDCG (0: all 3,633)")
+    parser.add_argument("--parts", default="quality,throughput,ingest,pdf")
+    parser.add_argument("--repeat", type=int, default=5, help="cold searches per backend")
+    parser.add_argument("--gpu-chunks", type=int, default=50_000)
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parts = set(args.parts.split(","))
+    result: dict[str, Any] = {"machine": machine(), "args": vars(args)}
+    with blas_one_thread():
+        embedders = backends() if parts & {"quality", "throughput", "ingest"} else {}
+        if "quality" in parts:
+            result["quality"] = quality(embedders, corpus_chunks(args.quality_docs, embedders["torch"]))
+        if "throughput" in parts:
+            texts = [embedding_text(c) for c in corpus_chunks(args.docs, embedders["torch"])]
+            for emb in embedders.values():
+                emb.embed(texts[:16])  # load and warm every backend before any clock starts
+            result["throughput"] = {"chunks": len(texts), "rows": throughput(embedders, texts)}
+        if "ingest" in parts:
+            result["query_embedding"] = query_latency(embedders)
+            result |= ingest_part(args.docs, args.repeat)
+    if "pdf" in parts:
+        result["pdf"] = pdf_part(args.docs)
+    if "gpu" in parts:
+        chunks = corpus_chunks(0, SentenceTransformerEmbedder(MODEL, device="cpu"))
+        texts = [embedding_text(c) for c in chunks]
+        result["gpu"] = gpu_part((texts * (args.gpu_chunks // len(texts) + 1))[: args.gpu_chunks])
+    result["machine"]["loadavg_1m_at_end"] = load_avg()
+    result["peak_rss_mb_benchmark"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(dump_json(result) if args.json else render(result))
+    return 0
+
+
+def render(result: dict[str, Any]) -> str:
+    out = [f"machine: {json.dumps(result['machine'])}"]
+    for key in ("quality", "query_embedding", "ingest", "cold_search"):
+        if key in result:
+            rows = result[key]
+            out += ["", key, table([list(r.values()) for r in rows], list(rows[0]))]
+    if "throughput" in result:
+        rows = result["throughput"]["rows"]
+        out += ["", f"throughput ({result['throughput']['chunks']} chunks)"]
+        out.append(table([list(r.values()) for r in rows], list(rows[0])))
+    for key in ("pdf", "gpu"):
+        if key in result:
+            out += ["", f"{key}: {json.dumps(result[key])}"]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
