@@ -83,26 +83,24 @@ async def _api_key(request: Request, call_next: Callable[[Request], Awaitable[Re
     return await call_next(request)
 
 
-def _lifespan(service: ApiService) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """Unload models once idle for ``keep_alive`` seconds, for as long as the app runs."""
+async def _reap_idle(service: ApiService) -> None:
+    """Unload models once idle for ``keep_alive`` seconds, checking at most every 5 s."""
+    while True:
+        await asyncio.sleep(min(5.0, max(service.settings.keep_alive, 0.5)))
+        service.unload_if_idle()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async def reaper() -> None:
-            while True:
-                await asyncio.sleep(min(5.0, max(service.settings.keep_alive, 0.5)))
-                service.unload_if_idle()
 
-        task = asyncio.create_task(reaper())
-        yield
-        task.cancel()
-
-    return lifespan
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """For as long as the app runs, its service's idle models are unloaded."""
+    task = asyncio.create_task(_reap_idle(app.state.service))
+    yield
+    task.cancel()
 
 
 def create_app(settings: Settings) -> FastAPI:
     service = ApiService(settings)
-    app = FastAPI(title="Outpost local API", version=__version__, lifespan=_lifespan(service))
+    app = FastAPI(title="Outpost local API", version=__version__, lifespan=_lifespan)
     app.state.service = service
     app.middleware("http")(_api_key)
     app.exception_handler(OutpostError)(_outpost_error)
