@@ -116,7 +116,10 @@ def _assert_same(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ray_ingest_matches_local(ray_cluster: str, tmp_path: Path, sample_dir: Path) -> None:
+def test_ray_ingest_matches_local(
+    ray_cluster: str, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OUTPOST_EMBED_BATCH_SIZE", "4")  # many batches, so how they are cut matters to the test
     docs = tmp_path / "docs"
     shutil.copytree(sample_dir, docs)
     local, on_ray = tmp_path / "local", tmp_path / "ray"

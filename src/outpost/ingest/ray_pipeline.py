@@ -10,9 +10,11 @@ what a local one would: the same chunk ids and the same int8 bytes.
   as with any Ray Data file source.
 - **Chunk** and **embed** run in actors that load the embedder once (chunking needs its tokenizer). Embedding
   actors ask for a GPU each when the cluster has GPUs; otherwise they share the CPUs.
-- **Same vectors**: each row handed to an embedding actor is one whole embedder batch, cut on the driver in
-  the order the local path cuts it, so every text is encoded beside the same neighbours (padding and BLAS
-  blocking follow the batch) and the vectors match the local path bit for bit.
+- **Same vectors**: the driver cuts the texts into the embedder's own batches (``length_batches``: longest
+  first, ``batch_size`` at a time, as ``Embedder.embed`` does locally) and an actor embeds each batch on its
+  own, so every text is encoded beside the same neighbours (padding and BLAS blocking follow the batch) and
+  the vectors match the local path bit for bit. A row carries several batches, to keep Ray's per-row cost
+  small beside the model's.
 - Rows carry pickled records: ``Document`` and ``Chunk`` are nested dataclasses that Arrow cannot type, and
   the bytes only ever travel between this driver and its own workers (Ray pickles tasks the same way).
 
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from outpost.embed.base import Embedder
+from outpost.embed.base import Embedder, length_batches
 from outpost.embed.factory import load_embedder
 from outpost.errors import ConfigError, LoadError
 from outpost.ingest.chunker import Chunker
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 FILES_PER_TASK = 32  # one parse worker per batch of files: its start (~0.5 s) is paid once per batch
 DOCS_PER_BATCH = 16
+EMBED_BATCHES_PER_ROW = 8
 
 Batch = dict[str, Any]  # a Ray Data batch in "numpy" format: column name → array
 
@@ -112,7 +115,7 @@ class _ChunkActor:
 
 
 class _EncodeActor:
-    """Embeds and quantises whole embedder batches (one per row), so each text keeps its local neighbours."""
+    """Embeds and quantises whole embedder batches, each on its own, so each text keeps its local neighbours."""
 
     def __init__(self, spec: _EmbedderSpec) -> None:
         from outpost.embed.quantize import quantize
@@ -121,8 +124,8 @@ class _EncodeActor:
         self.quantize = quantize
 
     def __call__(self, batch: Batch) -> Batch:
-        encoded = [self.quantize(self.embedder.embed(list(_unpack(blob)))) for blob in batch["texts"]]
-        return {"i": batch["i"], "encoded": np.array([_pack(e) for e in encoded], dtype=object)}
+        rows = [[self.quantize(self.embedder.embed(texts)) for texts in _unpack(blob)] for blob in batch["texts"]]
+        return {"i": batch["i"], "encoded": np.array([_pack(r) for r in rows], dtype=object)}
 
 
 class RayStages:
@@ -161,13 +164,17 @@ class RayStages:
         return [chunk for chunks in rows for chunk in chunks]
 
     def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
-        batches = [texts[start : start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
-        rows = self._run([_pack(b) for b in batches], "texts", "encoded", _EncodeActor, 1, actor=True, gpu=True)
+        groups = list(length_batches(texts, self.batch_size))
+        per_row = EMBED_BATCHES_PER_ROW
+        rows = [[[texts[i] for i in g] for g in groups[at : at + per_row]] for at in range(0, len(groups), per_row)]
+        encoded = self._run([_pack(r) for r in rows], "texts", "encoded", _EncodeActor, 1, actor=True, gpu=True)
+        vectors = np.zeros((len(texts), self.spec.identity.dimension), dtype=np.int8)
+        scales = np.zeros(len(texts), dtype=np.float32)
+        for index, (q, s) in zip(groups, (pair for row in encoded for pair in row)):
+            vectors[index], scales[index] = q, s
         if progress:
             progress(len(texts))
-        if not rows:
-            return np.zeros((0, self.spec.identity.dimension), dtype=np.int8), np.zeros(0, dtype=np.float32)
-        return np.concatenate([q for q, _ in rows]), np.concatenate([s for _, s in rows])
+        return vectors, scales
 
     def _run(
         self,
