@@ -153,9 +153,45 @@ class Outpost:
             return None, f"No chat model could load ({exc}); answering with the best source sentences alone."
 
     @overload
-    def ask(self, question: str, collection: str = ..., *, stream: Literal[False] = ..., **kw: Any) -> Answer: ...
+    def ask(
+        self,
+        question: str,
+        collection: str = ...,
+        *,
+        stream: Literal[False] = ...,
+        k: int | None = ...,
+        mode: Mode = ...,
+        model: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        seed: int | None = ...,
+        extractive: bool = ...,
+        check: bool | None = ...,
+        chat: ChatModel | None = ...,
+        params: GenerationParams | None = ...,
+        system: str = ...,
+        remote: bool = ...,
+    ) -> Answer: ...
     @overload
-    def ask(self, question: str, collection: str = ..., *, stream: Literal[True], **kw: Any) -> AnswerStream: ...
+    def ask(
+        self,
+        question: str,
+        collection: str = ...,
+        *,
+        stream: Literal[True],
+        k: int | None = ...,
+        mode: Mode = ...,
+        model: str | None = ...,
+        temperature: float | None = ...,
+        max_tokens: int | None = ...,
+        seed: int | None = ...,
+        extractive: bool = ...,
+        check: bool | None = ...,
+        chat: ChatModel | None = ...,
+        params: GenerationParams | None = ...,
+        system: str = ...,
+        remote: bool = ...,
+    ) -> AnswerStream: ...
 
     def ask(
         self,

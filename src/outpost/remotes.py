@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,7 @@ class RemoteStore:
         self.get(name)
         self._write([r for r in self.list() if r.name != name])
 
-    def _write(self, remotes: list[RemoteConfig]) -> None:
+    def _write(self, remotes: Sequence[RemoteConfig]) -> None:  # (`list` here is the method above)
         ensure_private_dir(self.path.parent)
         atomic_write_text(self.path, json.dumps([asdict(r) for r in sorted(remotes, key=lambda r: r.name)], indent=2))
 

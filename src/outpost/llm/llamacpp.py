@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from outpost.cpus import usable_cpus
 from outpost.errors import ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import CreateCompletionStreamResponse
 
 __all__ = ["LlamaCppModel"]
 
@@ -51,20 +54,20 @@ def _plain_cpu_buffers() -> Iterator[None]:
     llama-cpp-python has no argument for it, so the default model params are adjusted for one load
     (callers load under the factory's lock).
     """
-    import llama_cpp.llama as module
+    import llama_cpp.llama_cpp as native  # the module `Llama` reads its default model params from, at load time
 
-    original = module.llama_cpp.llama_model_default_params
+    original = native.llama_model_default_params
 
     def plain() -> Any:
         params = original()
         params.use_extra_bufts = False
         return params
 
-    module.llama_cpp.llama_model_default_params = plain
+    native.llama_model_default_params = plain
     try:
         yield
     finally:
-        module.llama_cpp.llama_model_default_params = original
+        native.llama_model_default_params = original
 
 
 @functools.cache
@@ -186,8 +189,8 @@ class LlamaCppModel(ChatModel):
             yield from self._generate(tokens, stop, room, params)
 
     def _generate(self, tokens: list[int], stop: list[str], room: int, params: GenerationParams) -> Iterator[str]:
-        self.llm.reset()
-        pieces = self.llm.create_completion(
+        self.llm.reset()  # type: ignore[no-untyped-call]  # llama-cpp-python leaves reset() unannotated
+        completion = self.llm.create_completion(
             tokens,
             max_tokens=min(params.max_tokens, room),
             temperature=params.temperature,
@@ -199,6 +202,7 @@ class LlamaCppModel(ChatModel):
             stop=stop,
             stream=True,
         )
+        pieces = cast("Iterator[CreateCompletionStreamResponse]", completion)  # stream=True: never one response
         for piece in pieces:
             text = piece["choices"][0]["text"]
             if text:

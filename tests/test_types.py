@@ -1,0 +1,27 @@
+"""mypy, strict (``[tool.mypy]`` in pyproject.toml), passes on src/: CI runs only pytest, so this holds it there.
+
+``scripts/check`` runs the same command for people; this test fails with mypy's own report.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_mypy_strict_passes_on_src(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "mypy-cache"), "src/outpost"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Success: no issues found" in run.stdout
