@@ -35,7 +35,7 @@ import uvicorn  # noqa: E402
 
 from _common import dump_json, log, machine, table
 from outpost import Outpost  # noqa: E402
-from outpost.api.app import create_app  # noqa: E402
+from outpost.api import create_app  # noqa: E402
 from outpost.cli.local import sample_folder  # noqa: E402
 from outpost.settings import Settings  # noqa: E402
 

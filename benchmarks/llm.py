@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
-from outpost.api.app import create_app  # noqa: E402
+from outpost.api import create_app  # noqa: E402
 from outpost.cpus import usable_cpus  # noqa: E402
 from outpost.llm.bundled import resolve_gguf  # noqa: E402
 from outpost.settings import Settings  # noqa: E402

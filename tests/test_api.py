@@ -15,7 +15,7 @@ import pytest
 
 from hubkit import ServerThread
 from outpost import Outpost
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.feedback import FeedbackQueue
 from outpost.models.registry import Registry
 from outpost.settings import Settings

@@ -20,7 +20,7 @@ import pytest
 
 from hubkit import ServerThread
 from outpost import Outpost
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.errors import ModelNotFoundError
 from outpost.evidence import find_evidence, ground, split_sentences

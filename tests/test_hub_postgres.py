@@ -173,6 +173,31 @@ def test_versions_and_adapters(hub_home: HubHome) -> None:
     assert meta.previous_adapter("docs", before=1) is None
 
 
+def test_processes_opening_a_new_postgres_database_at_once_create_its_schema_once(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Migrations take an advisory lock and read the version again under it: four processes starting on one
+    empty database all succeed, and the schema version is stamped once."""
+    url = postgres.database()
+    code = (
+        "import sys; from pathlib import Path; from outpost.hub.metadata import open_metadata; "
+        "open_metadata(sys.argv[1], Path(sys.argv[2])).token(1)"
+    )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, str(tmp_path / f"unused-{i}.sqlite")], stderr=subprocess.PIPE
+        )
+        for i in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in starts] == [0, 0, 0, 0], [p.stderr.read() for p in starts if p.stderr]
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM outpost_schema").fetchall() == [(2,)]
+        assert conn.execute("SELECT count(*) FROM tokens").fetchone() == (0,)
+    assert not list(tmp_path.glob("unused-*"))  # no SQLite file was made on the side
+
+
 def _serve(home: Path, url: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     env = {**os.environ, "OUTPOST_HOME": str(home), "OUTPOST_HUB_DB": url, "HF_HUB_OFFLINE": "1"}
@@ -220,7 +245,9 @@ def test_two_hub_servers_share_one_postgres_and_one_pack_folder(
             _wait(process, server)
         (_, one), (_, two) = servers
         # a token made by another process (the CLI) works on both running servers, without a restart
-        made = outpost_cli("hub", "token", "create", "--name", "laptop", "--read", "docs", home=home)
+        made = outpost_cli(
+            "hub", "token", "create", "--name", "laptop", "--read", "docs", "--feedback", "docs", home=home
+        )
         assert made.returncode == 0, made.stderr
         secret = made.stdout.strip()
         assert _collections(one, secret) == _collections(two, secret) == 200
@@ -235,6 +262,20 @@ def test_two_hub_servers_share_one_postgres_and_one_pack_folder(
         assert client_sync(laptop, one, secret, key).updated == {"docs": (1, 2, "delta-1-2")}
         assert client_sync(other, two, secret, key).updated == {"docs": (0, 2, "snapshot-2")}
         assert state(laptop) == state(other)
+
+        # a vote sent to one server is the other's too, and the trainer's (in this process) at once
+        chunk = sorted(row[0] for row in state(laptop)[1] if len(row) > 2)[0]
+        item = {"id": "vote-1", "query_vector": [0.1] * embedder.identity.dimension, "shown": [chunk]}
+        item["source_votes"] = {chunk: 1}
+        for server in (two, one):  # the same item twice: stored once
+            response = httpx.post(
+                f"{server}/v1/collections/docs/feedback",
+                json={"items": [item]},
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+        assert response.json()["duplicates"] == 1 and untrained_count(hub_home, "docs") == 1
 
         revoked = outpost_cli("hub", "token", "revoke", "laptop", home=home)
         assert revoked.returncode == 0, revoked.stderr

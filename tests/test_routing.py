@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from hubkit import HubServer, ServerThread, free_port
 from outpost import Outpost
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.audit import AuditEntry, AuditLog
 from outpost.cli.console import settings_error
 from outpost.costs import PREFILL_FACTOR, break_even

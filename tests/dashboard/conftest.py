@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from hubkit import ServerThread
 from outpost import Outpost
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.registry import Registry
 from outpost.settings import Settings

@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from hubkit import ServerThread
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.api.guard import BrowserGuard, GuardPolicy
 from outpost.feedback import FeedbackQueue
 from outpost.llm.bundled import bundled_models

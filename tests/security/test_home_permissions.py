@@ -20,7 +20,7 @@ import pytest
 
 from hubkit import ServerThread, outpost_cli
 from outpost import Outpost
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.home import ensure_private_dir, open_private, private_file
 from outpost.hub.home import HubHome
 from outpost.hubs import HubConfig, save_hub

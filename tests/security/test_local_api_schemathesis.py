@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 
 from hubkit import ServerThread
 from outpost import Outpost
-from outpost.api.app import create_app
+from outpost.api import create_app
 from outpost.settings import Settings
 
 pytestmark = pytest.mark.slow  # a real server, the embedder and (for the generation routes) the LLM

@@ -1,5 +1,5 @@
 """The local OpenAI- and Ollama-compatible API (``outpost serve``)."""
 
-from outpost.api.app import create_app
+from outpost.api.server import create_app
 
 __all__ = ["create_app"]
