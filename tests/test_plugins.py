@@ -229,6 +229,7 @@ def test_a_registration_that_clashes_or_is_malformed_skips_only_that_plugin(capl
     assert "'late' (package late-package) registers thing 'alpha', which 'builtin' registered first" in caplog.text
 
 
+@pytest.mark.slow  # five CLI processes (~14 s)
 def test_the_cli_ingests_searches_and_answers_through_the_plugin(
     installed: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
