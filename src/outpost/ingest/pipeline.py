@@ -280,6 +280,7 @@ def ingest(
                 return report
             try:
                 report.version = store.apply(changeset)
+                store.checkpoint()  # the collection's real size on disk at once, not twice it until closed
                 return report
             except VersionConflictError:
                 if tries == PLAN_TRIES:

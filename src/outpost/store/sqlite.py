@@ -282,6 +282,19 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file and truncate it (after an ingest: issue 12).
+
+        SQLite only checkpoints on its own once the log reaches 1,000 pages and never shrinks it, so right after
+        ingesting NFCorpus the collection was 39 MB on disk (the store plus a WAL as large again) until closed.
+        A reader in the middle of a transaction makes this a partial checkpoint, never an error.
+        """
+        with self._lock:
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.OperationalError as exc:  # only space on disk is at stake: the data is committed
+                log.debug("checkpoint of %s skipped: %s", self.name, exc)
+
     def writing(self, wait_s: float | None = None) -> AbstractContextManager[None]:
         """The collection's cross-process write lock (``store/lock.py``): hold it from planning to apply.
 
