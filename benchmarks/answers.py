@@ -245,7 +245,6 @@ def regrade(op: Outpost, row: dict) -> dict:
 
 
 SWEEP = {  # the check's settings tried on the dev split (evidence.py's module constants)
-    "MIN_EVIDENCE": [0.0, 0.4, 0.5, 0.6],
     "ON_TOPIC_MARGIN": [0.1, 0.25],
     "MIN_SIMILARITY": [0.35, 0.5],
 }
