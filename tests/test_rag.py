@@ -51,14 +51,14 @@ def test_packing_drops_the_lowest_ranked_sources_first(small_ctx_model: LlamaCpp
     assert small_ctx_model.prompt_tokens(build_messages("What is fact3?", sources[: len(kept) + 1])) + 100 > 512
 
 
-def test_an_evidence_prompt_holds_only_those_sentences_under_renumbered_sources(
+def test_an_evidence_prompt_holds_only_those_sentences_and_their_sources_come_first(
     small_ctx_model: LlamaCppModel,
 ) -> None:
     sources = to_sources(_hits(3, 40))
     evidence = [Evidence(3, "Source 2: fact7 is blue.", 0.9), Evidence(1, "Source 0: fact1 is red.", 0.5)]
     messages, kept = pack_sources(small_ctx_model, "What is fact7?", sources, max_tokens=50, evidence=evidence)
-    # source 2 had no sentence in the prompt: the answer lists the two that did, numbered as the model saw them
-    assert [(s.number, s.document) for s in kept] == [(1, "doc0.txt"), (2, "doc2.txt")]
+    # the sources of the prompt's sentences come first, numbered as the model saw them; the rest follow
+    assert [(s.number, s.document) for s in kept] == [(1, "doc0.txt"), (2, "doc2.txt"), (3, "doc1.txt")]
     prompt = messages[-1]["content"]
     assert "[2] Source 2: fact7 is blue.\n[1] Source 0: fact1 is red." in prompt
     assert "fact30" not in prompt  # nothing else of the chunks

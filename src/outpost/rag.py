@@ -86,7 +86,7 @@ def pack_sources(
     """Drop the lowest-ranked sources until prompt + answer budget fit the context window.
 
     ``evidence`` (the prompt's sentences, from :func:`outpost.evidence.find_evidence`) puts only those
-    sentences in the prompt; the answer still lists whole sources, the ones the sentences came from.
+    sentences in the prompt; the answer still lists the whole sources, those sentences' own first.
     """
     kept = list(sources)
     if evidence is not None:
@@ -105,13 +105,17 @@ def pack_sources(
 
 
 def _renumber(sources: list[Source], evidence: list[Evidence]) -> tuple[list[Source], list[Evidence]]:
-    """Only the sources that some evidence sentence comes from, numbered 1.. in rank order, and the evidence
-    relabelled to match: the answer lists exactly the sources whose text the model saw, as it saw them."""
+    """The sources that the evidence sentences come from first (numbered 1.. in rank order), then the rest,
+    and the evidence relabelled to match.
+
+    Why: the prompt then reads ``[1] …`` as with whole chunks, and the answer still lists every retrieved
+    source (the reader can check the others, and vote on them: votes on unhelpful sources train the adapter).
+    """
     used = {e.source for e in evidence}
-    kept = [s for s in sources if s.number in used] or sources[:1]
-    number = {s.number: i for i, s in enumerate(kept, start=1)}
+    order = [s for s in sources if s.number in used] + [s for s in sources if s.number not in used]
+    number = {s.number: i for i, s in enumerate(order, start=1)}
     relabelled = [replace(e, source=number[e.source]) for e in evidence if e.source in number]
-    return [replace(s, number=number[s.number]) for s in kept], relabelled
+    return [replace(s, number=number[s.number]) for s in order], relabelled
 
 
 def cited_numbers(text: str, count: int) -> list[int]:
