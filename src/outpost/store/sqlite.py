@@ -15,9 +15,11 @@ import re
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +30,11 @@ from outpost.home import ensure_private_dir
 from outpost.names import check_name, safe_join
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
+from outpost.store.bm25 import bm25_top_k, query_words
 from outpost.store.lock import write_lock
+
+if TYPE_CHECKING:
+    from usearch.index import Index
 
 __all__ = ["STORE_FILE", "Store", "check_collection_name", "fts_query"]
 
@@ -79,6 +85,12 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE adapter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, dim INTEGER NOT NULL,
                           matrix BLOB NOT NULL);
+    """,
+    # 3: FTS5 rows are written by Store.apply in bulk (one INSERT … SELECT per apply, 'delete-all' for a snapshot),
+    # not by per-row triggers: half the CPU of a 100k-chunk snapshot (benchmarks/scale.py apply, docs/scale.md)
+    """
+    DROP TRIGGER IF EXISTS chunks_ai;
+    DROP TRIGGER IF EXISTS chunks_ad;
     """,
 ]
 
@@ -226,11 +238,16 @@ def fts_query(text: str) -> str:
 
     Raw text never reaches ``MATCH``: a ``?``, a quote, ``C++`` or ``AND`` must not be an error.
     """
+    return query_words(query_terms(text))
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a user's text that a BM25 query uses: lower-cased, stopwords and repeats dropped, in order."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(text.lower()):
         if word not in STOPWORDS:
             seen.setdefault(word, None)
-    return " OR ".join(f'"{w}"' for w in seen)
+    return list(seen)
 
 
 def _chunk_from_row(row: sqlite3.Row) -> Chunk:
@@ -258,7 +275,7 @@ class Store:
         self.db = open_db(self.path, MIGRATIONS, synchronous="FULL" if durable else "NORMAL")
         self._lock = threading.RLock()  # one transaction at a time on the shared connection
         self._vectors: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, int8 rows)
-        self._ann: tuple[StateKey, object] | None = None  # (state, usearch index)
+        self._ann: tuple[StateKey, Index] | None = None  # (state, usearch index)
         self._unit: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, unit float32 rows)
         self._count: tuple[StateKey, int] | None = None  # (state, chunks)
         self._adapter: tuple[StateKey, Adapter | None] | None = None  # (state, adapter)
@@ -512,15 +529,12 @@ class Store:
     # -- search -------------------------------------------------------------------------------
 
     def bm25(self, text: str, k: int) -> list[tuple[int, float]]:
-        """FTS5 BM25 top-k as (rowid, score), higher is better."""
-        query = fts_query(text)
-        if not query:
+        """FTS5 BM25 top-k as (rowid, score), higher is better: only rare words' rows scored (``store/bm25.py``)."""
+        words = query_terms(text)
+        if not words:
             return []
-        rows = self.db.execute(
-            "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-            (query, k),
-        ).fetchall()
-        return [(row[0], -row[1]) for row in rows]
+        with self.reading():  # the row count and the index belong to one state
+            return bm25_top_k(self.db, words, k, self._chunk_count(self.state()))
 
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Cosine top-k over int8 vectors as (rowid, similarity): exact when small, ANN above."""
@@ -530,8 +544,10 @@ class Store:
             if exact and (self._unit is None or self._unit[0] != key):
                 _, keys, vectors = self._all_vectors()
                 self._unit = (key, keys, unit_rows(vectors))
-            unit, index = (self._unit, None) if exact else (None, self._ann_index())
-        if unit is not None:
+            if not exact:
+                index = self._ann_index()
+            unit = self._unit
+        if exact and unit is not None:
             return top_k_cosine(query, unit[2], unit[1], k)
         return AnnIndex.search(index, query, k)
 
@@ -564,7 +580,7 @@ class Store:
         dim = self.embedding.dimension if self.embedding else 0
         return AnnIndex(self.folder, dim)
 
-    def _ann_index(self):  # type: ignore[no-untyped-def]
+    def _ann_index(self) -> Index:
         """The ANN index for the current version: cached, loaded from disk, or rebuilt from the store."""
         with self.reading():
             key = self.state()
@@ -595,26 +611,37 @@ class Store:
 
     def _apply(self, changeset: Changeset) -> int:
         fault("apply:start")
-        with self._transaction():
-            before = self.state()
-            self._check_versions(changeset)
-            if changeset.embedding is not None:
-                self.check_embedding(changeset.embedding)
-                self._set_meta("embedding", changeset.embedding.to_json())
-            if changeset.chunker_id:
-                self._set_meta("chunker_id", changeset.chunker_id)
-            removed = self._delete(changeset)
-            fault("apply:after-delete")
-            added = self._insert(changeset)
-            if changeset.adapter is not None:
-                self._write_adapter(changeset.adapter)
-            self._set_meta("version", str(changeset.version))
-            after = (changeset.version, secrets.token_hex(8))
-            self._set_meta("generation", after[1])
-            fault("apply:before-commit")
+        job: Future[Any] | None = None
+        try:
+            with self._transaction():
+                before = self.state()
+                self._check_versions(changeset)
+                if changeset.embedding is not None:
+                    self.check_embedding(changeset.embedding)
+                    self._set_meta("embedding", changeset.embedding.to_json())
+                if changeset.chunker_id:
+                    self._set_meta("chunker_id", changeset.chunker_id)
+                first = self._next_rowid()
+                removed = self._delete(changeset)
+                fault("apply:after-delete")
+                added = np.arange(first, first + len(changeset.upserts), dtype=np.int64)
+                job = self._start_ann(before, changeset, removed, added)  # runs while SQLite writes the rows
+                self._insert(changeset, first)
+                if changeset.adapter is not None:
+                    self._write_adapter(changeset.adapter)
+                self._set_meta("next_rowid", str(first + len(added)))
+                self._set_meta("version", str(changeset.version))
+                after = (changeset.version, secrets.token_hex(8))
+                self._set_meta("generation", after[1])
+                fault("apply:before-commit")
+        except BaseException:
+            _discard(job)
+            if job is not None:
+                self._ann = None  # the job may have changed the cached index of the old version in place
+            raise
         fault("apply:after-commit")
         try:
-            self._after_apply(before, after, removed, added, changeset.vectors)
+            self._after_apply(after, job)
         except (OSError, RuntimeError) as exc:  # usearch raises RuntimeError; the version is committed all the same
             log.warning(
                 "version %d of %s is applied; its ANN index is rebuilt on next use (%s)", after[0], self.name, exc
@@ -635,78 +662,138 @@ class Store:
                 f"but the change was built on version {changeset.base_version}"
             )
 
-    def _delete(self, changeset: Changeset) -> list[int]:
+    def _next_rowid(self) -> int:
+        """The first rowid for this apply's rows: above every rowid the collection ever used.
+
+        Rowids are the ANN keys. Choosing them before the insert lets the index be built while SQLite writes
+        (``_start_ann``), and never reusing one means an index key never names two chunks across versions.
+        """
+        used = self.db.execute("SELECT max(rowid) FROM chunks").fetchone()[0] or 0
+        return max(int(self._meta("next_rowid") or 0), int(used) + 1)
+
+    def _delete(self, changeset: Changeset) -> np.ndarray:
+        """Delete the changeset's chunks (all of them for a snapshot) and their FTS5 rows; returns their rowids."""
         if changeset.snapshot:  # a snapshot replaces everything, inside the same transaction
             removed = [r[0] for r in self.db.execute("SELECT rowid FROM chunks")]
+            self.db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('delete-all')")
             self.db.execute("DELETE FROM chunks")
             self.db.execute("DELETE FROM documents")
-            return removed
+            return np.asarray(removed, dtype=np.int64)
         ids = list(changeset.delete_chunks)
-        removed: list[int] = []
+        removed = []
         for batch in _batches(ids):
-            removed += [r[0] for r in self.db.execute(f"SELECT rowid FROM chunks WHERE id IN ({_marks(batch)})", batch)]
-            self.db.execute(f"DELETE FROM chunks WHERE id IN ({_marks(batch)})", batch)
+            marks = _marks(batch)
+            removed += [r[0] for r in self.db.execute(f"SELECT rowid FROM chunks WHERE id IN ({marks})", batch)]
+            self.db.execute(  # external-content FTS5 forgets a row only when given its indexed text again
+                "INSERT INTO chunks_fts (chunks_fts, rowid, heading, text) "
+                f"SELECT 'delete', rowid, heading, text FROM chunks WHERE id IN ({marks})",
+                batch,
+            )
+            self.db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", batch)
         for batch in _batches(list(changeset.delete_documents)):
             self.db.execute(f"DELETE FROM documents WHERE key IN ({_marks(batch)})", batch)
-        return removed
+        return np.asarray(removed, dtype=np.int64)
 
-    def _insert(self, changeset: Changeset) -> list[int]:
+    def _insert(self, changeset: Changeset, first: int) -> None:
+        """Rows with rowids ``first, first + 1, …`` in one ``executemany``, then their FTS5 rows in one statement.
+
+        Indexing the new rows with one ``INSERT … SELECT`` after they are written costs half the CPU of a per-row
+        trigger (measured at 100k chunks: docs/scale.md).
+        """
         self.db.executemany(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
             [(d.key, d.sha256, d.title, d.kind, d.size, d.chunk_count) for d in changeset.documents],
         )
-        added: list[int] = []
-        for chunk, vector, scale in zip(changeset.upserts, changeset.vectors, changeset.scales):
-            cursor = self.db.execute(
-                "INSERT INTO chunks (id, doc_key, ordinal, page, heading, text, token_count, vector, scale) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    chunk.id,
-                    chunk.doc_key,
-                    chunk.ordinal,
-                    chunk.page,
-                    chunk.heading,
-                    chunk.text,
-                    chunk.token_count,
-                    np.ascontiguousarray(vector, dtype=np.int8).tobytes(),
-                    float(scale),
-                ),
+        vectors = np.ascontiguousarray(changeset.vectors, dtype=np.int8)
+        scales = np.asarray(changeset.scales, dtype=np.float64).tolist()
+        self.db.executemany(
+            "INSERT INTO chunks (rowid, id, doc_key, ordinal, page, heading, text, token_count, vector, scale) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                (first + i, c.id, c.doc_key, c.ordinal, c.page, c.heading, c.text, c.token_count, v.tobytes(), s)
+                for i, (c, v, s) in enumerate(zip(changeset.upserts, vectors, scales))
+            ),
+        )
+        if changeset.upserts:
+            self.db.execute(
+                "INSERT INTO chunks_fts (rowid, heading, text) "
+                "SELECT rowid, heading, text FROM chunks WHERE rowid >= ?",
+                (first,),
             )
-            added.append(int(cursor.lastrowid or 0))
-        return added
 
-    def _after_apply(
-        self, before: StateKey, after: StateKey, removed: list[int], added: list[int], vectors: np.ndarray
-    ) -> None:
-        """Keep the ANN file in step (incrementally when the previous one is loaded).
+    def _start_ann(
+        self, before: StateKey, changeset: Changeset, removed: np.ndarray, added: np.ndarray
+    ) -> Future[Any] | None:
+        """Start the new version's ANN index in a thread (usearch releases the GIL), or None when none is needed.
 
-        ``before`` and ``after`` are the states this apply went from and to. The state is read again with the
-        rows: if another writer moved on meanwhile, the index is rebuilt from what is there now, so an index
-        is never filed under a version whose rows it does not hold.
+        A snapshot builds from its own vectors; a delta changes the previous version's index (cached, or loaded
+        from its file). Nothing is saved here: the file for the new version is written only after the commit.
+        """
+        remaining = self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        if remaining + len(added) < self.exact_below:
+            return None
+        files = self._ann_files()
+        vectors = np.ascontiguousarray(changeset.vectors, dtype=np.int8)
+        if changeset.snapshot:
+            return _in_thread(files.build_index, added, vectors)
+        cached = self._ann[1] if self._ann is not None and self._ann[0] == before else None
+
+        def update() -> Any:
+            previous = cached if cached is not None else files.load(before[0])
+            return None if previous is None else files.change(previous, removed, added, vectors)
+
+        return _in_thread(update)
+
+    def _after_apply(self, after: StateKey, job: Future[Any] | None) -> None:
+        """File the ANN index of the committed version (the job's, or rebuilt from the rows).
+
+        The state is read again with the rows: if another writer moved on meanwhile, or the job had no previous
+        index to change, the index is rebuilt from what is there now, so an index is never filed under a version
+        whose rows it does not hold.
         """
         self._vectors = None
         with self.reading():
             key = self.state()
-            chunks = self._chunk_count(key)
             files = self._ann_files()
-            if chunks < self.exact_below:
+            if self._chunk_count(key) < self.exact_below:
+                _discard(job)
                 files.drop()
                 self._ann = None
                 return
-            cached = self._ann[1] if self._ann is not None and self._ann[0] == before else None
-            previous = cached if cached is not None else files.load(before[0])
-            if previous is None or key != after:
+            index = job.result() if job is not None else None
+            if index is None or key != after:
                 _, keys, all_vectors = self._all_vectors()
-                index = files.build(key[0], keys, all_vectors)
-            else:
-                index = files.update(previous, key[0], np.asarray(removed), np.asarray(added), vectors)
+                index = files.build_index(keys, all_vectors)
+            files.save(index, key[0])
             self._ann = (key, index)
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn`` in a thread of its own (one per apply: a pool shared across ``fork`` could hang the child)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outpost-ann")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its job
+
+
+def _discard(job: Future[Any] | None) -> None:
+    """Wait for a job whose result is not wanted: it must not go on changing an index nobody will file."""
+    if job is not None:
+        try:
+            job.result()
+        except Exception:  # its failure changes nothing: the index is rebuilt on next use
+            log.debug("discarded ANN job failed", exc_info=True)
+
+
+# SQLite's primary result codes (sqlite3 names them only from Python 3.11; we support 3.10)
+_SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 13, 14
 
 
 def _storage_failure(exc: sqlite3.OperationalError) -> bool:
     """A disk that is full or failing (SQLITE_FULL, SQLITE_IOERR, SQLITE_CANTOPEN), not a bug in a statement."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN)
+    return code in (_SQLITE_FULL, _SQLITE_IOERR, _SQLITE_CANTOPEN)
 
 
 def _marks(items: Sequence[object]) -> str:

@@ -1,0 +1,558 @@
+"""Apply and retrieval at size (issue 12: P4, P5) and the streaming simulation behind ``docs/scale.md``.
+
+Three commands, all on synthetic data (no model, no dataset, nothing downloaded):
+
+- ``apply``: a snapshot pack of ``--size`` chunks (100k) and a delta pack of ``--delta`` changed chunks (1k) are
+  written once; then the *same packs* are verified, read and applied (``read_pack`` + ``Store.apply``, exactly what
+  ``outpost sync`` does, the delta on a freshly opened store like a later sync) by the current code and by the code
+  of ``--baseline-rev`` (extracted with ``git archive`` into a temp folder), each in its own process, one after the
+  other, so the ratio is measured in one run on the same load.
+- ``retrieval``: a ``--size`` store (1M) built once (cached under ``benchmarks/.cache/``); per query p50/p99 of
+  ``Store.bm25``, ``Store.dense`` and the hybrid ``Retriever.search`` (query vector precomputed: the model's time
+  is not the store's), against exact int8 search (numpy brute force, the recall oracle) and against the baseline
+  revision's code on the same file, in its own process.
+- ``simulate``: synthetic versions M and N of a ``--size`` collection (10M) streamed in batches through diff (ids
+  of both versions, sorted), pack (Parquet row groups), sign (sha256 of each file, Ed25519 over the manifest) and
+  apply (one SQLite transaction fed batch by batch), with time and peak memory per stage.
+
+Synthetic data, and why it looks like this:
+- **Vectors** live on a low-dimensional manifold, as sentence embeddings do: a latent point (``--latent`` = 32
+  dims) drawn around one of 2,000 topic centres, mapped into 384 dims by a fixed random projection, plus isotropic
+  noise of about the same energy, normalised (calibrated so a query's nearest chunk sits at cosine ≈ 0.5 and its
+  10th at ≈ 0.4, and HNSW recall at 30k chunks is what NFCorpus gave: 0.98–0.99 at ``expansion_search`` 128).
+  Isotropic noise alone would be the ANN worst case (no structure at all), near-duplicate copies of a few real
+  vectors the opposite; real corpora sit between. Queries are perturbed
+  latent points of random chunks, so each has true neighbours.
+- **Text**: words from a vocabulary of 50k drawn Zipf-like (exponent 1.07, like English word frequencies), 80–160
+  words a chunk; the most frequent ranks are the English stopwords the query path drops (as in real text), the rest
+  are made-up syllable words. Query text: 2–6 distinct words of the chunk the query vector came from.
+
+Run under ``nice -n 10`` on the shared machine; progress on stderr, figures (or ``--json``) on stdout::
+
+    nice -n 10 .venv/bin/python benchmarks/scale.py apply --size 100000 --delta 1000
+    nice -n 10 .venv/bin/python benchmarks/scale.py retrieval --size 1000000 --queries 1000
+    nice -n 10 .venv/bin/python benchmarks/scale.py simulate --size 1000000 --batch 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "benchmarks" / ".cache"
+DIM = 384
+BASELINE_REV = "4b68ed8"  # the code before the issue-12 apply/retrieval work
+IDENTITY = {"name": "synthetic-384", "weights_sha256": "0" * 64, "dimension": DIM, "max_seq_length": 256}
+CHUNKER = "synthetic-v1"
+CHUNKS_PER_DOC = 8
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current resident set size (peak RSS only ever grows; per-stage memory needs the current one)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def machine() -> dict[str, Any]:
+    """Cores, load and versions, without importing torch (it would add ~1 GB to every memory figure)."""
+    import usearch
+
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "cores": len(os.sched_getaffinity(0)),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "usearch": usearch.__version__,
+    }
+
+
+# -- synthetic data ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Space:
+    """The fixed structure every batch is drawn from: topic centres, projection, vocabulary."""
+
+    centres: np.ndarray  # (topics, latent)
+    projection: np.ndarray  # (latent, DIM)
+    vocab: list[str]
+    cdf: np.ndarray  # Zipf cumulative distribution over vocab
+
+    @classmethod
+    def make(cls, seed: int = 7, latent: int = 32, topics: int = 2000, vocab: int = 50_000) -> Space:
+        rng = np.random.default_rng(seed)
+        from outpost.store.sqlite import STOPWORDS
+
+        syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
+        # The most frequent ranks are real English stopwords, as in real text: the query path drops them
+        words: dict[str, None] = dict.fromkeys(sorted(STOPWORDS))
+        while len(words) < vocab:
+            n = int(rng.integers(2, 5))
+            words["".join(syllables[i] for i in rng.integers(0, len(syllables), n))] = None
+        weights = 1.0 / np.arange(1, vocab + 1) ** 1.07
+        return cls(
+            centres=rng.normal(size=(topics, latent)).astype(np.float32),
+            projection=rng.normal(size=(latent, DIM)).astype(np.float32) / np.sqrt(latent),
+            vocab=list(words),
+            cdf=np.cumsum(weights) / weights.sum(),
+        )
+
+    def latents(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        topic = rng.integers(0, len(self.centres), n)
+        noise: np.ndarray = 0.6 * rng.normal(size=(n, self.centres.shape[1])).astype(np.float32)
+        return np.asarray(self.centres[topic] + noise, dtype=np.float32)
+
+    def vectors(self, rng: np.random.Generator, latents: np.ndarray) -> np.ndarray:
+        x = latents @ self.projection + 1.0 * rng.normal(size=(len(latents), DIM)).astype(np.float32)
+        return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+    def texts(self, rng: np.random.Generator, n: int) -> list[str]:
+        lengths = rng.integers(80, 161, n)
+        ids = np.searchsorted(self.cdf, rng.random(int(lengths.sum())))
+        vocab, out, at = self.vocab, [], 0
+        for length in lengths.tolist():
+            out.append(" ".join([vocab[i] for i in ids[at : at + length].tolist()]))
+            at += length
+        return out
+
+
+@dataclass
+class Batch:
+    """Rows ``start .. start + n`` of one synthetic collection version, as plain arrays."""
+
+    start: int
+    ids: list[str]
+    texts: list[str]
+    latents: np.ndarray
+    q: np.ndarray  # int8 (n, DIM)
+    scales: np.ndarray
+    floats: np.ndarray
+
+
+def chunk_id(row: int, version_tag: str = "") -> str:
+    return hashlib.blake2b(f"{row}{version_tag}".encode(), digest_size=16).hexdigest()
+
+
+def make_batch(space: Space, start: int, n: int, seed: int = 0, tag: str = "") -> Batch:
+    """Deterministic per (seed, start): any batch can be regenerated alone (streaming, baselines)."""
+    from outpost.embed.quantize import quantize
+
+    rng = np.random.default_rng([seed, start])
+    latents = space.latents(rng, n)
+    floats = space.vectors(rng, latents)
+    q, scales = quantize(floats)
+    ids = [chunk_id(i, tag) for i in range(start, start + n)]
+    return Batch(start, ids, space.texts(rng, n), latents, q, scales, floats)
+
+
+def changeset_of(batches: Sequence[Batch], base: int = 0, version: int = 1) -> Any:
+    from outpost.records import Changeset, Chunk, DocumentRecord, EmbeddingIdentity
+
+    chunks: list[Chunk] = []
+    for b in batches:
+        chunks += [
+            Chunk(cid, f"doc{(b.start + i) // CHUNKS_PER_DOC:09d}.md", (b.start + i) % CHUNKS_PER_DOC, text)
+            for i, (cid, text) in enumerate(zip(b.ids, b.texts))
+        ]
+    keys = sorted({c.doc_key for c in chunks})
+    documents = [DocumentRecord(k, hashlib.sha256(k.encode()).hexdigest(), k, "md", 1000, CHUNKS_PER_DOC) for k in keys]
+    return Changeset(
+        "scale",
+        base,
+        chunks,
+        np.concatenate([b.q for b in batches]) if batches else np.zeros((0, DIM), np.int8),
+        np.concatenate([b.scales for b in batches]) if batches else np.zeros(0, np.float32),
+        documents,
+        embedding=EmbeddingIdentity(**IDENTITY),  # type: ignore[arg-type]
+        chunker_id=CHUNKER,
+        version=version,
+        snapshot=base == 0,
+    )
+
+
+def batches(space: Space, size: int, batch: int, seed: int = 0) -> Iterator[Batch]:
+    for start in range(0, size, batch):
+        yield make_batch(space, start, min(batch, size - start), seed)
+
+
+# -- baseline code -----------------------------------------------------------------------------
+
+
+def baseline_src(rev: str, into: Path) -> Path:
+    """The ``src`` tree of ``rev`` (``git archive``, read-only use): how the code before a change is run."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "src"], check=True, capture_output=True).stdout
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src"
+
+
+def run_worker(src: Path | None, args: list[str]) -> dict[str, Any]:
+    """This script's worker command in a new process, importing ``outpost`` from ``src`` (None: this checkout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(src if src is not None else REPO / "src")
+    out = subprocess.run([sys.executable, __file__, *args], env=env, check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process, all threads: on cores shared with others, the figure that load does not skew."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn: Callable[[], Any], cpu: dict[str, float] | None = None, name: str = "") -> tuple[Any, float]:
+    """(value, wall seconds); with ``cpu``, also records the CPU seconds under ``name``."""
+    start, start_cpu = time.perf_counter(), cpu_s()
+    value = fn()
+    if cpu is not None:
+        cpu[name] = cpu_s() - start_cpu
+    return value, time.perf_counter() - start
+
+
+# -- apply (P4) --------------------------------------------------------------------------------
+
+
+def write_apply_packs(work: Path, size: int, delta: int, batch: int) -> str:
+    """Snapshot-1 of ``size`` chunks and delta-1-2 replacing ``delta`` of them; returns the hub key text."""
+    from outpost.packs import generate_key, public_key_text, write_pack
+
+    space = Space.make()
+    key = generate_key(work / "key.pem")
+    all_batches = list(batches(space, size, batch))
+    snapshot = changeset_of(all_batches)
+    write_pack(snapshot, work / "snapshot-1", key)
+    rng = np.random.default_rng(11)
+    gone = sorted(rng.choice(size, delta, replace=False).tolist())
+    fresh = make_batch(space, size, delta, seed=1, tag="v2")
+    cs = changeset_of([fresh], base=1, version=2)
+    cs.upserts = [
+        type(c)(c.id, snapshot.upserts[g].doc_key, snapshot.upserts[g].ordinal, c.text)
+        for c, g in zip(cs.upserts, gone)
+    ]
+    cs.documents = []
+    cs.delete_chunks = [snapshot.upserts[g].id for g in gone]
+    write_pack(cs, work / "delta-1-2", key)
+    return public_key_text(key)
+
+
+def apply_worker(packs: Path, hub_key: str, store_dir: Path) -> dict[str, Any]:
+    """What ``outpost sync`` does with each pack: verify + read, then apply on a freshly opened store."""
+    import outpost
+    from outpost.packs import read_pack
+    from outpost.store import Store
+
+    cpu: dict[str, float] = {}
+    result: dict[str, Any] = {"outpost": outpost.__file__, "cpu_s": cpu}
+    read, result["snapshot_read_s"] = timed(lambda: read_pack(packs / "snapshot-1", hub_key), cpu, "snapshot_read")
+    store = Store.open(store_dir, "scale", create=True)
+    _, result["snapshot_apply_s"] = timed(lambda: store.apply(read[1]), cpu, "snapshot_apply")
+    result["snapshot_rows"] = store.counts()[1]
+    store.close()
+    read = None  # the snapshot's rows go before the delta is measured
+    (_, delta), result["delta_read_s"] = timed(lambda: read_pack(packs / "delta-1-2", hub_key), cpu, "delta_read")
+    store = Store.open(store_dir, "scale")
+    _, result["delta_apply_s"] = timed(lambda: store.apply(delta), cpu, "delta_apply")
+    result["delta_rows"] = store.counts()[1]
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="outpost-scale-apply-"))
+    try:
+        log(f"writing a {args.size}-chunk snapshot pack and a {args.delta}-chunk delta pack")
+        hub_key, write_s = timed(lambda: write_apply_packs(work, args.size, args.delta, args.batch))
+        base_src = baseline_src(args.baseline_rev, work / "baseline")
+        result: dict[str, Any] = {"machine": machine(), "size": args.size, "delta": args.delta, "write_s": write_s}
+        for label, src in (("baseline", base_src), ("current", None)):
+            for trial in range(args.trials):
+                log(f"{label} trial {trial + 1}: verify + read + apply (load {os.getloadavg()[0]:.2f})")
+                store_dir = work / f"store-{label}-{trial}"
+                fig = run_worker(src, ["apply-worker", str(work), hub_key, str(store_dir)])
+                fig["loadavg_1m"] = round(os.getloadavg()[0], 2)
+                result.setdefault(label, []).append(fig)
+                shutil.rmtree(store_dir, ignore_errors=True)
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def render_apply(r: dict[str, Any]) -> str:
+    lines = [f"apply: snapshot {r['size']:,} chunks, delta {r['delta']:,} chunks  {r['machine']}"]
+    lines.append(
+        f"{'code':<10} {'snap read s':>11} {'snap apply s':>12} {'total s':>8} {'delta read s':>12} "
+        f"{'delta apply s':>13} {'total s':>8} {'peak RSS MB':>11} {'load':>5}"
+    )
+    for label in ("baseline", "current"):
+        for f in r[label]:
+            lines.append(
+                f"{label:<10} {f['snapshot_read_s']:11.2f} {f['snapshot_apply_s']:12.2f} "
+                f"{f['snapshot_read_s'] + f['snapshot_apply_s']:8.2f} {f['delta_read_s']:12.3f} "
+                f"{f['delta_apply_s']:13.3f} {f['delta_read_s'] + f['delta_apply_s']:8.3f} "
+                f"{f['peak_rss_mb']:11.0f} {f['loadavg_1m']:5.2f}"
+            )
+    return "\n".join(lines)
+
+
+# -- retrieval (P5) ----------------------------------------------------------------------------
+
+
+K = 10
+DEPTH = 50  # what Retriever asks each retriever for (its default depth)
+
+
+def build_retrieval_store(folder: Path, size: int, batch: int, queries: int) -> dict[str, Any]:
+    """A ``size``-chunk collection in one snapshot apply, and ``queries`` queries drawn from its rows (cached)."""
+    from outpost.embed.quantize import quantize
+    from outpost.store import Store
+
+    space = Space.make()
+    rng = np.random.default_rng(2024)
+    rows = np.sort(rng.choice(size, queries, replace=False))
+    parts, texts, vectors = [], [], []
+    for b in batches(space, size, batch):
+        parts.append(b)
+        for r in rows[(rows >= b.start) & (rows < b.start + len(b.ids))].tolist():
+            words = list(dict.fromkeys(b.texts[r - b.start].split()))
+            take = rng.choice(len(words), min(len(words), int(rng.integers(2, 7))), replace=False)
+            texts.append(" ".join(words[i] for i in take))
+            vectors.append(
+                space.vectors(rng, b.latents[r - b.start][None, :] + rng.normal(size=(1, 32)).astype(np.float32))
+            )
+        log(f"generated {b.start + len(b.ids):,} / {size:,} chunks")
+    cs = changeset_of(parts)
+    del parts
+    store = Store.open(folder, "scale", create=True)
+    log(f"applying {size:,} chunks (load {os.getloadavg()[0]:.2f})")
+    cpu: dict[str, float] = {}
+    _, apply_s = timed(lambda: store.apply(cs), cpu, "apply")
+    store.close()
+    q, _ = quantize(np.concatenate(vectors))
+    np.save(folder / "queries.npy", q)
+    built = {"size": size, "apply_s": apply_s, "apply_cpu_s": cpu["apply"], "texts": texts}
+    (folder / "queries.json").write_text(json.dumps(built))
+    return built
+
+
+def exact_truth(store: Any, queries: np.ndarray, k: int = K) -> tuple[np.ndarray, list[float]]:
+    """Exact int8 cosine top-k for every query (the recall oracle), and per-query brute-force times."""
+    _, keys, ints = store._all_vectors()
+    unit = ints.astype(np.float32)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    truth, times = [], []
+    for q in queries:
+        start = time.perf_counter()
+        qf = q.astype(np.float32)
+        sims = unit @ (qf / max(float(np.linalg.norm(qf)), 1e-12))
+        top = np.argpartition(-sims, k - 1)[:k]
+        truth.append(keys[top[np.argsort(-sims[top])]])
+        times.append(time.perf_counter() - start)
+    return np.array(truth), times
+
+
+def latency(fn: Callable[[int], object], n: int, warmup: int = 20) -> dict[str, float]:
+    for i in range(min(warmup, n)):
+        fn(i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - start)
+    ms = np.asarray(samples) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+
+
+class _NoEmbedder:
+    """Retriever's embedder slot: every query here comes with its vector, so nothing is embedded."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        raise AssertionError("the benchmark passes query vectors")
+
+
+def retrieval_worker(folder: Path, truth_file: Path) -> dict[str, Any]:
+    """Per-query latency of the store's retrievers and the hybrid search, and dense recall@10 vs exact int8."""
+    import outpost
+    from outpost.retrieve import Retriever
+    from outpost.store import Store
+
+    raw = json.loads((folder / "queries.json").read_text())
+    texts, vectors, truth = raw["texts"], np.load(folder / "queries.npy"), np.load(truth_file)
+    store = Store.open(folder, "scale")
+    retriever = Retriever(store, _NoEmbedder())  # type: ignore[arg-type]
+    _, open_s = timed(lambda: store.dense(vectors[0], K))  # loads the index file
+    n = len(texts)
+    result: dict[str, Any] = {"outpost": outpost.__file__, "index_load_s": open_s, "queries": n}
+    result["bm25"] = latency(lambda i: store.bm25(texts[i], DEPTH), n)
+    result["dense"] = latency(lambda i: store.dense(vectors[i], DEPTH), n)
+    result["hybrid"] = latency(
+        lambda i: retriever.search(texts[i], K, "hybrid", query=vectors[i].astype(np.float32)), n
+    )
+    found = [[key for key, _ in store.dense(vectors[i], K)] for i in range(n)]
+    result["dense_recall@10"] = float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
+    result["bm25_matches"] = bm25_match_counts(store, texts[: min(n, 200)])
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def bm25_match_counts(store: Any, texts: Sequence[str]) -> dict[str, float]:
+    """How many rows each query's OR matches: what FTS5 must score per query (the tail's cause)."""
+    from outpost.store import fts_query
+
+    counts = [
+        store.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (fts_query(t),)).fetchone()[0]
+        for t in texts
+    ]
+    return {"p50": float(np.percentile(counts, 50)), "p99": float(np.percentile(counts, 99))}
+
+
+def ef_sweep(store: Any, vectors: np.ndarray, truth: np.ndarray, efs: Sequence[int]) -> list[dict[str, float]]:
+    """Recall@10 and usearch search time at several ``expansion_search`` settings on the same index."""
+    from outpost.store import AnnIndex
+
+    index = store._ann_index()
+    out = []
+    for ef in efs:
+        index.expansion_search = ef
+        found: list[list[int]] = []
+
+        def search(i: int, into: list[list[int]] = found) -> None:
+            into.append([key for key, _ in AnnIndex.search(index, vectors[i], K)])
+
+        lat = latency(search, len(vectors), 0)
+        recall = float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
+        out.append({"expansion_search": ef, "recall@10": recall, **lat})
+    return out
+
+
+def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
+    from outpost.store import Store
+
+    folder = CACHE / f"scale-{args.size}"
+    if not (folder / "queries.json").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (CACHE / ".gitignore").write_text("*\n")
+        build_retrieval_store(folder, args.size, args.batch, args.queries)
+    built = json.loads((folder / "queries.json").read_text())
+    result: dict[str, Any] = {"machine": machine(), "size": args.size, "build_apply_s": built["apply_s"]}
+    result["build_apply_cpu_s"] = built.get("apply_cpu_s")
+    store = Store.open(folder, "scale")
+    vectors = np.load(folder / "queries.npy")
+    log("exact int8 search for every query (the recall oracle)")
+    truth, exact_times = exact_truth(store, vectors)
+    ms = np.asarray(exact_times) * 1000
+    result["exact_int8"] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+    truth_file = folder / "truth.npy"
+    np.save(truth_file, truth)
+    result["ef_sweep"] = ef_sweep(store, vectors, truth, (64, 128, 256, 512))
+    store.close()
+    base_src = baseline_src(args.baseline_rev, Path(tempfile.mkdtemp(prefix="outpost-scale-base-")))
+    for label, src in (("baseline", base_src), ("current", None)):
+        log(f"{label}: retrieval over {len(vectors)} queries (load {os.getloadavg()[0]:.2f})")
+        result[label] = run_worker(src, ["retrieval-worker", str(folder), str(truth_file)])
+        result[label]["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    shutil.rmtree(base_src.parent, ignore_errors=True)
+    return result
+
+
+def render_retrieval(r: dict[str, Any]) -> str:
+    lines = [f"retrieval at {r['size']:,} chunks  {r['machine']}"]
+    lines.append(
+        f"built by one Store.apply in {r['build_apply_s']:.1f} s (CPU {r.get('build_apply_cpu_s') or 0:.1f} s)"
+    )
+    lines.append(
+        f"exact int8 brute force (numpy, the oracle): p50 {r['exact_int8']['p50_ms']:.1f} ms, "
+        f"p99 {r['exact_int8']['p99_ms']:.1f} ms"
+    )
+    lines.append(f"{'code':<9} {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    for label in ("baseline", "current"):
+        f = r[label]
+        for path in ("bm25", "dense", "hybrid"):
+            lat = f[path]
+            lines.append(f"{label:<9} {path:<8} {lat['p50_ms']:8.2f} {lat['p99_ms']:8.2f} {lat['mean_ms']:8.2f}")
+        lines.append(
+            f"{label:<9} dense recall@10 vs exact int8 {f['dense_recall@10']:.4f}; "
+            f"BM25 rows matched p50 {f['bm25_matches']['p50']:.0f}, p99 {f['bm25_matches']['p99']:.0f}; "
+            f"load {f['loadavg_1m']}"
+        )
+    for e in r["ef_sweep"]:
+        lines.append(
+            f"expansion_search {e['expansion_search']:>4}: recall@10 {e['recall@10']:.4f}, "
+            f"usearch p50 {e['p50_ms']:.2f} ms p99 {e['p99_ms']:.2f} ms"
+        )
+    return "\n".join(lines)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    apply = sub.add_parser("apply", help="P4: snapshot and delta apply, current vs baseline code")
+    apply.add_argument("--size", type=int, default=100_000)
+    apply.add_argument("--delta", type=int, default=1_000)
+    apply.add_argument("--batch", type=int, default=50_000)
+    apply.add_argument("--trials", type=int, default=1)
+    apply.add_argument("--baseline-rev", default=BASELINE_REV)
+    apply.add_argument("--json", action="store_true")
+    retrieval = sub.add_parser("retrieval", help="P5: hybrid latency and ANN recall, current vs baseline code")
+    retrieval.add_argument("--size", type=int, default=1_000_000)
+    retrieval.add_argument("--queries", type=int, default=1_000)
+    retrieval.add_argument("--batch", type=int, default=50_000)
+    retrieval.add_argument("--baseline-rev", default=BASELINE_REV)
+    retrieval.add_argument("--json", action="store_true")
+    rworker = sub.add_parser("retrieval-worker")
+    rworker.add_argument("folder", type=Path)
+    rworker.add_argument("truth", type=Path)
+    worker = sub.add_parser("apply-worker")
+    worker.add_argument("packs", type=Path)
+    worker.add_argument("hub_key")
+    worker.add_argument("store_dir", type=Path)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.command == "apply-worker":
+        print(json.dumps(apply_worker(args.packs, args.hub_key, args.store_dir)))
+        return 0
+    if args.command == "retrieval-worker":
+        print(json.dumps(retrieval_worker(args.folder, args.truth)))
+        return 0
+    if args.command == "retrieval":
+        result = cmd_retrieval(args)
+        print(json.dumps(result, indent=2) if args.json else render_retrieval(result))
+        return 0
+    result = cmd_apply(args)
+    print(json.dumps(result, indent=2) if args.json else render_apply(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

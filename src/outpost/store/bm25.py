@@ -1,0 +1,152 @@
+"""BM25 top-k over FTS5 that scores only the rows a query's rare words match, with a bound that keeps it exact.
+
+Why: FTS5 computes ``bm25()`` for every row the OR of a query's words matches before it sorts, and a word that
+sits in a quarter of a million-chunk collection makes that a quarter of a million scores (≈ 1–2 µs each) for one
+query. Matching alone is cheap (FTS5 skips through doclists); scoring is not. The words that match many rows add
+little to a score, because BM25's IDF is small for them: that is the idea of Lucene's MaxScore and of
+Elasticsearch's old ``cutoff_frequency``, here with FTS5's own arithmetic so that the answer does not change.
+
+How, for query words split into *rare* ``R`` (fewest matching rows, up to :data:`ROW_BUDGET` rows in all) and
+*common* ``F`` (the rest):
+
+1. ``MATCH R`` ranked by ``bm25()``: each row's score over R's words. FTS5's BM25 is a sum over the query's
+   phrases, each term using the collection's IDF, so this is exactly R's part of the full score.
+2. ``MATCH (R) AND (F)`` ranked the same way: the full score of every row that has both kinds of word.
+3. A row with no word of R can score at most ``Σ_F idf · (k1 + 1)`` (BM25's term-frequency factor never
+   reaches ``k1 + 1``). When the k-th best of (1) ∪ (2) scores above that bound, no such row can enter the top k,
+   and (1) ∪ (2) *is* the top k of the full query. When it does not, (1) ∪ (2) is still the answer: rows that
+   hold only common words are left out, as ``cutoff_frequency`` did. That is a departure from exact BM25, taken
+   only where scoring everything would cost more than FULL_BUDGET rows (tens of milliseconds); below that, and
+   on any collection of at most FULL_BUDGET chunks, the full query runs as before.
+
+IDF needs each word's row count: the words are run through FTS5's own tokenizer (a small ``temp`` FTS5 table, so
+the stems are exactly the index's) and looked up in an ``fts5vocab`` table — no other stemmer is involved.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass
+
+__all__ = ["FULL_BUDGET", "ROW_BUDGET", "bm25_top_k", "plan", "query_words", "rare_first"]
+
+K1 = 1.2  # FTS5's bm25() constants (ext/fts5/fts5_aux.c)
+B = 0.75
+ROW_BUDGET = 4000  # rows the rare words may match together (each scored once or twice: ≈ 5 ms)
+FULL_BUDGET = 20_000  # a query matching at most this many rows in all is scored in full (exact, ≈ 20 ms at most)
+
+_SETUP = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.outpost_qwords USING fts5(w, tokenize='porter unicode61')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.outpost_qstems USING fts5vocab(temp, outpost_qwords, instance)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.outpost_vocab USING fts5vocab(main, chunks_fts, row)",
+)
+_RANKED = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
+
+
+@dataclass(frozen=True)
+class Word:
+    """One query word: its FTS5 phrase, the rows it matches (None: several tokens, not looked up) and its IDF."""
+
+    phrase: str
+    rows: int | None
+    idf: float
+
+
+def query_words(words: list[str]) -> str:
+    """Words → the FTS5 OR query (each quoted: raw syntax never reaches ``MATCH``)."""
+    return " OR ".join(f'"{w}"' for w in words)
+
+
+def idf(total: int, rows: int) -> float:
+    """FTS5's IDF: ``log((N - n + 0.5) / (n + 0.5))``, floored at 1e-6 as FTS5 does."""
+    value = math.log((total - rows + 0.5) / (rows + 0.5))
+    return value if value > 0 else 1e-6
+
+
+def _ranked(db: sqlite3.Connection, query: str, k: int) -> list[tuple[int, float]]:
+    return [(row[0], -row[1]) for row in db.execute(_RANKED, (query, k))]
+
+
+def _stems(db: sqlite3.Connection, words: list[str]) -> list[list[str]]:
+    """Each word's tokens as the index's tokenizer makes them (``porter unicode61``), through a temp FTS5 table."""
+    for statement in _SETUP:
+        db.execute(statement)
+    db.execute("DELETE FROM temp.outpost_qwords")
+    db.executemany("INSERT INTO temp.outpost_qwords (rowid, w) VALUES (?, ?)", enumerate(words))
+    stems: list[list[str]] = [[] for _ in words]
+    for term, doc in db.execute("SELECT term, doc FROM temp.outpost_qstems ORDER BY doc, offset"):
+        stems[doc].append(term)
+    return stems
+
+
+def _words(db: sqlite3.Connection, words: list[str], total: int) -> list[Word]:
+    stems = _stems(db, words)
+    singles = sorted({s[0] for s in stems if len(s) == 1})
+    marks = ",".join("?" * len(singles))
+    counts = dict(db.execute(f"SELECT term, doc FROM temp.outpost_vocab WHERE term IN ({marks})", singles).fetchall())
+    out = []
+    for word, tokens in zip(words, stems):
+        rows = (counts.get(tokens[0], 0) if len(tokens) == 1 else None) if tokens else 0  # no token: matches none
+        out.append(Word(f'"{word}"', rows, idf(total, rows or 0)))
+    return out
+
+
+def _split(words: list[Word]) -> tuple[list[Word], list[Word]]:
+    """(rare, common): the words matching fewest rows while they match at most ROW_BUDGET together (maybe none).
+
+    A word of several tokens (its row count unknown) counts as rare: that only costs time, never exactness.
+    """
+    rare = [w for w in words if w.rows is None]
+    known = sorted((w for w in words if w.rows is not None), key=lambda w: w.rows or 0)
+    budget = ROW_BUDGET
+    while known and (known[0].rows or 0) <= budget:
+        budget -= known[0].rows or 0
+        rare.append(known.pop(0))
+    return rare, known
+
+
+def bm25_top_k(db: sqlite3.Connection, words: list[str], k: int, total: int) -> list[tuple[int, float]]:
+    """The top ``k`` rows by FTS5 BM25 over the OR of ``words``, as (rowid, score), higher is better.
+
+    Exact whenever scoring every matching row is cheap (at most FULL_BUDGET rows) or the bound vouches for the
+    rare words' rows. Otherwise, on large collections, the answer is the best of the rows that hold a rare word
+    (Elasticsearch's ``cutoff_frequency`` rule), or, when every word is common, of the rows that hold them all;
+    ``benchmarks/scale.py retrieval`` measures how often and how much that differs from scoring everything.
+    Run inside one read transaction (``total``, the collection's row count, must be of the same state).
+    """
+    if not words or k <= 0:
+        return []
+    full = query_words(words)
+    if len(words) == 1 or total <= FULL_BUDGET:
+        return _ranked(db, full, k)
+    scored = _words(db, words, total)
+    if sum(w.rows if w.rows is not None else total for w in scored) <= FULL_BUDGET:
+        return _ranked(db, full, k)
+    rare, common = _split(scored)
+    if rare and common:
+        return rare_first(db, rare, common, k)[0]
+    if not rare:  # every word is common: the rows that hold them all
+        top = _ranked(db, " AND ".join(w.phrase for w in scored), k)
+        if len(top) == k:
+            return top
+    return _ranked(db, full, k)
+
+
+def rare_first(
+    db: sqlite3.Connection, rare: list[Word], common: list[Word], k: int
+) -> tuple[list[tuple[int, float]], bool]:
+    """The top ``k`` of the rows holding a rare word, by their full score (steps 1–3 above); and whether the
+    bound proves that no row without a rare word could enter it (then the answer is exactly the full query's)."""
+    rare_q = " OR ".join(w.phrase for w in rare)
+    common_q = " OR ".join(w.phrase for w in common)
+    scores = dict(_ranked(db, rare_q, k))
+    scores.update(_ranked(db, f"({rare_q}) AND ({common_q})", k))
+    top = sorted(scores.items(), key=lambda kv: -kv[1])[:k]
+    bound = sum(w.idf for w in common) * (K1 + 1)
+    return top, len(top) == k and top[-1][1] > bound
+
+
+def plan(db: sqlite3.Connection, words: list[str], total: int) -> tuple[list[Word], list[Word]]:
+    """(rare, common) for ``words`` on this collection: what :func:`bm25_top_k` would use (for measurements)."""
+    return _split(_words(db, words, total))
