@@ -247,7 +247,7 @@ def detect_gpus() -> list[GPU]:
     """NVIDIA GPUs through NVML (the ``gpu`` extra's ``nvidia-ml-py``, imported as ``pynvml`` only here); none
     when it is missing or fails."""
     try:
-        import pynvml  # type: ignore[import-not-found,unused-ignore]
+        import pynvml  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except Exception:
         return []
     try:
