@@ -173,6 +173,21 @@ def test_versions_and_adapters(hub_home: HubHome) -> None:
     assert meta.previous_adapter("docs", before=1) is None
 
 
+def test_an_unreachable_or_unsupported_database_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No server on the port (nothing listens there; no PostgreSQL needed): exit code 13 and one line naming the
+    database, its password hidden; a URL of another engine is refused as a setting."""
+    monkeypatch.setenv("OUTPOST_HUB_DB", f"postgresql://outpost:hunter2@127.0.0.1:{free_port()}/hub")
+    result = outpost_cli("hub", "init", home=tmp_path / "home")
+    assert result.returncode == 13, result.stderr
+    assert "metadata database postgresql://outpost:***@127.0.0.1" in result.stderr and "hunter2" not in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.setenv("OUTPOST_HUB_DB", "mysql://outpost@127.0.0.1/hub")
+    result = outpost_cli("hub", "token", "list", home=tmp_path / "home")
+    assert result.returncode != 0 and "must be a postgresql:// URL" in result.stderr, result.stderr
+
+
 def test_processes_opening_a_new_postgres_database_at_once_create_its_schema_once(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:

@@ -215,14 +215,15 @@ class HubMetadata:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction (SQLite: ``BEGIN IMMEDIATE``)."""
-        with self.engine.connect().execution_options(outpost_write=True) as conn, conn.begin():
+        connect = self.engine.connect
+        with _failures(self.engine), connect().execution_options(outpost_write=True) as conn, conn.begin():
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """One read transaction: a consistent view that never waits for a SQLite writer."""
         options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if self.dialect == "postgresql" else {}
-        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+        with _failures(self.engine), self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
 
     # -- tokens ------------------------------------------------------------------------------
@@ -393,6 +394,24 @@ class HubMetadata:
         return None if row is None else (int(row[0]), bytes(row[1]), int(row[2]))
 
 
+@contextmanager
+def _failures(engine: Engine) -> Iterator[None]:
+    """The database failing (unreachable, disk full, locked past the timeout) is one ``StorageError`` that says
+    which database, never a driver's traceback; constraint violations stay what they are (the caller's bug)."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        url = engine.url.set(drivername=engine.dialect.name)  # as the user wrote it: postgresql://, not +psycopg
+        where = url.render_as_string(hide_password=True) if engine.dialect.name != "sqlite" else None
+        if where is None:
+            raise StorageError.during(f"The hub's metadata database {engine.url.database}", exc.orig or exc) from exc
+        reason = " ".join(str(exc.orig).split())  # one line: drivers' messages span several
+        raise StorageError(
+            f"The hub's metadata database {where} failed: {reason} (check that it is running and reachable, "
+            "or unset OUTPOST_HUB_DB); nothing was changed"
+        ) from exc
+
+
 def _token(conn: Connection, token_id: int) -> TokenRecord | None:
     row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).mappings().first()
     if row is None:
@@ -474,6 +493,11 @@ def _set_version(conn: Connection, version: int) -> None:
 
 def _upgrade(engine: Engine) -> None:
     """Create or migrate the schema (module docstring); a database already current is only read."""
+    with _failures(engine):
+        _migrate(engine)
+
+
+def _migrate(engine: Engine) -> None:
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite" and _version(conn) >= SCHEMA_VERSION:
             return
