@@ -508,6 +508,174 @@ def render_retrieval(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# -- the streaming simulation (docs/scale.md) ---------------------------------------------------
+
+
+class Stage:
+    """Wall time, CPU time and peak resident memory of one stage (RSS sampled every 50 ms in a thread)."""
+
+    def __init__(self, name: str, record: dict[str, Any]) -> None:
+        self.name, self.record = name, record
+
+    def __enter__(self) -> Stage:
+        import threading
+
+        self.peak, self.stop = rss_mb(), threading.Event()
+        self.rss_before = self.peak
+        self.sampler = threading.Thread(target=self._sample, daemon=True)
+        self.sampler.start()
+        self.start, self.cpu = time.perf_counter(), cpu_s()
+        log(f"stage {self.name} (load {os.getloadavg()[0]:.2f})")
+        return self
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.sampler.join()
+        self.record[self.name] = {
+            "wall_s": round(time.perf_counter() - self.start, 2),
+            "cpu_s": round(cpu_s() - self.cpu, 2),
+            "rss_before_mb": round(self.rss_before),
+            "peak_rss_mb": round(max(self.peak, rss_mb())),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+
+
+def _ids(space: Space, size: int, batch: int, deleted: np.ndarray, added: int) -> np.ndarray:
+    """A version's chunk ids as one sorted array of 16-byte keys (32 hex chars): 16 bytes a chunk, no text."""
+    keep = np.ones(size, dtype=bool)
+    keep[deleted] = False
+    ids = [chunk_id(i) for i in range(size) if keep[i]] + [chunk_id(size + i, "v2") for i in range(added)]
+    return np.sort(np.array(ids, dtype="S32"))
+
+
+def _snapshot_pack(space: Space, folder: Path, size: int, batch: int) -> None:
+    """Version M as ``chunks.parquet`` written one row group per batch: memory bounded by a batch."""
+    import pyarrow.parquet as pq
+
+    from outpost.packs.format import _chunks_table  # the pack's own table layout, one batch at a time
+
+    folder.mkdir(parents=True)
+    writer: Any = None
+    for b in batches(space, size, batch):
+        table = _chunks_table(changeset_of([b]))
+        if writer is None:
+            writer = pq.ParquetWriter(folder / "chunks.parquet", table.schema, compression="zstd")
+        writer.write_table(table)
+    writer.close()
+
+
+def _sign(folder: Path, key: Any, size: int) -> bytes:
+    """The manifest's file hashes (streamed sha256) and its Ed25519 signature."""
+    from outpost.hashing import sha256_file
+    from outpost.packs.signing import sign
+
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(folder.iterdir())}
+    raw = json.dumps({"chunks": size, "files": files}, sort_keys=True).encode()
+    (folder / "manifest.json").write_bytes(raw)
+    signature = sign(key, raw)
+    (folder / "manifest.sig").write_bytes(signature)
+    return raw
+
+
+def _parts(folder: Path, batch: int) -> Iterator[Any]:
+    """The pack's chunks as changesets of ``batch`` rows, read one row group at a time."""
+    import pyarrow.parquet as pq
+
+    from outpost.packs.format import _vectors
+    from outpost.records import Changeset, Chunk
+
+    for record in pq.ParquetFile(folder / "chunks.parquet").iter_batches(batch_size=batch):
+        columns = [record.column(n).to_pylist() for n in ("id", "doc_key", "ordinal", "text", "page", "heading")]
+        chunks = [Chunk(*row) for row in zip(*columns)]
+        import pyarrow as pa
+
+        table = pa.Table.from_batches([record])
+        yield Changeset("scale", 0, chunks, _vectors(table, DIM), record.column("scale").to_numpy())
+
+
+def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
+    """Versions M and N (N: ``--change`` of M's chunks replaced) through diff, pack, sign, verify, apply."""
+    from outpost.hashing import sha256_file
+    from outpost.packs import generate_key, public_key_text, read_pack, write_pack
+    from outpost.packs.signing import verify
+    from outpost.store import Store
+
+    work = Path(tempfile.mkdtemp(prefix="outpost-scale-sim-", dir=args.workdir))
+    space, size, batch = Space.make(), args.size, args.batch
+    changed = max(1, int(size * args.change))
+    stages: dict[str, Any] = {}
+    result: dict[str, Any] = {"machine": machine(), "size": size, "batch": batch, "changed": changed, "stages": stages}
+    key = generate_key(work / "key.pem")
+    deleted = np.sort(np.random.default_rng(3).choice(size, changed, replace=False))
+    try:
+        with Stage("diff: ids of M and N, sorted, set differences", stages):
+            old, new = (
+                _ids(space, size, batch, np.array([], dtype=np.int64), 0),
+                _ids(space, size, batch, deleted, changed),
+            )
+            gone, came = np.setdiff1d(old, new, assume_unique=True), np.setdiff1d(new, old, assume_unique=True)
+            result["diff"] = {"deleted": len(gone), "added": len(came)}
+            del old, new
+        with Stage("pack: snapshot M, Parquet row group per batch", stages):
+            _snapshot_pack(space, work / "snapshot-1", size, batch)
+        with Stage("sign: sha256 of the files + Ed25519 over the manifest", stages):
+            raw = _sign(work / "snapshot-1", key, size)
+        with Stage("pack + sign: delta M→N (write_pack)", stages):
+            fresh = make_batch(space, size, changed, seed=1, tag="v2")
+            delta = changeset_of([fresh], base=1, version=2)
+            delta.documents = []
+            delta.delete_chunks = [chunk_id(int(i)) for i in deleted]
+            write_pack(delta, work / "delta-1-2", key)
+            del delta, fresh
+        result["bytes"] = {
+            "snapshot": sum(p.stat().st_size for p in (work / "snapshot-1").iterdir()),
+            "delta": sum(p.stat().st_size for p in (work / "delta-1-2").iterdir()),
+        }
+        with Stage("verify: signature + sha256 of the snapshot's files", stages):
+            verify(public_key_text(key), raw, (work / "snapshot-1" / "manifest.sig").read_bytes())
+            for name, entry in json.loads(raw)["files"].items():
+                assert sha256_file(work / "snapshot-1" / name) == entry["sha256"]
+        store = Store.open(work / "client", "scale", create=True)
+        with Stage("apply: snapshot M streamed from the pack in one transaction (+ ANN build)", stages):
+            parts = _parts(work / "snapshot-1", batch)
+            header = next(parts)
+            header.embedding, header.chunker_id, header.version, header.snapshot = (
+                changeset_of([]).embedding,
+                CHUNKER,
+                1,
+                True,
+            )
+            store.apply(header, parts=parts)
+        result["store_bytes"] = sum(p.stat().st_size for p in (work / "client" / "scale").iterdir())
+        store.close()
+        with Stage("verify + read + apply: delta M→N on a freshly opened store", stages):
+            _, cs = read_pack(work / "delta-1-2", public_key_text(key))
+            store = Store.open(work / "client", "scale")
+            store.apply(cs)
+            result["rows_after"] = store.counts()[1]
+        result["peak_rss_mb"] = peak_rss_mb()
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def render_simulate(r: dict[str, Any]) -> str:
+    lines = [f"simulation: {r['size']:,} chunks, batches of {r['batch']:,}, {r['changed']:,} changed  {r['machine']}"]
+    lines.append(f"{'stage':<78} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>11} {'load':>5}")
+    for name, f in r["stages"].items():
+        lines.append(f"{name:<78} {f['wall_s']:8.1f} {f['cpu_s']:8.1f} {f['peak_rss_mb']:11,} {f['loadavg_1m']:5.1f}")
+    b = r["bytes"]
+    lines.append(
+        f"snapshot pack {b['snapshot'] / 1e6:,.1f} MB ({b['snapshot'] / r['size']:.0f} B/chunk), "
+        f"delta {b['delta'] / 1e6:,.2f} MB; client store {r['store_bytes'] / 1e6:,.1f} MB"
+    )
+    return "\n".join(lines)
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 
 
@@ -530,6 +698,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     rworker = sub.add_parser("retrieval-worker")
     rworker.add_argument("folder", type=Path)
     rworker.add_argument("truth", type=Path)
+    simulate = sub.add_parser("simulate", help="docs/scale.md: diff, pack, sign, apply, streamed, per stage")
+    simulate.add_argument("--size", type=int, default=1_000_000)
+    simulate.add_argument("--batch", type=int, default=50_000)
+    simulate.add_argument("--change", type=float, default=0.01)
+    simulate.add_argument("--workdir", type=Path, default=None)
+    simulate.add_argument("--json", action="store_true")
     worker = sub.add_parser("apply-worker")
     worker.add_argument("packs", type=Path)
     worker.add_argument("hub_key")
@@ -544,6 +718,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "retrieval-worker":
         print(json.dumps(retrieval_worker(args.folder, args.truth)))
+        return 0
+    if args.command == "simulate":
+        result = cmd_simulate(args)
+        print(json.dumps(result, indent=2) if args.json else render_simulate(result))
         return 0
     if args.command == "retrieval":
         result = cmd_retrieval(args)

@@ -155,3 +155,27 @@ def test_bm25_rare_words_first_is_exact_when_its_bound_holds_and_close_when_not(
             approximate += 1
     assert exact >= 5 and approximate >= 5  # both branches ran
     assert np.mean(overlap) >= 0.8
+
+
+def test_a_snapshot_streamed_in_parts_is_one_transaction(tmp_path: Path) -> None:
+    store = Store.open(tmp_path, "parts", create=True, exact_below=100)
+    _apply(store, range(50))
+    q, s = quantize(_vectors(300, seed=8))
+    chunks = _chunks(range(1000, 1300), "p")
+
+    def part(lo: int, hi: int) -> Changeset:
+        return Changeset(store.name, 0, chunks[lo:hi], q[lo:hi], s[lo:hi])
+
+    header = Changeset(store.name, 0, chunks[:100], q[:100], s[:100], embedding=IDENTITY, version=5, snapshot=True)
+    bad = [part(100, 200), Changeset(store.name, 0, chunks[150:160], q[150:160], s[150:160])]  # repeats c1150p…
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        store.apply(header, parts=iter(bad))
+    assert store.version == 1 and store.counts()[1] == 50 and _bm25_ids(store, "word7") == {"c7"}
+    assert store.apply(header, parts=(part(lo, lo + 100) for lo in (100, 200))) == 5
+    _fts_ok(store)
+    assert store.counts()[1] == 300 and _bm25_ids(store, "word7") == set()
+    assert _bm25_ids(store, "pword1299") == {"c1299p"}
+    _, keys, ints = store._all_vectors()
+    assert np.array_equal(ints, q)  # every part's vectors, in order
+    assert (tmp_path / "parts" / "index-5.usearch").is_file()
+    assert {k for k, _ in store.dense(q[250], 1)} == {int(keys[250])}

@@ -329,7 +329,8 @@ class Store:
             try:
                 yield
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite itself may have rolled back already (a full disk mid-statement)
+                    self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
 
@@ -597,19 +598,22 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def apply(self, changeset: Changeset) -> int:
+    def apply(self, changeset: Changeset, parts: Iterable[Changeset] | None = None) -> int:
         """Apply one changeset atomically; returns the new version.
 
+        ``parts`` carry more upserts (chunks, vectors, documents) of the same version, read lazily: a snapshot of
+        any size, read from its pack batch by batch, applies in the same one transaction with memory bounded by a
+        part (the ANN index, built after the commit, is the one structure as large as the collection).
         A full disk or a failing one is a ``StorageError`` (the transaction rolled back: nothing changed).
         """
         try:
-            return self._apply(changeset)
+            return self._apply(changeset, parts)
         except sqlite3.OperationalError as exc:
             if _storage_failure(exc):
                 raise StorageError.during(f"Writing version {changeset.version} of {self.name!r}", exc) from exc
             raise
 
-    def _apply(self, changeset: Changeset) -> int:
+    def _apply(self, changeset: Changeset, parts: Iterable[Changeset] | None = None) -> int:
         fault("apply:start")
         job: Future[Any] | None = None
         try:
@@ -625,8 +629,12 @@ class Store:
                 removed = self._delete(changeset)
                 fault("apply:after-delete")
                 added = np.arange(first, first + len(changeset.upserts), dtype=np.int64)
-                job = self._start_ann(before, changeset, removed, added)  # runs while SQLite writes the rows
+                if parts is None:  # runs while SQLite writes the rows; streamed parts rebuild it after the commit
+                    job = self._start_ann(before, changeset, removed, added)
                 self._insert(changeset, first)
+                for part in parts or ():
+                    self._insert(part, first + len(added))
+                    added = np.arange(first, first + len(added) + len(part.upserts), dtype=np.int64)
                 if changeset.adapter is not None:
                     self._write_adapter(changeset.adapter)
                 self._set_meta("next_rowid", str(first + len(added)))
