@@ -5,8 +5,8 @@ Every query the hub runs on its metadata is here, in SQLAlchemy Core, so one cod
 - **SQLite** (the embedded default): ``hub.sqlite`` in the hub home, private (0600), WAL, ``synchronous=FULL``
   (a lost commit could hand out a published version number twice). Writes open with ``BEGIN IMMEDIATE`` and wait
   up to ``BUSY_TIMEOUT`` for each other; reads open a deferred transaction, which in WAL mode never waits for a
-  writer, so a long write cannot make a request's token check fail. One connection per transaction (no pool):
-  a re-created hub home is never written through a connection to the deleted file.
+  writer, so a long write cannot make a request's token check fail. Connections are pooled (a token check costs
+  less than opening one; ``benchmarks/hub_metadata.py``); opening a home ``fresh`` (``hub init``) drops the old pool, so a re-created home is never written through a connection to a deleted file.
 - **PostgreSQL** when ``OUTPOST_HUB_DB=postgresql://…`` (``pip install 'outpost[postgres]'``, driver psycopg 3):
   several ``outpost hub serve`` processes, on one machine or many, share it and one pack folder, so a token made
   on one works on every other. Reads run at ``REPEATABLE READ`` (one consistent view, like SQLite's).
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 from outpost.db import open_db
 from outpost.errors import ConfigError, StorageError
@@ -436,7 +436,10 @@ def open_metadata(url: str | None, sqlite_path: Path, fresh: bool = False) -> Hu
     process (``fresh``: check again, for a hub home that was just created)."""
     key = url or str(sqlite_path)
     with _ENGINES_LOCK:
-        engine = None if fresh else _ENGINES.get(key)
+        engine = _ENGINES.get(key)
+        if engine is not None and fresh:
+            engine.dispose()
+            engine = None
         if engine is None:
             engine = _postgres_engine(url) if url else _sqlite_engine(sqlite_path)
             _upgrade(engine)
@@ -460,7 +463,10 @@ def _sqlite_engine(path: Path) -> Engine:
     # the retry open_db has); every connection after that only sets its own pragmas.
     open_db(path, (), synchronous="FULL", timeout=BUSY_TIMEOUT).close()
     engine = sa.create_engine(
-        f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}
+        f"sqlite:///{path}",
+        poolclass=QueuePool,
+        pool_size=4,  # a request holds one only for its transaction; tests open many homes in one process
+        connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False},
     )
 
     @sa.event.listens_for(engine, "connect")
