@@ -6,7 +6,8 @@ Every query the hub runs on its metadata is here, in SQLAlchemy Core, so one cod
   (a lost commit could hand out a published version number twice). Writes open with ``BEGIN IMMEDIATE`` and wait
   up to ``BUSY_TIMEOUT`` for each other; reads open a deferred transaction, which in WAL mode never waits for a
   writer, so a long write cannot make a request's token check fail. Connections are pooled (a token check costs
-  less than opening one; ``benchmarks/hub_metadata.py``); opening a home ``fresh`` (``hub init``) drops the old pool, so a re-created home is never written through a connection to a deleted file.
+  less than opening one; ``benchmarks/hub_metadata.py``); opening a home ``fresh`` (``hub init``) drops the
+  old pool, so a re-created home is never written through a connection to a deleted file.
 - **PostgreSQL** when ``OUTPOST_HUB_DB=postgresql://…`` (``pip install 'outpost[postgres]'``, driver psycopg 3):
   several ``outpost hub serve`` processes, on one machine or many, share it and one pack folder, so a token made
   on one works on every other. Reads run at ``REPEATABLE READ`` (one consistent view, like SQLite's).
@@ -465,7 +466,7 @@ def _sqlite_engine(path: Path) -> Engine:
     engine = sa.create_engine(
         f"sqlite:///{path}",
         poolclass=QueuePool,
-        pool_size=4,  # a request holds one only for its transaction; tests open many homes in one process
+        pool_size=2,  # idle connections kept (more open under load, then close): tests open many homes per process
         connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False},
     )
 
