@@ -130,7 +130,7 @@ def throughput(embedders: dict[str, Embedder], texts: list[str]) -> list[dict[st
         ("ONNX Runtime int8 (length-sorted)", lambda: embedders["onnx-int8"].embed(texts)),
         ("fast torch path on the CPU, fp32", lambda: embedders["fast-torch-cpu"].embed(texts)),
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, run in runs:
         log(f"throughput: {name}")
         load = load_avg()
@@ -256,6 +256,94 @@ def query_latency(embedders: dict[str, Embedder]) -> list[dict[str, Any]]:
     return rows
 
 
+# -- store size --------------------------------------------------------------------------------
+
+
+class SizeOnlyEmbedder(Embedder):
+    """MiniLM's identity and tokenizer (so chunks are exactly ingest's) with random vectors: a store's size does not
+    depend on the vector values (int8, 384 bytes + a float scale per chunk), and the full corpus then takes seconds."""
+
+    def __init__(self) -> None:
+        from outpost.embed.tokens import WordPieces
+
+        model = LocalModel.find(MODEL)
+        assert model is not None
+        self.model = model
+        self.pieces = WordPieces(model.tokenizer_file, model.max_seq_length)
+        self.rng = np.random.default_rng(0)
+
+    @property
+    def identity(self) -> Any:
+        return self.model.identity()
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self.pieces.count(texts)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.rng.standard_normal((len(texts), 384)).astype(np.float32)
+
+
+def _files_mb(folder: Path) -> dict[str, float]:
+    return {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(folder.iterdir()) if p.stat().st_size}
+
+
+def store_part(docs: int) -> dict[str, Any]:
+    """The whole NFCorpus through the real pipeline, with and without the end-of-ingest checkpoint; what the
+    database holds (``dbstat``) and what VACUUM, a 16 KiB page and per-chunk headings cost, measured on copies."""
+    import shutil
+    import sqlite3
+
+    from outpost.ingest import discover, ingest
+    from outpost.ingest.limits import ReadLimits
+    from outpost.store import Store
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="outpost-store-bench-") as tmp:
+        folder = Path(tmp) / "docs"
+        write_markdown(load_corpus(docs), folder)
+        embedder = SizeOnlyEmbedder()
+        chunker = Chunker(embedder.count_tokens, 200, 30, embedder.identity.name)
+        for label, checkpoint in (("before: no checkpoint", False), ("after: checkpoint(TRUNCATE)", True)):
+            store = Store.open(Path(tmp) / label[:5], "nf", create=True)
+            if not checkpoint:
+                store.checkpoint = lambda: None  # type: ignore[method-assign]  # the old ingest, on this instance
+            ingest(store, discover([folder]), embedder, chunker, limits=ReadLimits(10**9, 0))
+            after = _files_mb(store.folder)
+            store.close()
+            out[label] = {"right_after_ingest": after, "closed": _files_mb(store.folder)}
+        db_path = Path(tmp) / "after" / "nf" / "store.sqlite"
+        db = sqlite3.connect(db_path)
+        out["dbstat_mb"] = {
+            name: round(size / 1e6, 2)
+            for name, size in db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 6")
+        }
+        row = db.execute("SELECT COUNT(*), SUM(LENGTH(text)), SUM(LENGTH(heading)), SUM(LENGTH(vector)) FROM chunks")
+        out["chunks"], text, heading, vectors = row.fetchone()
+        out["payload_mb"] = {"text": text / 1e6, "heading": heading / 1e6, "vectors": vectors / 1e6}
+        db.close()
+        variants = {
+            "VACUUM": ["VACUUM"],
+            "page_size 16384 + VACUUM": ["PRAGMA journal_mode=DELETE", "PRAGMA page_size=16384", "VACUUM"],
+            "… + headings not repeated per chunk (upper bound: emptied)": [
+                "PRAGMA journal_mode=DELETE",
+                "PRAGMA page_size=16384",
+                "UPDATE chunks SET heading = ''",
+                "INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')",
+                "VACUUM",
+            ],
+        }
+        out["what_if_mb"] = {}
+        for label, statements in variants.items():
+            copy = Path(tmp) / "copy.sqlite"
+            shutil.copy(db_path, copy)
+            db = sqlite3.connect(copy, isolation_level=None)
+            for statement in statements:
+                db.execute(statement).fetchall()
+            db.close()
+            out["what_if_mb"][label] = round(copy.stat().st_size / 1e6, 2)
+    return out
+
+
 # -- PDF ---------------------------------------------------------------------------------------
 
 
@@ -320,7 +408,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=600, help="documents for throughput, ingest and pdf")
     parser.add_argument("--quality-docs", type=int, default=0, help="documents for nDCG (0: all 3,633)")
-    parser.add_argument("--parts", default="quality,throughput,ingest,pdf")
+    parser.add_argument("--parts", default="quality,throughput,ingest,store,pdf")
+    parser.add_argument("--store-docs", type=int, default=0, help="documents for the store part (0: all)")
     parser.add_argument("--repeat", type=int, default=5, help="cold searches per backend")
     parser.add_argument("--gpu-chunks", type=int, default=50_000)
     parser.add_argument("--json", action="store_true")
@@ -333,16 +422,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     with blas_one_thread():
         embedders = backends() if parts & {"quality", "throughput", "ingest"} else {}
-        if "quality" in parts:
-            result["quality"] = quality(embedders, corpus_chunks(args.quality_docs, embedders["torch"]))
         if "throughput" in parts:
             texts = [embedding_text(c) for c in corpus_chunks(args.docs, embedders["torch"])]
             for emb in embedders.values():
                 emb.embed(texts[:16])  # load and warm every backend before any clock starts
             result["throughput"] = {"chunks": len(texts), "rows": throughput(embedders, texts)}
+            log(f"throughput: {json.dumps(result['throughput'])}")  # each part as it finishes: long runs get cut
         if "ingest" in parts:
             result["query_embedding"] = query_latency(embedders)
+            log(f"query embedding: {json.dumps(result['query_embedding'])}")
             result |= ingest_part(args.docs, args.repeat)
+            log(f"ingest: {json.dumps(result['ingest'])} {json.dumps(result['cold_search'])}")
+        if "quality" in parts:
+            result["quality"] = quality(embedders, corpus_chunks(args.quality_docs, embedders["torch"]))
+            log(f"quality: {json.dumps(result['quality'])}")
+    if "store" in parts:
+        result["store"] = store_part(args.store_docs)
+        log(f"store: {json.dumps(result['store'])}")
     if "pdf" in parts:
         result["pdf"] = pdf_part(args.docs)
     if "gpu" in parts:
@@ -365,7 +461,7 @@ def render(result: dict[str, Any]) -> str:
         rows = result["throughput"]["rows"]
         out += ["", f"throughput ({result['throughput']['chunks']} chunks)"]
         out.append(table([list(r.values()) for r in rows], list(rows[0])))
-    for key in ("pdf", "gpu"):
+    for key in ("store", "pdf", "gpu"):
         if key in result:
             out += ["", f"{key}: {json.dumps(result[key])}"]
     return "\n".join(out)

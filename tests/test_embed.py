@@ -18,7 +18,7 @@ from outpost.embed.base import Embedder, length_batches
 from outpost.embed.gpu import TorchFastEmbedder
 from outpost.embed.local_model import LocalModel
 from outpost.embed.probe import PROBE_TEXTS, cosines
-from outpost.embed.select import CpuEmbedder, choose_embedder, cuda_present
+from outpost.embed.select import Backend, CpuEmbedder, choose_embedder, cuda_present
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.embed.tokens import WordPieces
 from outpost.records import EmbeddingIdentity
@@ -122,8 +122,9 @@ def test_backend_choice_without_loading_a_model(tmp_path: Path) -> None:
     pooling = folder / "1_Pooling" / "config.json"
     config = json.loads(pooling.read_text()) | {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
     pooling.write_text(json.dumps(config))
-    for backend in ("auto", "onnx", "gpu"):
-        assert isinstance(choose_embedder(str(folder), backend, "cpu", 64, cache), SentenceTransformerEmbedder)  # type: ignore[arg-type]
+    backends: tuple[Backend, ...] = ("auto", "onnx", "gpu")
+    for backend in backends:
+        assert isinstance(choose_embedder(str(folder), backend, "cpu", 64, cache), SentenceTransformerEmbedder)
     assert not cache.joinpath("exports").exists()  # nothing was exported for it
 
 
