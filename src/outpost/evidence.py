@@ -170,8 +170,9 @@ def _lines(text: str) -> list[str]:
     return lines
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``: lines first (headings, list items, table rows stand alone), then . ! ? ends."""
+def split_sentences(text: str, shortest: int = 3) -> list[str]:
+    """Sentences of ``text`` of at least ``shortest`` characters: lines first (headings, list items, table rows
+    stand alone), then . ! ? ends. Sources drop 1–2 character scraps; an answer keeps them ("20", "UK")."""
     out: list[str] = []
     for line in _lines(text):
         start = 0
@@ -182,7 +183,7 @@ def split_sentences(text: str) -> list[str]:
             out.append(line[start : match.start()].strip())
             start = match.end()
         out.append(line[start:].strip())
-    return [s for s in out if len(s) > 2]
+    return [s for s in out if len(s) >= shortest]
 
 
 def _stem(word: str) -> str:
@@ -385,7 +386,7 @@ def _labels(numbers: tuple[int, ...]) -> str:
 def _answer_sentences(text: str, count: int) -> list[tuple[str, list[int]]]:
     """(sentence without citations, the valid source numbers it cites) for each sentence of the answer."""
     out = []
-    for sentence in split_sentences(text):
+    for sentence in split_sentences(text, shortest=1):
         cites = [int(n) for group in _CITATION.findall(sentence) for n in group.split(",")]
         clean = strip_citations(sentence)
         if clean.strip(" .!?"):
