@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     llm_model: str = Field("gemma3-270m", description="Chat model: a bundled name or a .gguf path.")
     n_ctx: int = Field(4096, ge=256, description="LLM context window in tokens.")
     n_threads: int | None = Field(None, description="llama.cpp threads (default: the CPUs this process may use).")
-    temperature: float = Field(0.2, ge=0.0, description="Sampling temperature.")
+    temperature: float = Field(0.0, ge=0.0, description="Sampling temperature; 0 is greedy.")
     max_tokens: int = Field(384, ge=1, description="Most tokens to generate for an answer.")
     top_k: int = Field(5, ge=1, description="Chunks retrieved for an answer.")
     prompt_sentences: int = Field(
