@@ -81,6 +81,8 @@ HOSTILE_PARAMS: list[tuple[str, str, dict[str, Any]]] = [
     ("rag:docs", "/api/chat", {"options": {"num_predict": -2, "temperature": -5, "seed": 2**63, "top_p": 1e308}}),
     ("smollm2", "/api/generate", {"raw": True, "prompt": "", "options": {"num_predict": 0, "stop": ["", ""]}}),
     ("smollm2", "/api/generate", {"system": "\x00" * 10, "options": {"num_predict": 10**15}, "stream": True}),
+    ("smollm2", "/v1/chat/completions", {"top_k": 2**40, "min_p": -1, "stop": ["\x00"] * 17}),  # a 422
+    ("rag:docs", "/api/chat", {"options": {"top_k": 0, "min_p": 1.0, "stop": ["\x00", "]"], "num_predict": 4}}),
 ]
 
 

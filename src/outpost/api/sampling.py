@@ -16,7 +16,7 @@ __all__ = ["MinP", "StopList", "StopText", "TopK", "stop_list"]
 
 StopText = Annotated[str, Field(min_length=1)]
 StopList = Annotated[list[StopText], Field(max_length=16)]
-TopK = Annotated[int, Field(ge=0, description="keep the k likeliest tokens (0: no limit)")]
+TopK = Annotated[int, Field(ge=0, le=2**31 - 1, description="keep the k likeliest tokens (0: no limit)")]  # C int32
 MinP = Annotated[float, Field(ge=0.0, le=1.0, description="drop tokens below min_p x the likeliest one's probability")]
 
 
