@@ -145,7 +145,7 @@ def test_rag_model_answers_with_sources(server: ApiServer) -> None:
     pending = {item.id: item for item in FeedbackQueue(server.home).pending()}
     assert pending[data["answer_id"]].answer_vote == 1 and pending[chat["answer_id"]].answer_vote == 0
     assert pending[data["answer_id"]].source_votes == {data["sources"][0]["chunk_id"]: 1}
-    assert httpx.post(f"{server.url}/v1/feedback", json={"answer_id": "nope", "helpful": True}).status_code == 400
+    assert httpx.post(f"{server.url}/v1/feedback", json={"answer_id": "nope", "helpful": True}).status_code == 404
 
 
 def test_a_derived_model_applies_its_system_prompt_and_parameters(oai: openai.OpenAI) -> None:
