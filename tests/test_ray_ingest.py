@@ -2,7 +2,8 @@
 
 The cluster is real (`ray start --head --block`, 2 CPUs, loopback port, its own temp folder), started by the
 fixture in its own process group and ended by that group's id, never by `ray stop` (which ends every Ray
-process of the user on the machine, other people's included).
+process of the user on the machine, other people's included). Ray keeps state under ``~/.ray`` (an auth token
+there turns token auth on), so the cluster and the CLI run with ``HOME`` in the cluster's temp folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,18 +61,29 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 90
     raise TimeoutError("the Ray head did not listen in time")
 
 
+@dataclass(frozen=True)
+class RayCluster:
+    address: str
+    home: Path  # HOME for every process that talks to it
+
+
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    """A throwaway 2-CPU Ray head on 127.0.0.1; yields its address."""
+def ray_cluster() -> Iterator[RayCluster]:
+    """A throwaway 2-CPU Ray head on 127.0.0.1."""
     temp = tempfile.mkdtemp(prefix="outpost-ray-")  # short: Ray's socket paths must fit in 107 bytes
+    home = Path(temp) / "home"
+    home.mkdir()
     port = free_port()
     command = [str(RAY), "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0"]
     command += ["--port", str(port), "--node-ip-address", "127.0.0.1", "--temp-dir", temp]
     command += ["--include-dashboard", "false", "--disable-usage-stats"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {**os.environ, "HOME": str(home)}
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+    )
     try:
         _wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}"
+        yield RayCluster(f"127.0.0.1:{port}", home)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` ends the processes it started
         try:
@@ -117,8 +130,9 @@ def _assert_same(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_ray_ingest_matches_local(
-    ray_cluster: str, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
+    ray_cluster: RayCluster, tmp_path: Path, sample_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HOME", str(ray_cluster.home))  # for the CLI processes below
     monkeypatch.setenv("OUTPOST_EMBED_BATCH_SIZE", "4")  # many batches, so how they are cut matters to the test
     docs = tmp_path / "docs"
     shutil.copytree(sample_dir, docs)
@@ -127,7 +141,8 @@ def test_ray_ingest_matches_local(
         HubHome.at(home).init()
 
     _local_ingest(local, docs)
-    result = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "-q", "--ray", ray_cluster, home=on_ray)
+    address = ray_cluster.address
+    result = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "-q", "--ray-address", address, home=on_ray)
     assert result.returncode == 0, result.stderr
     _assert_same(local, on_ray)
 
@@ -137,7 +152,8 @@ def test_ray_ingest_matches_local(
     (docs / "new.txt").write_text("The cafeteria serves lunch from noon until two.\n")
     (docs / "offices.csv").unlink()
     _local_ingest(local, docs, sync=True)
-    result = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "--sync", "--ray", ray_cluster, home=on_ray)
+    on_cluster = ("--ray", "--ray-address", address)  # --ray-address alone implies --ray (first run)
+    result = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "--sync", *on_cluster, home=on_ray)
     assert result.returncode == 0, result.stderr
     assert "1 added, 1 updated, 1 removed" in result.stderr
     assert "INFO" not in result.stderr  # Ray's own chatter stays out of the CLI's output

@@ -62,14 +62,20 @@ def ingest_cmd(
     sync: Annotated[bool, typer.Option("--sync", help="Also remove documents no longer present.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     ray: Annotated[
-        Optional[str],
+        bool,
         typer.Option(
             "--ray",
-            is_flag=False,
-            flag_value="",
-            metavar="[ADDRESS]",
-            help="Read, chunk and embed on a Ray cluster (ADDRESS, else RAY_ADDRESS or a local one); "
-            "needs outpost[ray] and the files at the same path on every node.",
+            help="Read, chunk and embed on a Ray cluster (needs outpost[ray] and the files at the same path on "
+            "every node).",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="The Ray cluster for --ray, e.g. head:6379 (implies --ray; default: RAY_ADDRESS, else a new local "
+            "one).",
         ),
     ] = None,
 ) -> None:
@@ -81,10 +87,10 @@ def ingest_cmd(
     hub = Hub(_hub_home(ctx), settings.exact_search_below)
     with ExitStack() as stack:
         stages: Stages | None = None
-        if ray is not None:
+        if ray or ray_address:
             from outpost.ingest.ray_pipeline import ray_stages
 
-            stages = stack.enter_context(ray_stages(ray or None, settings, embedder, chunker))
+            stages = stack.enter_context(ray_stages(ray_address, settings, embedder, chunker))
         progress = stack.enter_context(progress_bars(not quiet))
         limits = ReadLimits.from_settings(settings)
         report = hub.ingest(paths, collection, embedder, chunker, sync, progress, limits, stages)

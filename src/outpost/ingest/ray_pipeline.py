@@ -197,7 +197,7 @@ class RayStages:
         options: dict[str, Any] = {"batch_size": batch_size, "batch_format": "numpy"}
         if actor:
             options["fn_constructor_kwargs"] = {"spec": self.spec}
-            options["concurrency"] = self.actors
+            options["compute"] = ray.data.ActorPoolStrategy(size=self.actors)
             if gpu and self.gpus:
                 options["num_gpus"] = 1
         if fn_kwargs:
