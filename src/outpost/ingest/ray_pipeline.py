@@ -14,7 +14,9 @@ what a local one would: the same chunk ids and the same int8 bytes.
   first, ``batch_size`` at a time, as ``Embedder.embed`` does locally) and an actor embeds each batch on its
   own, so every text is encoded beside the same neighbours (padding and BLAS blocking follow the batch) and
   the vectors match the local path bit for bit. A row carries several batches, to keep Ray's per-row cost
-  small beside the model's.
+  small beside the model's. Bit for bit holds when the workers pick the backend the driver would
+  (``embed_backend``, per machine): a GPU worker's fp16 vectors for a CPU driver keep the embedding identity
+  (cosine >= 0.999, ``embed/select.py``) but not the exact bytes; set ``embed_backend`` to pin one.
 - Rows carry pickled records: ``Document`` and ``Chunk`` are nested dataclasses that Arrow cannot type, and
   the bytes only ever travel between this driver and its own workers (Ray pickles tasks the same way).
 
