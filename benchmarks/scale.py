@@ -394,14 +394,14 @@ class _NoEmbedder:
         raise AssertionError("the benchmark passes query vectors")
 
 
-def retrieval_worker(folder: Path, truth_file: Path) -> dict[str, Any]:
+def retrieval_worker(folder: Path, truth_file: Path, measure: int) -> dict[str, Any]:
     """Per-query latency of the store's retrievers and the hybrid search, and dense recall@10 vs exact int8."""
     import outpost
     from outpost.retrieve import Retriever
     from outpost.store import Store
 
     raw = json.loads((folder / "queries.json").read_text())
-    texts, vectors, truth = raw["texts"], np.load(folder / "queries.npy"), np.load(truth_file)
+    texts, vectors, truth = raw["texts"][:measure], np.load(folder / "queries.npy")[:measure], np.load(truth_file)
     store = Store.open(folder, "scale")
     retriever = Retriever(store, _NoEmbedder())  # type: ignore[arg-type]
     _, open_s = timed(lambda: store.dense(vectors[0], K))  # loads the index file
@@ -413,6 +413,11 @@ def retrieval_worker(folder: Path, truth_file: Path) -> dict[str, Any]:
         lambda i: retriever.search(texts[i], K, "hybrid", query=vectors[i].astype(np.float32)), n
     )
     found = [[key for key, _ in store.dense(vectors[i], K)] for i in range(n)]
+    result["bm25_top10"] = [[key for key, _ in store.bm25(texts[i], K)] for i in range(n)]
+    result["hybrid_top10"] = [
+        [h.chunk.id for h in retriever.search(texts[i], K, "hybrid", query=vectors[i].astype(np.float32))]
+        for i in range(n)
+    ]
     result["dense_recall@10"] = float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
     result["bm25_matches"] = bm25_match_counts(store, texts[: min(n, 200)])
     result["peak_rss_mb"] = peak_rss_mb()
@@ -423,10 +428,8 @@ def bm25_match_counts(store: Any, texts: Sequence[str]) -> dict[str, float]:
     """How many rows each query's OR matches: what FTS5 must score per query (the tail's cause)."""
     from outpost.store import fts_query
 
-    counts = [
-        store.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (fts_query(t),)).fetchone()[0]
-        for t in texts
-    ]
+    sql = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
+    counts = [store.db.execute(sql, (q,)).fetchone()[0] if (q := fts_query(t)) else 0 for t in texts]
     return {"p50": float(np.percentile(counts, 50)), "p99": float(np.percentile(counts, 99))}
 
 
@@ -462,7 +465,7 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine(), "size": args.size, "build_apply_s": built["apply_s"]}
     result["build_apply_cpu_s"] = built.get("apply_cpu_s")
     store = Store.open(folder, "scale")
-    vectors = np.load(folder / "queries.npy")
+    vectors = np.load(folder / "queries.npy")[: args.measure]
     log("exact int8 search for every query (the recall oracle)")
     truth, exact_times = exact_truth(store, vectors)
     ms = np.asarray(exact_times) * 1000
@@ -474,9 +477,13 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     base_src = baseline_src(args.baseline_rev, Path(tempfile.mkdtemp(prefix="outpost-scale-base-")))
     for label, src in (("baseline", base_src), ("current", None)):
         log(f"{label}: retrieval over {len(vectors)} queries (load {os.getloadavg()[0]:.2f})")
-        result[label] = run_worker(src, ["retrieval-worker", str(folder), str(truth_file)])
+        result[label] = run_worker(src, ["retrieval-worker", str(folder), str(truth_file), str(args.measure)])
         result[label]["loadavg_1m"] = round(os.getloadavg()[0], 2)
     shutil.rmtree(base_src.parent, ignore_errors=True)
+    for what in ("bm25_top10", "hybrid_top10"):  # the current answers against the baseline's (exact FTS5 BM25)
+        pairs = zip(result["current"].pop(what), result["baseline"].pop(what))
+        same = [len(set(a) & set(b)) / len(b) if b else float(not a) for a, b in pairs]  # no words: both empty
+        result[f"{what}_overlap_with_baseline"] = float(np.mean(same))
     return result
 
 
@@ -500,6 +507,10 @@ def render_retrieval(r: dict[str, Any]) -> str:
             f"BM25 rows matched p50 {f['bm25_matches']['p50']:.0f}, p99 {f['bm25_matches']['p99']:.0f}; "
             f"load {f['loadavg_1m']}"
         )
+    lines.append(
+        f"top-10 overlap with the baseline (exact FTS5 BM25): bm25 {r['bm25_top10_overlap_with_baseline']:.4f}, "
+        f"hybrid {r['hybrid_top10_overlap_with_baseline']:.4f}"
+    )
     for e in r["ef_sweep"]:
         lines.append(
             f"expansion_search {e['expansion_search']:>4}: recall@10 {e['recall@10']:.4f}, "
@@ -693,11 +704,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     retrieval.add_argument("--size", type=int, default=1_000_000)
     retrieval.add_argument("--queries", type=int, default=1_000)
     retrieval.add_argument("--batch", type=int, default=50_000)
+    retrieval.add_argument("--measure", type=int, default=1_000, help="queries timed (the first N of --queries)")
     retrieval.add_argument("--baseline-rev", default=BASELINE_REV)
     retrieval.add_argument("--json", action="store_true")
     rworker = sub.add_parser("retrieval-worker")
     rworker.add_argument("folder", type=Path)
     rworker.add_argument("truth", type=Path)
+    rworker.add_argument("measure", type=int)
     simulate = sub.add_parser("simulate", help="docs/scale.md: diff, pack, sign, apply, streamed, per stage")
     simulate.add_argument("--size", type=int, default=1_000_000)
     simulate.add_argument("--batch", type=int, default=50_000)
@@ -717,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(apply_worker(args.packs, args.hub_key, args.store_dir)))
         return 0
     if args.command == "retrieval-worker":
-        print(json.dumps(retrieval_worker(args.folder, args.truth)))
+        print(json.dumps(retrieval_worker(args.folder, args.truth, args.measure)))
         return 0
     if args.command == "simulate":
         result = cmd_simulate(args)
