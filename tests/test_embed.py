@@ -45,7 +45,7 @@ class RecordingEmbedder(Embedder):
         return EmbeddingIdentity("recording", "0" * 64, 3, 16)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(t.split()) for t in texts]
+        return [len(t) for t in texts]  # its "word pieces" are characters
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         self.batches.append(list(texts))
@@ -60,6 +60,8 @@ def test_length_batches_cover_every_text_once_longest_first() -> None:
     assert sorted(order) == list(range(len(texts)))
     assert order[:2] == [1, 3]  # equal lengths keep input order: runs are deterministic
     assert [len(texts[i]) for i in order] == sorted(map(len, texts), reverse=True)
+    by_pieces = np.concatenate(list(length_batches(texts, 3, lengths=[1, 1, 9, 1, 1, 1, 5]))).tolist()
+    assert by_pieces[:2] == [2, 6]  # given word pieces, those order the batches, not characters
 
 
 def test_embed_sorts_batches_by_length_and_returns_input_order() -> None:

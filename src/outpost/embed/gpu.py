@@ -85,6 +85,8 @@ class TorchFastEmbedder(Embedder):
 
     def _encode_all(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Tokenise ahead in a thread pool, launch batch *i*, then fetch batch *i − 1* (see the module doc)."""
+        # Character lengths here: on a GPU the tokenizer is the bottleneck, and counting word pieces first would
+        # tokenise everything twice; big batches absorb the coarser sort.
         batches = length_batches(texts, self.batch_size)
         ahead: collections.deque[tuple[np.ndarray, Future[dict[str, Any]]]] = collections.deque()
         with ThreadPoolExecutor(self.tokenizer_threads, thread_name_prefix="outpost-tokenize") as pool:
