@@ -268,12 +268,12 @@ def cold_search(backend: str, home: Path, repeat: int) -> dict[str, Any]:
     return {"backend": backend, "cold_search_s_median": round(statistics.median(times), 3), "runs": repeat}
 
 
-def ingest_part(docs: int, repeat: int) -> dict[str, Any]:
+def ingest_part(docs: int, repeat: int, backends: Sequence[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="outpost-embed-bench-") as tmp:
         folder = Path(tmp) / "docs"
         write_markdown(load_corpus(docs), folder)
         runs, searches = [], []
-        for backend in ("torch", "auto"):
+        for backend in backends:
             home = Path(tmp) / f"home-{backend}"
             log(f"ingest: {docs} documents with backend {backend}")
             runs.append(ingest_run(backend, folder, home))
@@ -447,6 +447,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--store-docs", type=int, default=0, help="documents for the store part (0: all)")
     parser.add_argument("--repeat", type=int, default=5, help="cold searches per backend")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
+    parser.add_argument("--ingest-backends", default="torch,auto", help="embed_backend values for the ingest part")
     parser.add_argument("--gpu-chunks", type=int, default=50_000)
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
@@ -470,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "ingest" in parts:
             result["query_embedding"] = query_latency(embedders)
             log(f"query embedding: {json.dumps(result['query_embedding'])}")
-            result |= ingest_part(args.docs, args.repeat)
+            result |= ingest_part(args.docs, args.repeat, args.ingest_backends.split(","))
             log(f"ingest: {json.dumps(result['ingest'])} {json.dumps(result['cold_search'])}")
         if "quality" in parts:
             result["quality"] = quality(embedders, corpus_chunks(args.quality_docs, embedders["torch"]))
