@@ -129,6 +129,7 @@ def test_bm25_rare_words_first_is_exact_when_its_bound_holds_and_close_when_not(
 
     monkeypatch.setattr(plan, "ROW_BUDGET", 60)
     monkeypatch.setattr(plan, "FULL_BUDGET", 300)
+    monkeypatch.setattr(plan, "EXACT_UP_TO", 300)
     rng = np.random.default_rng(4)
     vocab = [f"w{i}" for i in range(400)] + ["running", "runs", "C++", "don't"]
     weights = 1.0 / np.arange(1, len(vocab) + 1) ** 1.05
