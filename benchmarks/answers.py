@@ -339,7 +339,7 @@ def check_cost(op: Outpost, rows: list[dict], repeats: int = 3) -> dict[str, flo
 
 def table(results: list[dict[str, object]]) -> str:
     head = (
-        "| model:prompt:k | n | own ¶ retrieved | EM | F1 | contains gold | contains (own ¶ retrieved) "
+        "| model:prompt:k:sentences | n | own ¶ retrieved | EM | F1 | contains gold | contains (own ¶ retrieved) "
         "| checked: EM | F1 | contains | contains (own ¶) | wrong flagged | right flagged | check ms p50 | s/question |"
     )
     lines = [head, "|" + "---|" * 15]
