@@ -5,7 +5,7 @@ it replaced, measured in the same run; and on PostgreSQL when a URL is given.
 
 The baseline is the previous implementation's work, written out: a new sqlite3 connection with its pragmas, a
 deferred transaction, the token row and its scopes. PostgreSQL needs a running server (the tests start a
-throwaway one: tests/test_hub_postgres.py).
+throwaway one: tests/hub/test_hub_postgres.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     .venv/bin/python scripts/cli_reference.py --check   # exit 1 if docs/cli.md is stale or misses something
 
 The page is rendered from the same typer app ``outpost`` runs (help texts, defaults, environment variables), so
-it cannot drift: ``tests/test_cli_docs.py`` renders it again and fails when the file differs, and checks that
+it cannot drift: ``tests/cli/test_cli_docs.py`` renders it again and fails when the file differs, and checks that
 every command and option appears in it or in README.md (sqlite-utils' ``tests/test_docs.py`` does the same).
 The tree is walked duck-typed (``commands``, ``params``), so typer's vendored click and click itself both work.
 """
@@ -126,7 +126,7 @@ def render(root: Any | None = None) -> str:
         "# CLI reference",
         "",
         "Every `outpost` command, argument and option, generated from the CLI itself by",
-        f"`{REGENERATE}`; `tests/test_cli_docs.py` fails when this page is stale. Flags that set",
+        f"`{REGENERATE}`; `tests/cli/test_cli_docs.py` fails when this page is stale. Flags that set",
         "a setting (`outpost/settings.py`) show its default; without the flag, `config.toml` and `OUTPOST_*`",
         "variables decide.",
         "",

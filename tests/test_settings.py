@@ -10,7 +10,7 @@ import pytest
 
 from outpost import Outpost, Settings
 from outpost.cli.options import setting_help
-from test_cli_docs import reference
+from clikit import reference
 
 
 def _write_config(folder: Path, text: str) -> Path:

@@ -157,7 +157,7 @@ def test_sec_fetch_site_and_duplicate_headers(server: ApiServer) -> None:
 
 
 def test_the_official_clients_send_what_the_guard_asks(server: ApiServer) -> None:
-    """They send no Origin and do send JSON: unaffected (tests/test_api.py drives them in depth)."""
+    """They send no Origin and do send JSON: unaffected (tests/api/test_api.py drives them in depth)."""
     assert any(m.id == "smollm2" for m in openai.OpenAI(base_url=f"{server.url}/v1", api_key="x").models.list())
     client = ollama.Client(host=server.url)
     assert any(m.model == "smollm2" for m in client.list().models)

@@ -23,7 +23,7 @@ from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.embed.tokens import WordPieces
 from outpost.records import EmbeddingIdentity
 
-NFCORPUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nfcorpus" / "corpus.jsonl"
+NFCORPUS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "nfcorpus" / "corpus.jsonl"
 
 
 def nfcorpus_texts(n: int) -> list[str]:
