@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from clikit import reference
 from outpost import Outpost, Settings
 from outpost.cli.options import setting_help
-from clikit import reference
 
 
 def _write_config(folder: Path, text: str) -> Path:

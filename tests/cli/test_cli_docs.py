@@ -7,7 +7,8 @@ rendered again and compared, and the tree is walked to find any command or optio
 from __future__ import annotations
 
 import pytest
-from clikit import SCRIPT, reference
+
+from clikit import reference
 
 
 @pytest.fixture(scope="module")

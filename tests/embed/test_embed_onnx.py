@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_embed import nfcorpus_texts
 
 from outpost.embed.local_model import LocalModel
 from outpost.embed.onnx import OnnxEmbedder
@@ -25,7 +26,6 @@ from outpost.embed.probe import FP32_MIN_COSINE, INT8_MIN_COSINE, cosines
 from outpost.embed.select import CpuEmbedder, choose_embedder
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.hashing import sha256_file
-from test_embed import nfcorpus_texts
 
 pytestmark = pytest.mark.slow  # exports the model with torch (about 15 s on an idle core, minutes under load)
 
