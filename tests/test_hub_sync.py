@@ -28,7 +28,7 @@ from outpost.ingest import Chunker
 from outpost.llm.bundled import resolve_gguf
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
-from outpost.packs import generate_key, read_pack
+from outpost.packs import generate_key, pack_name, read_pack, write_pack
 from outpost.packs.signing import fingerprint, sign
 from outpost.records import Changeset, Chunk, DocumentRecord, EmbeddingIdentity
 from outpost.store import Store
@@ -122,6 +122,28 @@ def test_snapshot_then_delta_equals_a_fresh_snapshot(hub: HubFixture, tmp_path: 
         < len(read_pack(hub.hub_home.packs_dir / "docs" / "snapshot-2", hub.public_key)[1].upserts)
     )
     assert delta.delete_documents == ["coffee.txt"]
+
+
+def test_a_pack_another_hub_process_built_meanwhile_is_served_not_a_500(hub: HubFixture, tmp_path: Path) -> None:
+    """Two ``hub serve`` processes of one home building the same snapshot: the second rename finds the folder
+    full. Found by the reliability work (docs/reliability.md); the loser now keeps the winner's pack."""
+    docs = write_docs(tmp_path / "docs", 1)
+    hub.publish(docs)
+    write_docs(docs, 2)
+    assert hub.publish(docs) == 2  # version 2's own pack is a delta: its snapshot is built on request
+    served = Hub(hub.hub_home)
+    store = served.store("docs")
+    changeset = store.snapshot()
+    store.close()
+    folder = served.public_packs_dir("docs") / pack_name(0, changeset.version)
+    write_pack(changeset, folder, hub.hub_home.signing_key)  # the other process won the race
+    first = (folder / "manifest.sig").read_bytes()
+    with pytest.raises(OSError):  # what the second writer used to answer with (HTTP 500)
+        write_pack(changeset, folder, hub.hub_home.signing_key)
+    served._write_cached(changeset, folder)
+    assert (folder / "manifest.sig").read_bytes() == first  # the winner's pack stays, and it verifies
+    assert read_pack(folder, hub.public_key)[1].version == changeset.version
+    assert not [p.name for p in folder.parent.iterdir() if ".tmp-" in p.name]  # no temp folder left behind
 
 
 def test_a_long_delta_chain_is_squashed_into_one_pack(hub: HubFixture, tmp_path: Path) -> None:

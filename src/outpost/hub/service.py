@@ -8,6 +8,7 @@ that the next ingest removes before it redoes the work.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import shutil
@@ -177,7 +178,7 @@ class Hub:
         changeset = store.snapshot()
         folder = self._packs(store.name) / pack_name(0, changeset.version)
         if not folder.is_dir():
-            write_pack(changeset, folder, self.home.signing_key)
+            self._write_cached(changeset, folder)
         return folder
 
     def _delta(self, name: str, have: int, current: int) -> Path | None:
@@ -191,8 +192,22 @@ class Hub:
             return None  # history was pruned: a snapshot it is
         key = self.home.public_key
         chain = [read_pack(link, key)[1] for link in links]
-        write_pack(squash(chain), folder, self.home.signing_key)
+        self._write_cached(squash(chain), folder)
         return folder
+
+    def _write_cached(self, changeset: Changeset, folder: Path) -> None:
+        """Write a pack that only caches what is published (a snapshot, a squashed delta).
+
+        Two ``hub serve`` processes of one home may build the same one at once (the thread lock covers one
+        process). Both packs are signed by this hub and carry the same rows, so the one that lands second keeps
+        the first's instead of failing the request (its rename onto a full folder: ``Directory not empty``).
+        """
+        try:
+            write_pack(changeset, folder, self.home.signing_key)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (folder / "manifest.sig").is_file():
+                raise
+            log.info("pack %s was built by another process meanwhile: serving that one", folder.name)
 
     def public_packs_dir(self, name: str) -> Path:
         return self._packs(check_collection_name(name))
