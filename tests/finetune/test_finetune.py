@@ -269,3 +269,20 @@ def test_the_gguf_lora_changes_llama_cpp_as_peft_changes_transformers(tmp_path: 
     moved_hf, moved_cpp = (adapted - plain).ravel(), (logits[path] - logits[None]).ravel()
     # measured: 0.90 with the permutation, 0.11 without it
     assert np.corrcoef(moved_hf, moved_cpp)[0, 1] > 0.8
+
+
+@pytest.mark.slow  # assembles Gemma 3 270M in the test's home and loads it in a subprocess (~10 s)
+def test_the_held_out_judge_loads_gemma_quietly(home: Path) -> None:
+    """The hub's held-out judge loads GGUFs the way answering does: llama.cpp's own log lines (Gemma 3:
+    ``llama_kv_cache_iswa: using full-size SWA cache``) go to logging, never to the CLI's stderr."""
+    import subprocess
+    import sys
+
+    from outpost.models.resolve import resolve_model
+
+    gemma = resolve_model(home, "gemma3-270m").path
+    code = "import sys; from pathlib import Path; from outpost.finetune.heldout import _llama; "
+    code += "_llama(Path(sys.argv[1]), None, 512, 1)"
+    proc = subprocess.run([sys.executable, "-c", code, str(gemma)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith(("llama", "ggml"))] == [], proc.stderr

@@ -59,22 +59,18 @@ def _normal(text: str) -> str:
 
 
 def _llama(model: Path, lora: Path | None, n_ctx: int, n_threads: int | None, logits_all: bool = False) -> Any:
-    from llama_cpp import Llama
-
     from outpost.cpus import usable_cpus
-    from outpost.llm.llamacpp import _plain_cpu_buffers  # the same load path (and segfault guard) as answering
+    from outpost.llm.llamacpp import load_llama  # the same load path (logs, segfault guard) as answering
     from outpost.models.advisor import offload_layers
 
-    with _plain_cpu_buffers():
-        return Llama(
-            model_path=str(model),
-            lora_path=str(lora) if lora else None,
-            n_ctx=n_ctx,
-            n_threads=n_threads or usable_cpus(),
-            n_gpu_layers=offload_layers(model, n_ctx),
-            logits_all=logits_all,  # off: on a busy CPU it made each evaluation ~7x slower (measured)
-            verbose=False,
-        )
+    return load_llama(
+        model,
+        lora_path=str(lora) if lora else None,
+        n_ctx=n_ctx,
+        n_threads=n_threads or usable_cpus(),
+        n_gpu_layers=offload_layers(model, n_ctx),
+        logits_all=logits_all,  # off: on a busy CPU it made each evaluation ~7x slower (measured)
+    )
 
 
 def _next_logprobs(llm: Any) -> np.ndarray:

@@ -21,9 +21,10 @@ from outpost.errors import ModelNotFoundError
 from outpost.llm.base import ChatModel, GenerationParams, Message
 
 if TYPE_CHECKING:
+    from llama_cpp import Llama
     from llama_cpp.llama_types import CreateCompletionStreamResponse
 
-__all__ = ["LlamaCppModel"]
+__all__ = ["LlamaCppModel", "load_llama"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,17 @@ def _route_native_logs() -> object:
     return forward
 
 
+def load_llama(path: Path, **options: Any) -> Llama:
+    """A ``llama_cpp.Llama`` for ``path``, loaded the one way Outpost loads GGUF files (answering, the hub's
+    held-out judge): llama.cpp's log lines routed to Python logging, CPU buffers without the extra buffer types
+    that crashed llama.cpp 0.3.36 on this CPU, and ``verbose=False``."""
+    from llama_cpp import Llama
+
+    _route_native_logs()
+    with _plain_cpu_buffers():
+        return Llama(model_path=str(path), verbose=False, **options)
+
+
 class LlamaCppModel(ChatModel):
     """A GGUF model loaded once; ``n_ctx`` set explicitly (llama.cpp's 512 default is too small for RAG)."""
 
@@ -112,22 +124,15 @@ class LlamaCppModel(ChatModel):
         if not path.is_file():
             raise ModelNotFoundError(f"No GGUF file at {path}")
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401
         except ImportError as exc:  # pragma: no cover - a broken install
             raise ModelNotFoundError("llama-cpp-python is not installed: pip install llama-cpp-python") from exc
         self.path = path
         self.name = name or path.stem
         self._lock = threading.Lock()
-        _route_native_logs()
-        with _plain_cpu_buffers():
-            self.llm = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads or usable_cpus(),
-                n_gpu_layers=n_gpu_layers,
-                lora_path=lora,
-                verbose=False,
-            )
+        self.llm = load_llama(
+            path, n_ctx=n_ctx, n_threads=n_threads or usable_cpus(), n_gpu_layers=n_gpu_layers, lora_path=lora
+        )
         self.n_ctx = self.llm.n_ctx()
         trained = int(self.llm.metadata.get(f"{self.architecture}.context_length", self.n_ctx) or self.n_ctx)
         if self.n_ctx > trained:
