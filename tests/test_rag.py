@@ -10,7 +10,7 @@ from outpost import Answer, Outpost
 from outpost.errors import ContextOverflowError, ModelNotFoundError
 from outpost.llm import resolve_gguf
 from outpost.llm.llamacpp import LlamaCppModel
-from outpost.rag import build_messages, cited_numbers, pack_sources, to_sources
+from outpost.rag import SOURCES_PROMPT, SYSTEM_PROMPT, build_messages, cited_numbers, pack_sources, to_sources
 from outpost.records import Chunk, Evidence, Hit
 
 pytestmark = pytest.mark.slow
@@ -62,6 +62,17 @@ def test_an_evidence_prompt_holds_only_those_sentences_and_their_sources_come_fi
     prompt = messages[-1]["content"]
     assert "[2] Source 2: fact7 is blue.\n[1] Source 0: fact1 is red." in prompt
     assert "fact30" not in prompt  # nothing else of the chunks
+
+
+def test_the_instructions_suit_the_prompt_shape() -> None:
+    """One evidence sentence: answer in a few words (measured best for the bundled models). Whole sources (a
+    remote model, ``prompt_sentences = 0``): cite them by number. A caller's own instructions win."""
+    sources = to_sources(_hits(2, 10))
+    evidence = [Evidence(1, "Source 0: fact1 is red.", 0.9)]
+    assert build_messages("q", sources, evidence=evidence)[0]["content"] == SYSTEM_PROMPT
+    whole = build_messages("q", sources)[0]["content"]
+    assert whole == SOURCES_PROMPT and "[1]" in whole
+    assert build_messages("q", sources, "Talk like a pirate.")[0]["content"] == "Talk like a pirate."
 
 
 def test_a_question_too_long_for_the_context_is_a_clear_error(small_ctx_model: LlamaCppModel) -> None:

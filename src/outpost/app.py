@@ -28,7 +28,7 @@ from outpost.ingest.pipeline import IngestReport, Progress, ingest
 from outpost.labels import Label, label_of, set_label
 from outpost.llm.base import ChatModel, GenerationParams
 from outpost.models.load import load_chat_model
-from outpost.rag import SYSTEM_PROMPT, AnswerStream, pack_sources, to_sources
+from outpost.rag import AnswerStream, pack_sources, to_sources
 from outpost.records import Answer, CollectionInfo, Hit, Source
 from outpost.retrieve import Mode, Retriever
 from outpost.routing import Prepared, Route, Router
@@ -169,7 +169,7 @@ class Outpost:
         check: bool | None = ...,
         chat: ChatModel | None = ...,
         params: GenerationParams | None = ...,
-        system: str = ...,
+        system: str | None = ...,
         remote: bool = ...,
     ) -> Answer: ...
     @overload
@@ -189,7 +189,7 @@ class Outpost:
         check: bool | None = ...,
         chat: ChatModel | None = ...,
         params: GenerationParams | None = ...,
-        system: str = ...,
+        system: str | None = ...,
         remote: bool = ...,
     ) -> AnswerStream: ...
 
@@ -209,7 +209,7 @@ class Outpost:
         check: bool | None = None,
         chat: ChatModel | None = None,
         params: GenerationParams | None = None,
-        system: str = SYSTEM_PROMPT,
+        system: str | None = None,
         remote: bool = False,
     ) -> Answer | AnswerStream:
         """Answer from the collection's top chunks; ``stream=True`` returns an iterable ``AnswerStream``.
@@ -268,7 +268,7 @@ class Outpost:
         found: list[Source],
         chat: ChatModel | None,
         params: GenerationParams,
-        system: str,
+        system: str | None,
         asked: bool | None,
     ) -> tuple[Route, Prepared]:
         """Pack for the local model, let the policy decide, and open the remote when it says so (or fall back).
@@ -301,7 +301,7 @@ class Outpost:
         return route, local
 
     def _pack(
-        self, chat: ChatModel | None, question: str, found: list[Source], max_tokens: int, system: str
+        self, chat: ChatModel | None, question: str, found: list[Source], max_tokens: int, system: str | None
     ) -> Prepared:
         if chat is None:  # extractive: no prompt, every retrieved source
             return Prepared(None, [], found)

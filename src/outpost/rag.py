@@ -24,6 +24,7 @@ from outpost.records import Answer, Evidence, Hit, Source
 
 __all__ = [
     "AnswerStream",
+    "SOURCES_PROMPT",
     "SYSTEM_PROMPT",
     "UNSUPPORTED_NOTICE",
     "build_messages",
@@ -38,6 +39,13 @@ EXTRACTIVE_MODEL = "extractive"
 # Answer first, in a few words: measured on SQuAD dev (docs/benchmarks.md), the bundled models given the
 # longer instructions (cite every fact, say when you don't know) restated the question or the whole sentence.
 SYSTEM_PROMPT = "Answer the question in a few words, using only the sources."
+# Whole sources (``prompt_sentences = 0``, a remote model): the model has several passages to choose from, so it
+# is asked to cite them; the answer's citations then mark which sources it used.
+SOURCES_PROMPT = (
+    "You are a careful assistant for an organisation's internal documents. Answer the question "
+    "using only the numbered sources. Cite every fact with its source number in square brackets, "
+    "like [1]. If the sources do not contain the answer, say that you don't know. Be concise."
+)
 _CITATION = re.compile(r"\[(\d+)\]")
 
 
@@ -61,9 +69,13 @@ def _evidence_block(sources: list[Source], evidence: list[Evidence]) -> str:
 
 
 def build_messages(
-    question: str, sources: list[Source], system: str = SYSTEM_PROMPT, evidence: list[Evidence] | None = None
+    question: str, sources: list[Source], system: str | None = None, evidence: list[Evidence] | None = None
 ) -> list[Message]:
-    """The chat messages for ``question``: whole sources, or (``evidence`` given) only those sentences."""
+    """The chat messages for ``question``: whole sources, or (``evidence`` given) only those sentences.
+
+    ``system`` None: the instructions that suit the prompt's shape (``SYSTEM_PROMPT`` for evidence sentences,
+    ``SOURCES_PROMPT`` for whole sources)."""
+    system = system or (SYSTEM_PROMPT if evidence is not None else SOURCES_PROMPT)
     if evidence is not None:
         context = _evidence_block(sources, evidence)
     else:
@@ -80,7 +92,7 @@ def pack_sources(
     question: str,
     sources: list[Source],
     max_tokens: int,
-    system: str = SYSTEM_PROMPT,
+    system: str | None = None,
     evidence: list[Evidence] | None = None,
 ) -> tuple[list[Message], list[Source]]:
     """Drop the lowest-ranked sources until prompt + answer budget fit the context window.

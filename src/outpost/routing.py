@@ -114,7 +114,7 @@ class Router:
         return None
 
     def open_remote(
-        self, route: Route, question: str, sources: list[Source], params: GenerationParams, system: str
+        self, route: Route, question: str, sources: list[Source], params: GenerationParams, system: str | None
     ) -> tuple[Route, Prepared | None]:
         """Pack for the remote and start its reply; on a ``RemoteError``, the route becomes a ``fallback``."""
         assert route.remote is not None
