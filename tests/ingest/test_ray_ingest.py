@@ -87,7 +87,7 @@ def ray_cluster() -> Iterator[RayCluster]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` ends the processes it started
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)  # it rarely finishes on SIGTERM alone: SIGKILL the group then
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
