@@ -173,7 +173,8 @@ def _check_and_store(model: LocalModel, weights: str, cache: Path, variant: Vari
     if export.accepted:
         commit_file(graph, export.graph_path(cache))
     atomic_write_text(_manifest_path(cache, weights, variant), json.dumps(asdict(export), indent=1))
-    log.warning(
+    log.log(
+        logging.INFO if export.accepted else logging.WARNING,  # only a refusal changes what the user gets
         "ONNX %s export of %s: probe cosine min %.6f (needs %.3f): %s",
         variant,
         model.name,
