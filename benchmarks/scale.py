@@ -324,6 +324,9 @@ def render_apply(r: dict[str, Any]) -> str:
 
 K = 10
 DEPTH = 50  # what Retriever asks each retriever for (its default depth)
+P5_BASELINE_REVS = (BASELINE_REV, "f22f037")  # before issue 12; the P5 settings of the previous session
+EF_CURVE = (128, 256, 512, 768, 1024, 1536)
+STAGES = ("bm25", "bm25.terms", "bm25.score", "dense", "fetch", "gc")
 
 
 def build_retrieval_store(folder: Path, size: int, batch: int, queries: int) -> dict[str, Any]:
@@ -375,6 +378,23 @@ def exact_truth(store: Any, queries: np.ndarray, k: int = K) -> tuple[np.ndarray
     return np.array(truth), times
 
 
+def cached_truth(folder: Path, store: Any, vectors: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """The oracle's answers, computed once per store file (166 ms a query at 1M); brute force timed on 20."""
+    truth_file, db_file = folder / "truth.npy", folder / "scale" / "store.sqlite"
+    if truth_file.is_file() and truth_file.stat().st_mtime > db_file.stat().st_mtime:
+        truth = np.load(truth_file)
+        if len(truth) >= len(vectors):
+            return truth[: len(vectors)], exact_truth(store, vectors[:20])[1]
+    truth, times = exact_truth(store, vectors)
+    np.save(truth_file, truth)
+    return truth, times
+
+
+def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
+    ms = np.asarray(samples_s) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+
+
 def latency(fn: Callable[[int], object], n: int, warmup: int = 20) -> dict[str, float]:
     for i in range(min(warmup, n)):
         fn(i)
@@ -383,8 +403,7 @@ def latency(fn: Callable[[int], object], n: int, warmup: int = 20) -> dict[str, 
         start = time.perf_counter()
         fn(i)
         samples.append(time.perf_counter() - start)
-    ms = np.asarray(samples) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return percentiles(samples)
 
 
 class _NoEmbedder:
@@ -394,49 +413,120 @@ class _NoEmbedder:
         raise AssertionError("the benchmark passes query vectors")
 
 
-def retrieval_worker(folder: Path, truth_file: Path, measure: int) -> dict[str, Any]:
-    """Per-query latency of the store's retrievers and the hybrid search, and dense recall@10 vs exact int8."""
+class StageClock:
+    """Per-query time in each stage of a search, by wrapping the library's own functions (whichever the running
+    revision has): ``Store.bm25``, its term look-up and FTS5 scoring, the dense search (it may run in a thread),
+    fetching the rows, and the garbage collector's pauses."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+        self._gc_start = 0.0
+
+    def wrap(self, owner: Any, name: str, stage: str) -> None:
+        fn = getattr(owner, name, None)
+        if fn is None:
+            return
+
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - start
+
+        setattr(owner, name, staticmethod(timed_call) if isinstance(owner, type) and name == "search" else timed_call)
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.spent["gc"] = self.spent.get("gc", 0.0) + time.perf_counter() - self._gc_start
+
+    def install(self) -> None:
+        import gc
+
+        from outpost.store import sqlite
+
+        self.wrap(sqlite.Store, "bm25", "bm25")
+        self.wrap(sqlite.Store, "chunks_by_rowid", "fetch")
+        self.wrap(sqlite.AnnIndex, "search", "dense")
+        try:
+            from outpost.store import bm25
+        except ImportError:  # the baseline before issue 12 has no rare-words-first BM25
+            return
+        self.wrap(bm25, "_words", "bm25.terms")
+        self.wrap(bm25, "_ranked", "bm25.score")
+        gc.callbacks.append(self.on_gc)
+
+
+def retrieval_serve(folder: Path, truth_file: Path, measure: int) -> None:
+    """A worker that times one query at a time when the driver asks (stdin: ``i`` or ``done``; stdout: JSON lines).
+
+    Several revisions' workers are run side by side and asked in turn, query by query, so every revision sees the
+    same load; each times its own calls, so process start and pipes are not in the figures.
+    """
     import outpost
     from outpost.retrieve import Retriever
     from outpost.store import Store
 
     raw = json.loads((folder / "queries.json").read_text())
-    texts, vectors, truth = raw["texts"][:measure], np.load(folder / "queries.npy")[:measure], np.load(truth_file)
+    texts, vectors = raw["texts"][:measure], np.load(folder / "queries.npy")[:measure]
     store = Store.open(folder, "scale")
     retriever = Retriever(store, _NoEmbedder())  # type: ignore[arg-type]
-    _, open_s = timed(lambda: store.dense(vectors[0], K))  # loads the index file
-    n = len(texts)
-    result: dict[str, Any] = {"outpost": outpost.__file__, "index_load_s": open_s, "queries": n}
-    result["bm25"] = latency(lambda i: store.bm25(texts[i], DEPTH), n)
-    result["dense"] = latency(lambda i: store.dense(vectors[i], DEPTH), n)
-    result["hybrid"] = latency(
-        lambda i: retriever.search(texts[i], K, "hybrid", query=vectors[i].astype(np.float32)), n
-    )
+    _, load_s = timed(lambda: store.dense(vectors[0], K))  # loads the index file
+    clock = StageClock()
+
+    def hybrid(i: int) -> list[Any]:
+        return retriever.search(texts[i], K, "hybrid", query=vectors[i].astype(np.float32))
+
+    for i in range(min(20, len(texts))):  # warm-up: caches, the index's pages
+        store.bm25(texts[i], DEPTH), store.dense(vectors[i], DEPTH), hybrid(i)
+    clock.install()
+    print(json.dumps({"ready": True, "outpost": outpost.__file__, "index_load_s": load_s}), flush=True)
+    per_query: list[dict[str, Any]] = []
+    for line in sys.stdin:
+        if line.strip() == "done":
+            break
+        i = int(line)
+        text, vector = texts[i], vectors[i]
+        got: dict[str, Any] = {"i": i}
+        _, got["bm25"] = timed(lambda: store.bm25(text, DEPTH))  # noqa: B023 (called at once)
+        _, got["dense"] = timed(lambda: store.dense(vector, DEPTH))  # noqa: B023
+        clock.spent.clear()
+        _, got["hybrid"] = timed(lambda: hybrid(i))  # noqa: B023
+        got["stages"] = dict(clock.spent)
+        per_query.append(got)
+        print(json.dumps(got), flush=True)
+    truth = np.load(truth_file)
+    n = len(per_query)
     found = [[key for key, _ in store.dense(vectors[i], K)] for i in range(n)]
+    result: dict[str, Any] = {"outpost": outpost.__file__, "index_load_s": load_s, "queries": n}
+    for path in ("bm25", "dense", "hybrid"):
+        result[path] = percentiles([q[path] for q in per_query])
+    result["stages"] = {
+        stage: percentiles([q["stages"].get(stage, 0.0) for q in per_query])
+        for stage in STAGES
+        if any(stage in q["stages"] for q in per_query)
+    }
+    result["per_query"] = per_query
     result["bm25_top10"] = [[key for key, _ in store.bm25(texts[i], K)] for i in range(n)]
-    result["hybrid_top10"] = [
-        [h.chunk.id for h in retriever.search(texts[i], K, "hybrid", query=vectors[i].astype(np.float32))]
-        for i in range(n)
-    ]
+    result["hybrid_top10"] = [[h.chunk.id for h in hybrid(i)] for i in range(n)]
     result["dense_recall@10"] = float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
-    result["bm25_matches"] = bm25_match_counts(store, texts[: min(n, 200)])
+    result["bm25_matches"] = bm25_match_counts(store, texts[:n])
     result["peak_rss_mb"] = peak_rss_mb()
-    return result
+    print(json.dumps(result), flush=True)
 
 
-def bm25_match_counts(store: Any, texts: Sequence[str]) -> dict[str, float]:
-    """How many rows each query's OR matches: what FTS5 must score per query (the tail's cause)."""
+def bm25_match_counts(store: Any, texts: Sequence[str]) -> list[int]:
+    """How many rows each query's OR matches: what FTS5 must score per query if it scores them all."""
     from outpost.store import fts_query
 
     sql = "SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?"
-    counts = [store.db.execute(sql, (q,)).fetchone()[0] if (q := fts_query(t)) else 0 for t in texts]
-    return {"p50": float(np.percentile(counts, 50)), "p99": float(np.percentile(counts, 99))}
+    return [store.db.execute(sql, (q,)).fetchone()[0] if (q := fts_query(t)) else 0 for t in texts]
 
 
 def ef_sweep(store: Any, vectors: np.ndarray, truth: np.ndarray, efs: Sequence[int]) -> list[dict[str, float]]:
     """Recall@10 and usearch search time at several ``expansion_search`` settings on the same index."""
-    from outpost.store import AnnIndex
-
     index = store._ann_index()
     out = []
     for ef in efs:
@@ -444,12 +534,47 @@ def ef_sweep(store: Any, vectors: np.ndarray, truth: np.ndarray, efs: Sequence[i
         found: list[list[int]] = []
 
         def search(i: int, into: list[list[int]] = found) -> None:
-            into.append([key for key, _ in AnnIndex.search(index, vectors[i], K)])
+            into.append(index.search(vectors[i], K).keys.tolist())  # usearch itself: AnnIndex.search sets ef
 
         lat = latency(search, len(vectors), 0)
         recall = float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
         out.append({"expansion_search": ef, "recall@10": recall, **lat})
     return out
+
+
+class Worker:
+    """One revision's ``retrieval-serve`` process, asked one query at a time."""
+
+    def __init__(self, label: str, src: Path | None, args: list[str]) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(src if src is not None else REPO / "src")
+        self.label = label
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "retrieval-serve", *args],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.ready = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.label}: worker ended (exit {self.proc.wait()})")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def ask(self, message: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(message + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def finish(self) -> dict[str, Any]:
+        result = self.ask("done")
+        self.proc.wait()
+        return result
 
 
 def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
@@ -467,24 +592,70 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     store = Store.open(folder, "scale")
     vectors = np.load(folder / "queries.npy")[: args.measure]
     log("exact int8 search for every query (the recall oracle)")
-    truth, exact_times = exact_truth(store, vectors)
-    ms = np.asarray(exact_times) * 1000
-    result["exact_int8"] = {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
-    truth_file = folder / "truth.npy"
+    truth, exact_times = cached_truth(folder, store, vectors)
+    result["exact_int8"] = percentiles(exact_times)
+    truth_file = folder / f"truth-{len(truth)}.npy"
     np.save(truth_file, truth)
-    result["ef_sweep"] = ef_sweep(store, vectors, truth, (64, 128, 256, 512))
+    log(f"expansion_search curve {EF_CURVE} (load {os.getloadavg()[0]:.2f})")
+    result["ef_sweep"] = ef_sweep(store, vectors, truth, EF_CURVE)
     store.close()
-    base_src = baseline_src(args.baseline_rev, Path(tempfile.mkdtemp(prefix="outpost-scale-base-")))
-    for label, src in (("baseline", base_src), ("current", None)):
-        log(f"{label}: retrieval over {len(vectors)} queries (load {os.getloadavg()[0]:.2f})")
-        result[label] = run_worker(src, ["retrieval-worker", str(folder), str(truth_file), str(args.measure)])
-        result[label]["loadavg_1m"] = round(os.getloadavg()[0], 2)
-    shutil.rmtree(base_src.parent, ignore_errors=True)
-    for what in ("bm25_top10", "hybrid_top10"):  # the current answers against the baseline's (exact FTS5 BM25)
-        pairs = zip(result["current"].pop(what), result["baseline"].pop(what))
-        same = [len(set(a) & set(b)) / len(b) if b else float(not a) for a, b in pairs]  # no words: both empty
-        result[f"{what}_overlap_with_baseline"] = float(np.mean(same))
+    revs = list(dict.fromkeys(args.baseline_rev or P5_BASELINE_REVS))
+    tmp = Path(tempfile.mkdtemp(prefix="outpost-scale-base-"))
+    srcs: dict[str, Path | None] = {rev: baseline_src(rev, tmp / rev) for rev in revs}
+    srcs["current"] = None
+    worker_args = [str(folder), str(truth_file), str(args.measure)]
+    workers = []
+    for label, src in srcs.items():
+        log(f"starting {label} (load {os.getloadavg()[0]:.2f})")
+        workers.append(Worker(label, src, worker_args))
+    result["load_before"] = round(os.getloadavg()[0], 2)
+    log(f"timing {len(vectors)} queries, revisions in turn (load {result['load_before']})")
+    for i in range(len(vectors)):
+        for worker in workers[i % len(workers) :] + workers[: i % len(workers)]:  # each goes first in turn
+            worker.ask(str(i))
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    result["revisions"] = {}
+    for worker in workers:
+        result["revisions"][worker.label] = worker.finish() | {"index_load_s": worker.ready["index_load_s"]}
+    shutil.rmtree(tmp, ignore_errors=True)
+    oracle = result["revisions"].get(BASELINE_REV)
+    for label, r in result["revisions"].items():  # each revision's answers against exact FTS5 BM25 (4b68ed8's)
+        for what in ("bm25_top10", "hybrid_top10"):
+            mine = r.pop(what)
+            if oracle is not None and label != BASELINE_REV:
+                pairs = zip(mine, oracle[what] if what in oracle else oracle[f"_{what}"])
+                same = [len(set(a) & set(b)) / len(b) if b else float(not a) for a, b in pairs]
+                r[f"{what}_overlap_with_exact"] = float(np.mean(same))
+            elif oracle is not None:
+                oracle[f"_{what}"] = mine
+    if oracle is not None:
+        oracle.pop("_bm25_top10", None), oracle.pop("_hybrid_top10", None)
+    result["slowest"] = slowest(result["revisions"]["current"], built["texts"], args.size)
     return result
+
+
+def slowest(current: dict[str, Any], texts: Sequence[str], size: int, n: int = 4) -> list[dict[str, Any]]:
+    """The current code's slowest hybrid queries, their stage split and what their words match (why p99)."""
+    from outpost.store import Store
+    from outpost.store.bm25 import plan
+    from outpost.store.sqlite import query_terms
+
+    store = Store.open(CACHE / f"scale-{size}", "scale")
+    out = []
+    for q in sorted(current["per_query"], key=lambda q: -q["hybrid"])[:n]:
+        words = query_terms(texts[q["i"]])
+        rare, common = plan(store.db, words, size)
+        out.append(
+            {
+                "query": q["i"],
+                "hybrid_ms": q["hybrid"] * 1000,
+                "stages_ms": {k: v * 1000 for k, v in q["stages"].items()},
+                "words_rows": {w.phrase: w.rows for w in rare + common},
+                "rare": len(rare),
+            }
+        )
+    store.close()
+    return out
 
 
 def render_retrieval(r: dict[str, Any]) -> str:
@@ -496,26 +667,35 @@ def render_retrieval(r: dict[str, Any]) -> str:
         f"exact int8 brute force (numpy, the oracle): p50 {r['exact_int8']['p50_ms']:.1f} ms, "
         f"p99 {r['exact_int8']['p99_ms']:.1f} ms"
     )
+    lines.append(f"revisions timed query by query in turn; load {r['load_before']} → {r['load_after']}")
     lines.append(f"{'code':<9} {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for label in ("baseline", "current"):
-        f = r[label]
+    for label, f in r["revisions"].items():
         for path in ("bm25", "dense", "hybrid"):
             lat = f[path]
             lines.append(f"{label:<9} {path:<8} {lat['p50_ms']:8.2f} {lat['p99_ms']:8.2f} {lat['mean_ms']:8.2f}")
-        lines.append(
-            f"{label:<9} dense recall@10 vs exact int8 {f['dense_recall@10']:.4f}; "
-            f"BM25 rows matched p50 {f['bm25_matches']['p50']:.0f}, p99 {f['bm25_matches']['p99']:.0f}; "
-            f"load {f['loadavg_1m']}"
+        overlap = ""
+        if "bm25_top10_overlap_with_exact" in f:
+            overlap = (
+                f"; top-10 overlap with exact FTS5 BM25: bm25 {f['bm25_top10_overlap_with_exact']:.3f}, "
+                f"hybrid {f['hybrid_top10_overlap_with_exact']:.3f}"
+            )
+        lines.append(f"{label:<9} dense recall@10 vs exact int8 {f['dense_recall@10']:.4f}{overlap}")
+        split = ", ".join(
+            f"{stage} {lat['p50_ms']:.2f}/{lat['p99_ms']:.2f}" for stage, lat in f.get("stages", {}).items()
         )
+        lines.append(f"{label:<9} hybrid by stage, p50/p99 ms: {split}")
+    matches = np.asarray(r["revisions"]["current"]["bm25_matches"])
     lines.append(
-        f"top-10 overlap with the baseline (exact FTS5 BM25): bm25 {r['bm25_top10_overlap_with_baseline']:.4f}, "
-        f"hybrid {r['hybrid_top10_overlap_with_baseline']:.4f}"
+        f"BM25 rows the OR matches: p50 {np.percentile(matches, 50):.0f}, p99 {np.percentile(matches, 99):.0f}"
     )
     for e in r["ef_sweep"]:
         lines.append(
             f"expansion_search {e['expansion_search']:>4}: recall@10 {e['recall@10']:.4f}, "
             f"usearch p50 {e['p50_ms']:.2f} ms p99 {e['p99_ms']:.2f} ms"
         )
+    for s in r["slowest"]:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in s["stages_ms"].items())
+        lines.append(f"slow query {s['query']}: {s['hybrid_ms']:.1f} ms ({stages}); words' rows {s['words_rows']}")
     return "\n".join(lines)
 
 
@@ -705,9 +885,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     retrieval.add_argument("--queries", type=int, default=1_000)
     retrieval.add_argument("--batch", type=int, default=50_000)
     retrieval.add_argument("--measure", type=int, default=1_000, help="queries timed (the first N of --queries)")
-    retrieval.add_argument("--baseline-rev", default=BASELINE_REV)
+    retrieval.add_argument(
+        "--baseline-rev", action="append", help=f"revisions timed beside the current code ({P5_BASELINE_REVS})"
+    )
     retrieval.add_argument("--json", action="store_true")
-    rworker = sub.add_parser("retrieval-worker")
+    rworker = sub.add_parser("retrieval-serve")
     rworker.add_argument("folder", type=Path)
     rworker.add_argument("truth", type=Path)
     rworker.add_argument("measure", type=int)
@@ -729,8 +911,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "apply-worker":
         print(json.dumps(apply_worker(args.packs, args.hub_key, args.store_dir)))
         return 0
-    if args.command == "retrieval-worker":
-        print(json.dumps(retrieval_worker(args.folder, args.truth, args.measure)))
+    if args.command == "retrieval-serve":
+        retrieval_serve(args.folder, args.truth, args.measure)
         return 0
     if args.command == "simulate":
         result = cmd_simulate(args)

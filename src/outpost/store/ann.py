@@ -25,7 +25,7 @@ from outpost.store.lock import pid_alive
 if TYPE_CHECKING:
     from usearch.index import Index
 
-__all__ = ["AnnIndex", "exact_search", "top_k_cosine", "unit_rows"]
+__all__ = ["AnnIndex", "exact_search", "expansion_search", "top_k_cosine", "unit_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,24 @@ log = logging.getLogger(__name__)
 _TMP = ".tmp"
 
 # HNSW settings, measured with benchmarks/scale.py (docs/scale.md): expansion_add 64 builds in about half the CPU of
-# 128 (100k chunks: 26 vs 54 CPU-s); a wider search wins recall back per query. At 1M synthetic chunks recall@10
-# against exact int8 was 0.848 / 0.927 / 0.961 at expansion_search 128 / 256 / 512 for 1.1 / 1.8 / 3.6 ms (p50,
-# load 8.5): 512 is the default, the search staying a small part of a hybrid query.
+# 128 (100k chunks: 26 vs 54 CPU-s), so the graph stays sparse and the search widens instead. How wide depends on
+# the graph's size: HNSW's recall at a fixed expansion_search falls as the graph grows. Recall@10 against exact int8
+# search on the synthetic set (issue 12, P5): 30k chunks 0.98–0.99 at 128; 100k 0.975 / 0.991 / 0.998 at
+# 128 / 256 / 512; 1M 0.961 / 0.975 / 0.985 / 0.993 at 512 / 768 / 1024 / 1536. So the width is about one per 500
+# chunks (as a power of two) between 128 and 1024: ≥ 0.98 at every size measured, and a small collection does not
+# pay for a large one's width (1M at 1024: ≈ 7–8 ms a query on an idle core, 2× the 512 of before).
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
-EXPANSION_SEARCH = 512
+EXPANSION_SEARCH_MIN = 128
+EXPANSION_SEARCH_MAX = 1024
+CHUNKS_PER_EXPANSION = 500
+
+
+def expansion_search(size: int) -> int:
+    """The HNSW search width for an index of ``size`` vectors (see the measurements above)."""
+    wanted = max(1, size // CHUNKS_PER_EXPANSION)
+    return min(EXPANSION_SEARCH_MAX, max(EXPANSION_SEARCH_MIN, 1 << (wanted - 1).bit_length()))
+
 
 _TEMP_NAME = re.compile(r"index-\d+\.usearch\.(\d+)-[0-9a-f]+\.tmp")
 
@@ -94,7 +106,7 @@ class AnnIndex:
             dtype="i8",
             connectivity=CONNECTIVITY,
             expansion_add=EXPANSION_ADD,
-            expansion_search=EXPANSION_SEARCH,
+            expansion_search=EXPANSION_SEARCH_MIN,
         )
 
     def load(self, version: int) -> Index | None:
@@ -108,8 +120,6 @@ class AnnIndex:
         except Exception as exc:  # a damaged derived file is rebuilt, never trusted
             log.warning("ignoring unreadable index %s: %s", path, exc)
             return None
-        # a search setting, not the file's: files built earlier get it too (usearch's setter is untyped)
-        index.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]
         return index
 
     def build(self, version: int, keys: np.ndarray, vectors: np.ndarray) -> Index:
@@ -173,7 +183,15 @@ class AnnIndex:
 
     @staticmethod
     def search(index: Index, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if len(index) == 0:
+        """ANN top-``k`` as (key, cosine), searched as wide as the index's size needs (:func:`expansion_search`).
+
+        The width is a search setting, not the file's, and follows the index as deltas grow or shrink it.
+        """
+        size = len(index)
+        if size == 0:
             return []
-        matches = index.search(query.astype(np.int8), min(k, len(index)))
+        width = expansion_search(size)
+        if index.expansion_search != width:
+            index.expansion_search = width  # type: ignore[misc]  # usearch's setter is untyped
+        matches = index.search(query.astype(np.int8), min(k, size), threads=1)
         return [(int(key), 1.0 - float(dist)) for key, dist in zip(matches.keys, matches.distances)]

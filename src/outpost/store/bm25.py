@@ -20,7 +20,11 @@ How, for query words split into *rare* ``R`` (fewest matching rows, up to :data:
    on any collection of at most EXACT_UP_TO chunks, the full query runs as before.
 
 IDF needs each word's row count: the words are run through FTS5's own tokenizer (a small ``temp`` FTS5 table, so
-the stems are exactly the index's) and looked up in an ``fts5vocab`` table — no other stemmer is involved.
+the stems are exactly the index's) and looked up in an ``fts5vocab`` table — no other stemmer is involved. Both
+are remembered: a word's stems never change (module-wide), a stem's row count not within one version of the
+collection (the caller's ``counts`` dict, which ``Store`` keeps per state). The look-up is not free — fts5vocab
+counts a term's rows by walking its whole doclist, ≈ 1–4 ms for a common word at 1M chunks — and common words
+recur from query to query (Zipf), so the cache hits most of the time.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ B = 0.75
 ROW_BUDGET = 4000  # rows the rare words may match together (each scored once or twice: ≈ 5 ms)
 FULL_BUDGET = 5_000  # a query matching at most this many rows in all is scored in full (exact, ≈ 5 ms at most)
 EXACT_UP_TO = 20_000  # collections of at most this many chunks always get the full query (exact; NFCorpus: 9.5k)
+CACHE_LIMIT = 50_000  # words (stems) and stems (row counts) remembered; past it the cache starts again
+
+_STEM_CACHE: dict[str, tuple[str, ...]] = {}  # word → its tokens under 'porter unicode61' (fixed: never stale)
 
 _SETUP = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS temp.outpost_qwords USING fts5(w, tokenize='porter unicode61')",
@@ -69,26 +76,48 @@ def _ranked(db: sqlite3.Connection, query: str, k: int) -> list[tuple[int, float
     return [(row[0], -row[1]) for row in db.execute(_RANKED, (query, k))]
 
 
-def _stems(db: sqlite3.Connection, words: list[str]) -> list[list[str]]:
+def _stems(db: sqlite3.Connection, words: list[str]) -> list[tuple[str, ...]]:
     """Each word's tokens as the index's tokenizer makes them (``porter unicode61``), through a temp FTS5 table."""
-    for statement in _SETUP:
-        db.execute(statement)
-    db.execute("DELETE FROM temp.outpost_qwords")
-    db.executemany("INSERT INTO temp.outpost_qwords (rowid, w) VALUES (?, ?)", enumerate(words))
-    stems: list[list[str]] = [[] for _ in words]
-    for term, doc in db.execute("SELECT term, doc FROM temp.outpost_qstems ORDER BY doc, offset"):
-        stems[doc].append(term)
-    return stems
+    known = {w: _STEM_CACHE[w] for w in words if w in _STEM_CACHE}  # a copy: another thread may clear the cache
+    unknown = [w for w in dict.fromkeys(words) if w not in known]
+    if unknown:
+        for statement in _SETUP:
+            db.execute(statement)
+        db.execute("DELETE FROM temp.outpost_qwords")
+        db.executemany("INSERT INTO temp.outpost_qwords (rowid, w) VALUES (?, ?)", enumerate(unknown))
+        stems: list[list[str]] = [[] for _ in unknown]
+        for term, doc in db.execute("SELECT term, doc FROM temp.outpost_qstems ORDER BY doc, offset"):
+            stems[doc].append(term)
+        if len(_STEM_CACHE) + len(unknown) > CACHE_LIMIT:
+            _STEM_CACHE.clear()
+        known.update(zip(unknown, map(tuple, stems)))
+        _STEM_CACHE.update(known)
+    return [known[w] for w in words]
 
 
-def _words(db: sqlite3.Connection, words: list[str], total: int) -> list[Word]:
+def _row_counts(db: sqlite3.Connection, stems: set[str], counts: dict[str, int]) -> dict[str, int]:
+    """Rows holding each stem (fts5vocab ``doc``), from ``counts`` where known; the new ones are added to it."""
+    known = {stem: counts[stem] for stem in stems if stem in counts}
+    missing = sorted(stems - known.keys())
+    if missing:
+        for statement in _SETUP:
+            db.execute(statement)
+        found = dict.fromkeys(missing, 0)
+        marks = ",".join("?" * len(missing))
+        found.update(db.execute(f"SELECT term, doc FROM temp.outpost_vocab WHERE term IN ({marks})", missing))
+        if len(counts) + len(found) > CACHE_LIMIT:
+            counts.clear()
+        counts.update(found)
+        known.update(found)
+    return known
+
+
+def _words(db: sqlite3.Connection, words: list[str], total: int, counts: dict[str, int] | None = None) -> list[Word]:
     stems = _stems(db, words)
-    singles = sorted({s[0] for s in stems if len(s) == 1})
-    marks = ",".join("?" * len(singles))
-    counts = dict(db.execute(f"SELECT term, doc FROM temp.outpost_vocab WHERE term IN ({marks})", singles).fetchall())
+    rows_of = _row_counts(db, {s[0] for s in stems if len(s) == 1}, {} if counts is None else counts)
     out = []
     for word, tokens in zip(words, stems):
-        rows = (counts.get(tokens[0], 0) if len(tokens) == 1 else None) if tokens else 0  # no token: matches none
+        rows = (rows_of[tokens[0]] if len(tokens) == 1 else None) if tokens else 0  # no token: matches none
         out.append(Word(f'"{word}"', rows, idf(total, rows or 0)))
     return out
 
@@ -107,21 +136,24 @@ def _split(words: list[Word]) -> tuple[list[Word], list[Word]]:
     return rare, known
 
 
-def bm25_top_k(db: sqlite3.Connection, words: list[str], k: int, total: int) -> list[tuple[int, float]]:
+def bm25_top_k(
+    db: sqlite3.Connection, words: list[str], k: int, total: int, counts: dict[str, int] | None = None
+) -> list[tuple[int, float]]:
     """The top ``k`` rows by FTS5 BM25 over the OR of ``words``, as (rowid, score), higher is better.
 
     Exact whenever scoring every matching row is cheap (at most FULL_BUDGET rows) or the bound vouches for the
     rare words' rows. Otherwise, on large collections, the answer is the best of the rows that hold a rare word
     (Elasticsearch's ``cutoff_frequency`` rule), or, when every word is common, of the rows that hold them all;
     ``benchmarks/scale.py retrieval`` measures how often and how much that differs from scoring everything.
-    Run inside one read transaction (``total``, the collection's row count, must be of the same state).
+    Run inside one read transaction (``total``, the collection's row count, must be of the same state; so must
+    ``counts``, the stems' row counts remembered for that state, if given).
     """
     if not words or k <= 0:
         return []
     full = query_words(words)
     if len(words) == 1 or total <= EXACT_UP_TO:
         return _ranked(db, full, k)
-    scored = _words(db, words, total)
+    scored = _words(db, words, total, counts)
     if sum(w.rows if w.rows is not None else total for w in scored) <= FULL_BUDGET:
         return _ranked(db, full, k)
     rare, common = _split(scored)
