@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from outpost.embed.base import Embedder
+from outpost.embed.encoders import encoder_for
 from outpost.embed.factory import load_embedder
 from outpost.errors import ContextOverflowError, ModelNotFoundError, ReadOnlyError
 from outpost.evidence import find_evidence
@@ -123,8 +124,10 @@ class Outpost:
     # -- retrieval and answers ----------------------------------------------------------------
 
     def retriever(self, collection: str) -> Retriever:
+        """Search ``collection`` with the encoder its identity names (a hub's fine-tuned one, installed by sync in
+        ``encoders/``, loaded once per process), else with the settings' embedder."""
         store = self.store(collection)
-        embedder = self.embedder()
+        embedder = encoder_for(self.settings.home, store.embedding) or self.embedder()
         store.check_embedding(embedder.identity)
         s = self.settings
         return Retriever(store, embedder, s.rrf_k, s.bm25_weight, s.dense_weight)

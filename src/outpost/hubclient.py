@@ -183,7 +183,7 @@ def _not_found(url: str, path: str) -> OutpostError:
             f"The hub at {url} has no model named {shown(name)} that this token may pull: "
             "check the name with the hub's admin, or `outpost models list` for the local ones"
         )
-    if kind == "collections" and "/packs/" not in path:
+    if kind == "collections" and "/packs/" not in path and "/encoders/" not in path:
         return CollectionNotFoundError(name)
     return HubError(f"The hub at {url} answered 404 for {path}: run `outpost sync` again later")  # our own path
 

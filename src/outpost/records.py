@@ -30,8 +30,10 @@ __all__ = [
     "Document",
     "DocumentRecord",
     "EmbeddingIdentity",
+    "EncoderRef",
     "Evidence",
     "Hit",
+    "Revectors",
     "Source",
 ]
 
@@ -136,6 +138,29 @@ class Adapter:
         return hashlib.sha256(np.ascontiguousarray(self.matrix, dtype=np.float32).tobytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class EncoderRef:
+    """The query encoder a collection's identity needs, named by the sha256 of its ``encoder.json`` (which lists
+    the graph's and tokenizer's hashes): a pack's signed manifest carries it, so the signature covers the encoder."""
+
+    sha256: str
+    bytes: int
+
+
+@dataclass
+class Revectors:
+    """New vectors for chunks a collection already holds: how a collection switches embedder in one version.
+
+    Applied together with the changeset's new ``embedding``; every chunk of the collection must end up either
+    re-vectored here or upserted by the same changeset, so no vector of the old identity survives the switch.
+    Only ids, int8 vectors and scales travel (~400 bytes a chunk with MiniLM), never the text again.
+    """
+
+    ids: list[str]
+    vectors: np.ndarray  # int8 (len(ids), dim)
+    scales: np.ndarray  # float32 (len(ids),)
+
+
 @dataclass
 class Changeset:
     """The only way to change a collection: applied by ``Store.apply`` in one transaction.
@@ -157,6 +182,8 @@ class Changeset:
     version: int = 0
     snapshot: bool = False
     adapter: Adapter | None = None
+    revectors: Revectors | None = None  # a new embedder: every chunk's vector replaced (with ``embedding``)
+    encoder: EncoderRef | None = None  # the query encoder ``embedding`` names, when it is a shipped one
 
     def __post_init__(self) -> None:
         # A local change moves one version forward; a pack names its target version explicitly.
@@ -165,7 +192,7 @@ class Changeset:
 
     def is_empty(self) -> bool:
         changes = (self.upserts, self.documents, self.delete_chunks, self.delete_documents)
-        return not any(changes) and self.adapter is None
+        return not any(changes) and self.adapter is None and self.revectors is None
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,14 @@ The laptop trusts nothing a hub sends before checking it (docs/security.md, "Hub
   with ``--hub-ca`` and kept in the hub's config, :mod:`outpost.hubs`); redirects are refused, never followed.
 
 Downloads land in ``staging/<hub>/<collection>/<pack>/`` as ``*.part`` files and resume with HTTP Range.
+
+**A new embedder** (``outpost.embed.encoders``): a pack whose signed manifest names a query encoder makes the
+client fetch that encoder first, into ``encoders/.partial/<sha256>/`` (resumable like pack files), check
+``encoder.json`` against the signed hash and every file against ``encoder.json``, and move it to
+``encoders/<sha256>/`` in one rename. Only then is the pack applied — in one transaction that swaps every vector
+and the identity together — so retrieval, which picks the encoder by the collection's identity, sees the old
+encoder with the old vectors until that commit and the new pair after it. A cut download resumes at the next sync;
+a tampered encoder is refused and removed, and the collection stays as it was.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from outpost.embed.encoders import ENCODER_JSON, encoders_dir, install_encoder, parse_encoder_json
 from outpost.errors import AuthError, ConfigError, HubError, OutpostError, PackError, StorageError
 from outpost.feedback import FeedbackQueue
 from outpost.home import ensure_private_dir
@@ -48,6 +57,7 @@ from outpost.packs.format import (
     read_pack,
 )
 from outpost.packs.signing import parse_public_key
+from outpost.records import EncoderRef
 from outpost.store.collections import Collections
 from outpost.store.sqlite import Store, check_collection_name
 
@@ -304,7 +314,10 @@ def _sync_locked(
         return None
     try:
         folder = _fetch_pack(client, name, plan, staging, hub.hub_key, progress)
-        _verify_and_apply(store, folder, hub, name, plan, progress)
+        encoder = load_manifest(folder, hub.hub_key).get("encoder")
+        if encoder is not None:  # before the apply: the new vectors never wait for their encoder
+            fetch_encoder(client, home, name, EncoderRef(**encoder), progress, max_pack_bytes)
+        _verify_and_apply(store, folder, hub, name, plan, progress, home)
     except (HubError, AuthError):
         raise  # the network failed, not the pack: keep what arrived, the next sync resumes it
     except OutpostError:
@@ -318,13 +331,48 @@ def _sync_locked(
     return have, store.version, plan.name
 
 
+def fetch_encoder(
+    client: HubClient,
+    home: Path,
+    collection: str,
+    ref: EncoderRef,
+    progress: Progress | None = None,
+    max_bytes: int = DEFAULT_MAX_PACK_BYTES,
+) -> Path:
+    """The encoder ``ref`` names, installed in ``encoders/<sha256>/`` (downloaded and verified once, see above)."""
+    root = encoders_dir(home)
+    final = safe_join(root, ref.sha256, what="encoder")
+    if (final / ENCODER_JSON).is_file():
+        return final
+    partial = ensure_private_dir(root / ".partial")
+    staged = ensure_private_dir(safe_join(partial, ref.sha256, what="encoder"))
+    url = f"/v1/collections/{collection}/encoders/{ref.sha256}"
+    try:
+        client.download(f"{url}/{ENCODER_JSON}", staged / ENCODER_JSON, ref.bytes)
+        spec = parse_encoder_json((staged / ENCODER_JSON).read_bytes(), ref.sha256)
+        total = sum(size for _, size in spec.files.values())
+        too_big = [f for f, (_, size) in spec.files.items() if size > max_bytes]
+        if too_big:
+            raise PackError(f"The shipped encoder's {too_big[0]} is over the {max_bytes}-byte limit (max_pack_bytes)")
+        tick = (lambda n: progress("encoder", n, total)) if progress else None
+        for file, (_, size) in spec.files.items():
+            client.download(f"{url}/{file}", safe_join(staged, file, what="encoder file"), size, tick)
+        return install_encoder(staged, home, ref.sha256)
+    except PackError:
+        _remove(staged, partial)  # tampered or malformed: fetched afresh next time, never used
+        raise
+
+
 def _verify_and_apply(
-    store: Store, folder: Path, hub: HubConfig, name: str, plan: PackPlan, progress: Progress | None
+    store: Store, folder: Path, hub: HubConfig, name: str, plan: PackPlan, progress: Progress | None, home: Path
 ) -> None:
     manifest, changeset = read_pack(folder, hub.hub_key)  # signature, shape, every hash, every table's schema
     _check_manifest_against_plan(manifest, name, plan)
+    if changeset.encoder is not None and not (encoders_dir(home) / changeset.encoder.sha256 / ENCODER_JSON).is_file():
+        raise PackError(f"The encoder of {name!r} is not installed: refusing to apply its vectors without it")
     mine = store.embedding
-    if mine is not None and changeset.embedding is not None and changeset.embedding != mine:
+    switching = changeset.revectors is not None or changeset.snapshot  # every vector replaced in one transaction
+    if mine is not None and changeset.embedding is not None and changeset.embedding != mine and not switching:
         raise PackError(
             f"The hub's pack for {name!r} was embedded with {changeset.embedding.short()}, but the local copy with "
             f"{mine.short()}: refused. If the hub re-embedded the collection, delete the local copy and sync again."

@@ -116,7 +116,11 @@ class LocalModel:
     def max_seq_length(self) -> int:
         st_config = read_json(self.folder / "sentence_bert_config.json")
         hf_config = read_json(self.folder / "config.json")
-        return int(st_config.get("max_seq_length") or hf_config.get("max_position_embeddings", 512))
+        # sentence-transformers 6.x saves it as the tokenizer's model_max_length (a huge number means "none")
+        tokenizer_limit = read_json(self.folder / "tokenizer_config.json").get("model_max_length")
+        if not isinstance(tokenizer_limit, int) or tokenizer_limit > 1 << 20:
+            tokenizer_limit = None
+        return int(st_config.get("max_seq_length") or tokenizer_limit or hf_config.get("max_position_embeddings", 512))
 
     @property
     def tokenizer_file(self) -> Path:
@@ -138,7 +142,11 @@ class LocalModel:
             return False
         pooling = read_json(self.folder / str(modules[1].get("path", "1_Pooling")) / "config.json")
         modes = {k for k, v in pooling.items() if k.startswith("pooling_mode") and v}
-        return modes == {"pooling_mode_mean_tokens"} and self.tokenizer_file.is_file()
+        # sentence-transformers < 6 writes pooling_mode_mean_tokens: true; 6.x writes "pooling_mode": "mean"
+        mean = modes == {"pooling_mode_mean_tokens"} or (
+            modes == {"pooling_mode"} and pooling["pooling_mode"] == "mean"
+        )
+        return mean and self.tokenizer_file.is_file()
 
 
 def canonical_name(name: str, folder: Path | None) -> str:

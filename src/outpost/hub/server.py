@@ -34,6 +34,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outpost import __version__
+from outpost.embed.encoders import ENCODER_FILES
 from outpost.errors import AuthError, CollectionNotFoundError, ConfigError, OutpostError
 from outpost.hub.home import HubHome
 from outpost.hub.learning import check_feedback, store_feedback, train_and_publish, untrained_count
@@ -320,6 +321,17 @@ def pack_file(name: str, pack: str, file: str, ctx: Context, tok: Token) -> File
     if not path.is_file():
         raise HTTPException(404, "No such pack file")
     return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.get("/v1/collections/{name}/encoders/{sha}/{file}")
+def encoder_file(name: str, sha: str, file: str, ctx: Context, tok: Token) -> FileResponse:
+    """A file of the query encoder the collection's identity names (its pack manifests sign its hash); any other
+    sha, even one another collection uses, is the same 404. Served with HTTP Range, so downloads resume."""
+    name = ctx.readable(name, tok)
+    found = ctx.hub.encoder(ctx.hub.info(name).embedding)
+    if found is None or found[1].sha256 != sha or file not in ENCODER_FILES or not (found[0] / file).is_file():
+        raise HTTPException(404, "No such encoder file")
+    return FileResponse(found[0] / file, media_type="application/octet-stream")
 
 
 class FeedbackUpload(BaseModel):

@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from outpost.embed.base import Embedder
+from outpost.embed.encoders import ENCODER_JSON, encoders_dir, is_sha256, load_encoder
 from outpost.errors import StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
@@ -26,7 +27,7 @@ from outpost.ingest.limits import ReadLimits
 from outpost.ingest.pipeline import IngestReport, Progress, Stages, plan
 from outpost.packs.format import pack_name, pack_versions, read_pack, write_pack
 from outpost.packs.squash import squash
-from outpost.records import Changeset, CollectionInfo
+from outpost.records import Changeset, CollectionInfo, EmbeddingIdentity, EncoderRef
 from outpost.store.collections import Collections
 from outpost.store.lock import pid_alive
 from outpost.store.sqlite import Store, check_collection_name
@@ -90,6 +91,7 @@ class Hub:
         files = discover(paths)
         store = self.store(collection, create=True)
         try:
+            embedder = self.collection_embedder(store, embedder)
             with store.writing():
                 changeset, report = plan(store, files, embedder, chunker, sync, progress, limits, stages)
                 if not changeset.is_empty():
@@ -115,6 +117,28 @@ class Hub:
             self._drop_orphans(store)
             return self._publish(store, changeset)
 
+    def encoder(self, identity: EmbeddingIdentity | None) -> tuple[Path, EncoderRef] | None:
+        """The hub's encoder folder and reference for ``identity``, if it names one the hub shipped
+        (``outpost.hub.embedder``): every pack of such a collection names it, signed, for laptops to fetch."""
+        if identity is None or not is_sha256(identity.weights_sha256):
+            return None
+        folder = encoders_dir(self.home.root) / identity.weights_sha256
+        if not (folder / ENCODER_JSON).is_file():
+            return None
+        return folder, EncoderRef(identity.weights_sha256, (folder / ENCODER_JSON).stat().st_size)
+
+    def collection_embedder(self, store: Store, embedder: Embedder) -> Embedder:
+        """The encoder a fine-tuned collection embeds with (its identity names it), else ``embedder``: so an ingest
+        into it embeds new chunks like the rest, while the chunker (and chunk ids) stay the base model's."""
+        found = self.encoder(store.embedding)
+        return load_encoder(found[0], found[1].sha256) if found else embedder
+
+    def _with_encoder(self, changeset: Changeset) -> Changeset:
+        if changeset.encoder is None:
+            found = self.encoder(changeset.embedding)
+            changeset.encoder = found[1] if found else None
+        return changeset
+
     def _publish(self, store: Store, changeset: Changeset) -> int:
         fault("hub:publish")
         folder = self._packs(store.name) / pack_name(changeset.base_version, changeset.version)
@@ -122,7 +146,7 @@ class Hub:
         if changeset.base_version == 0:
             changeset.snapshot = True
         try:
-            write_pack(changeset, folder, self.home.signing_key)
+            write_pack(self._with_encoder(changeset), folder, self.home.signing_key)
         except OSError as exc:  # a full disk: write_pack left no half pack, and nothing is published
             raise StorageError.during(
                 f"Writing the pack of version {changeset.version} of {store.name!r}", exc
@@ -203,7 +227,7 @@ class Hub:
         the first's instead of failing the request (its rename onto a full folder: ``Directory not empty``).
         """
         try:
-            write_pack(changeset, folder, self.home.signing_key)
+            write_pack(self._with_encoder(changeset), folder, self.home.signing_key)
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (folder / "manifest.sig").is_file():
                 raise

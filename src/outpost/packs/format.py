@@ -7,6 +7,14 @@ A pack is a folder of immutable files::
     chunks.parquet     upserted chunks: id, document key, ordinal, page, heading, text, int8 vector, scale (zstd)
     documents.parquet  upserted document records
     deletes.parquet    deleted chunk ids and document keys
+    vectors.parquet    only when the collection switches embedder: new int8 vectors of the chunks it holds
+    adapter.npy        only with a query adapter
+
+A collection whose embedder the hub fine-tuned ships a query encoder (``outpost.embed.encoders``): its manifest
+names it (``encoder``: sha256 and size of its ``encoder.json``, which lists the graph's and tokenizer's hashes), so
+the manifest's signature covers every byte of the encoder; the identity's ``weights_sha256`` is that same hash.
+Such packs are format 2 (``FORMAT_ENCODER``); every other pack stays format 1, so laptops that predate encoders
+still sync ordinary collections, and refuse a fine-tuned one with "Unsupported pack format 2; upgrade Outpost".
 
 A snapshot has base version 0 and replaces a collection; a delta M→N carries exactly the chunks that
 changed. Vectors travel as the same int8 bytes the store and ANN index hold, so nothing is
@@ -40,10 +48,11 @@ from outpost.fsutil import fsync_dir
 from outpost.hashing import sha256_file
 from outpost.names import is_valid_name, shown
 from outpost.packs.signing import public_key_text, sign, verify
-from outpost.records import Adapter, Changeset, Chunk, DocumentRecord, EmbeddingIdentity
+from outpost.records import Adapter, Changeset, Chunk, DocumentRecord, EmbeddingIdentity, EncoderRef, Revectors
 
 __all__ = [
     "DATA_FILES",
+    "FORMAT_ENCODER",
     "FORMAT_VERSION",
     "MANIFEST_FILES",
     "PACK_FILES",
@@ -59,10 +68,14 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+FORMAT_ENCODER = 2
+"""Packs that switch embedder (``vectors.parquet``) or name a query encoder: older readers refuse them by number."""
 DATA_FILES = ("chunks.parquet", "documents.parquet", "deletes.parquet")
 ADAPTER_FILE = "adapter.npy"
+VECTORS_FILE = "vectors.parquet"
 MANIFEST_FILES = ("manifest.json", "manifest.sig")
-PACK_FILES = (*MANIFEST_FILES, *DATA_FILES, ADAPTER_FILE)  # the adapter only when there is one
+PACK_FILES = (*MANIFEST_FILES, *DATA_FILES, ADAPTER_FILE, VECTORS_FILE)  # the last two only when there is one
+MAX_ENCODER_JSON_BYTES = 1 << 20
 CODEC = {"type": "int8", "scheme": "symmetric-per-vector", "scale": "float32"}
 MAX_VERSION = 10**12 - 1  # versions are at most 12 digits: a pack name never carries a huge number
 
@@ -150,9 +163,32 @@ def _deletes_table(cs: Changeset) -> pa.Table:
     )
 
 
-def _manifest(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[str, Any]:
+def _revectors_table(rv: Revectors, dim: int) -> pa.Table:
+    flat = pa.array(np.ascontiguousarray(rv.vectors, dtype=np.int8).reshape(-1), type=pa.int8())
+    return pa.table(
+        {
+            "id": pa.array(rv.ids, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim) if dim else pa.array([], pa.list_(pa.int8())),
+            "scale": pa.array(np.asarray(rv.scales, dtype=np.float32), pa.float32()),
+        }
+    )
+
+
+def _encoder_fields(cs: Changeset) -> dict[str, Any]:
+    """What a format-2 manifest adds: the encoder reference and whether the pack re-vectors the collection."""
+    if cs.revectors is None and cs.encoder is None:
+        return {}
     return {
-        "format_version": FORMAT_VERSION,
+        "encoder": asdict(cs.encoder) if cs.encoder else None,
+        "revectors": len(cs.revectors.ids) if cs.revectors is not None else None,
+    }
+
+
+def _manifest(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[str, Any]:
+    extra = _encoder_fields(cs)
+    return {
+        **extra,
+        "format_version": FORMAT_ENCODER if extra else FORMAT_VERSION,
         "collection": cs.collection,
         "base_version": cs.base_version,
         "version": cs.version,
@@ -171,7 +207,7 @@ def _manifest(cs: Changeset, folder: Path, signer: Ed25519PrivateKey) -> dict[st
         },
         "files": {
             name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
-            for name in (*DATA_FILES, ADAPTER_FILE)
+            for name in (*DATA_FILES, ADAPTER_FILE, VECTORS_FILE)
             if (folder / name).is_file()
         },
         "hub_key": public_key_text(signer),
@@ -200,6 +236,9 @@ def _write_files(cs: Changeset, tmp: Path, signer: Ed25519PrivateKey) -> dict[st
     pq.write_table(_chunks_table(cs), tmp / "chunks.parquet", compression="zstd")
     pq.write_table(_documents_table(cs), tmp / "documents.parquet", compression="zstd")
     pq.write_table(_deletes_table(cs), tmp / "deletes.parquet", compression="zstd")
+    if cs.revectors is not None:
+        dim = cs.embedding.dimension if cs.embedding else 0
+        pq.write_table(_revectors_table(cs.revectors, dim), tmp / VECTORS_FILE, compression="zstd")
     if cs.adapter is not None:
         np.save(tmp / ADAPTER_FILE, np.ascontiguousarray(cs.adapter.matrix, dtype=np.float32), allow_pickle=False)
     manifest = _manifest(cs, tmp, signer)
@@ -278,7 +317,7 @@ def check_manifest(m: object) -> None:
     """
     if not isinstance(m, dict):
         raise _malformed("not a JSON object")
-    if m.get("format_version") != FORMAT_VERSION or type(m.get("format_version")) is not int:
+    if m.get("format_version") not in (FORMAT_VERSION, FORMAT_ENCODER) or type(m.get("format_version")) is not int:
         raise PackError(f"Unsupported pack format {shown(m.get('format_version'))}; upgrade Outpost")
     if not is_valid_name(m.get("collection")):
         raise _malformed(f"collection name {shown(m.get('collection'))}")
@@ -295,7 +334,10 @@ def check_manifest(m: object) -> None:
     for key, value in counts.items():
         _count(value, f"counts.{key}", 0, 10**10)
     files = m.get("files")
-    expected = set(DATA_FILES) | ({ADAPTER_FILE} if m.get("adapter") else set())
+    revectors = _check_encoder(m)
+    expected = (
+        set(DATA_FILES) | ({ADAPTER_FILE} if m.get("adapter") else set()) | ({VECTORS_FILE} if revectors else set())
+    )
     if not isinstance(files, dict) or set(files) != expected:
         raise PackError(
             f"Pack lists unexpected files: {shown(sorted(map(str, files)) if isinstance(files, dict) else files)}"
@@ -324,6 +366,30 @@ def _check_embedding(embedding: object, codec: object) -> None:
         or type(embedding["normalized"]) is not bool
     ):
         raise _malformed(f"embedding {shown(embedding)} against vector dimension {dim}")
+
+
+def _check_encoder(m: dict[str, Any]) -> bool:
+    """The format-2 fields: an encoder named by the identity's own hash; whether ``vectors.parquet`` comes with."""
+    if m["format_version"] == FORMAT_VERSION:
+        if "encoder" in m or "revectors" in m:
+            raise _malformed("format 1 names no encoder")
+        return False
+    encoder, revectors = m.get("encoder"), m.get("revectors")
+    if encoder is not None:
+        if not isinstance(encoder, dict) or set(encoder) != {"sha256", "bytes"}:
+            raise _malformed(f"encoder {shown(encoder)}")
+        _text(encoder["sha256"], "encoder.sha256", _SHA256)
+        _count(encoder["bytes"], "encoder.bytes", 1, MAX_ENCODER_JSON_BYTES)
+        embedding = m.get("embedding")
+        if not isinstance(embedding, dict) or embedding.get("weights_sha256") != encoder["sha256"]:
+            raise _malformed("the encoder is not the one the embedding identity names")
+    if revectors is not None:
+        _count(revectors, "revectors", 0, 10**10)
+        if m.get("embedding") is None:
+            raise _malformed("new vectors without an embedding identity")
+    if encoder is None and revectors is None:
+        raise _malformed("format 2 names neither an encoder nor new vectors")
+    return revectors is not None
 
 
 def _check_adapter(adapter: object) -> None:
@@ -359,6 +425,7 @@ _DOCUMENT_COLUMNS = {
     "chunk_count": pa.int32(),
 }
 _DELETE_COLUMNS = {"kind": pa.string(), "id": pa.string()}
+_REVECTOR_COLUMNS = {"id": pa.string(), "scale": pa.float32()}
 # The chunks table's columns that become Chunk fields (read column by column: twice as fast as row dicts)
 _CHUNK_FIELDS = ("id", "doc_key", "ordinal", "text", "page", "heading", "token_count")
 _NULLABLE = {"page"}
@@ -411,6 +478,14 @@ def _read_adapter(folder: Path, entry: dict[str, Any], dim: int) -> Adapter:
     return adapter
 
 
+def _read_revectors(folder: Path, rows: int, dim: int) -> Revectors:
+    table = _read_table(folder / VECTORS_FILE, _REVECTOR_COLUMNS, rows, dim)
+    ids = table.column("id").to_pylist()
+    if len(set(ids)) != len(ids):
+        raise PackError("Pack re-vectors one chunk id twice: refusing the pack")
+    return Revectors(ids, _vectors(table, dim), table.column("scale").to_numpy().astype(np.float32))
+
+
 def read_pack(folder: Path, hub_key: str) -> tuple[dict[str, Any], Changeset]:
     """A verified pack as (manifest, Changeset); anything malformed is a ``PackError``, never a crash."""
     m = read_manifest(folder, hub_key)
@@ -445,5 +520,7 @@ def read_pack(folder: Path, hub_key: str) -> tuple[dict[str, Any], Changeset]:
         embedding=EmbeddingIdentity(**m["embedding"]) if m["embedding"] else None,
         chunker_id=m["chunker_id"],
         adapter=_read_adapter(folder, m["adapter"], dim) if m["adapter"] else None,
+        revectors=_read_revectors(folder, m["revectors"], dim) if m.get("revectors") is not None else None,
+        encoder=EncoderRef(**m["encoder"]) if m.get("encoder") else None,
     )
     return m, cs
