@@ -633,7 +633,8 @@ class Store:
                 before = self.state()
                 self._check_versions(changeset)
                 if changeset.embedding is not None:
-                    self.check_embedding(changeset.embedding)
+                    if not (changeset.snapshot or changeset.revectors is not None):  # those replace every vector
+                        self.check_embedding(changeset.embedding)
                     self._set_meta("embedding", changeset.embedding.to_json())
                 if changeset.chunker_id:
                     self._set_meta("chunker_id", changeset.chunker_id)
@@ -641,12 +642,15 @@ class Store:
                 removed = self._delete(changeset)
                 fault("apply:after-delete")
                 added = np.arange(first, first + len(changeset.upserts), dtype=np.int64)
-                if parts is None:  # runs while SQLite writes the rows; streamed parts rebuild it after the commit
+                revectored = self._revector(changeset)  # every vector changes: the index is rebuilt after commit
+                if parts is None and changeset.revectors is None:  # built while SQLite writes the rows
                     job = self._start_ann(before, changeset, removed, added)
                 self._insert(changeset, first)
                 for part in parts or ():
                     self._insert(part, first + len(added))
                     added = np.arange(first, first + len(added) + len(part.upserts), dtype=np.int64)
+                if changeset.revectors is not None:
+                    self._check_revectored(changeset, revectored + len(added))
                 if changeset.adapter is not None:
                     self._write_adapter(changeset.adapter)
                 self._set_meta("next_rowid", str(first + len(added)))
@@ -690,6 +694,29 @@ class Store:
         """
         used = self.db.execute("SELECT max(rowid) FROM chunks").fetchone()[0] or 0
         return max(int(self._meta("next_rowid") or 0), int(used) + 1)
+
+    def _revector(self, changeset: Changeset) -> int:
+        """Replace the vectors of chunks the collection holds (a new embedder); returns how many rows changed."""
+        rv = changeset.revectors
+        if rv is None:
+            return 0
+        vectors = np.ascontiguousarray(rv.vectors, dtype=np.int8)
+        scales = np.asarray(rv.scales, dtype=np.float64).tolist()
+        before = self.db.total_changes
+        self.db.executemany(
+            "UPDATE chunks SET vector = ?, scale = ? WHERE id = ?",
+            ((v.tobytes(), s, i) for i, v, s in zip(rv.ids, vectors, scales)),
+        )
+        return int(self.db.total_changes - before)
+
+    def _check_revectored(self, changeset: Changeset, covered: int) -> None:
+        """A switch of embedder must leave no vector of the old one: every chunk re-vectored or upserted now."""
+        total = int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        if covered != total:
+            raise ModelMismatchError(
+                f"Version {changeset.version} of {self.name!r} switches the embedder but gives new vectors for "
+                f"{covered} of its {total} chunks: refused, nothing changed"
+            )
 
     def _delete(self, changeset: Changeset) -> np.ndarray:
         """Delete the changeset's chunks (all of them for a snapshot) and their FTS5 rows; returns their rowids."""
