@@ -7,16 +7,18 @@ model has to load. Hosted models are real GGUF files, written by the ``gguf`` pa
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from outpost.embed.encoders import encoder_identity, write_encoder
 from outpost.embed.quantize import quantize
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
-from outpost.records import Changeset, Chunk, EmbeddingIdentity
+from outpost.records import Changeset, Chunk, EmbeddingIdentity, Revectors
 
 DIM = 8
 CHUNKS = 40
@@ -41,6 +43,37 @@ def synthetic_hub(home: Path, collections: tuple[str, ...] = ("docs", "secret"),
         hub.publish(store, Changeset(name, 0, chunks, q, scales, embedding=identity))
         store.close()
     return hub
+
+
+def ship_encoder(hub: Hub, name: str, seed: int = 1) -> str:
+    """Switch collection ``name`` to a shipped query encoder, as ``hub.embedder.publish_embedder`` does; returns its
+    sha256. The graph and tokenizer are stand-in bytes: the hub only serves them, nothing here runs them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        graph, tokenizer = Path(tmp) / "graph", Path(tmp) / "tokenizer"
+        graph.write_bytes(b"stand-in graph " * 64)
+        tokenizer.write_text("{}")
+        folder = hub.home.root / "encoders" / ".staged"
+        ref, spec = write_encoder(
+            folder,
+            name="synthetic+ft-0",
+            base="synthetic",
+            graph=graph,
+            tokenizer=tokenizer,
+            dimension=DIM,
+            max_seq_length=256,
+            variant="fp32",
+            probe_min_cosine=1.0,
+        )
+    folder.replace(folder.parent / ref.sha256)
+    store = hub.store(name)
+    try:
+        ids = [c.id for c in store.snapshot().upserts]
+        q, scales = quantize(np.random.default_rng(seed).normal(size=(len(ids), DIM)).astype(np.float32))
+        identity = encoder_identity(spec, ref.sha256)
+        hub.publish(store, Changeset(name, store.version, embedding=identity, revectors=Revectors(ids, q, scales)))
+    finally:
+        store.close()
+    return ref.sha256
 
 
 def item(collection: str = "docs", dim: int = DIM, chunks: tuple[int, ...] = (0, 1), **fields: Any) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from outpost.hubs import HubConfig, hub_name
 from outpost.models.registry import Registry
 from outpost.settings import Settings
 from outpost.sync import sync_hub
-from security.hubworld import DIM, item, synthetic_hub, tiny_gguf
+from security.hubworld import DIM, item, ship_encoder, synthetic_hub, tiny_gguf
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Case:
 
 
 PACK = {"name": "docs", "pack": "snapshot-1", "file": "manifest.json"}
+ENCODER = {"name": "docs", "sha": "", "file": "encoder.json"}  # the sha once the world shipped docs' encoder
 MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/health"): Case(public=True),
     ("GET", "/v1/hub"): Case(),
@@ -56,6 +57,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/v1/collections/{name}"): Case({"name": "docs"}, scope="collection"),
     ("GET", "/v1/collections/{name}/sync"): Case({"name": "docs"}, scope="collection"),
     ("GET", "/v1/collections/{name}/packs/{pack}/{file}"): Case(PACK, scope="collection"),
+    ("GET", "/v1/collections/{name}/encoders/{sha}/{file}"): Case(ENCODER, scope="collection"),
     ("POST", "/v1/collections/{name}/feedback"): Case({"name": "docs"}, scope="collection", feedback=True),
     ("GET", "/v1/models"): Case(lists="model"),
     ("GET", "/v1/models/{name}"): Case({"name": "approved"}, scope="model"),
@@ -80,6 +82,7 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("hub-home")
     hub = synthetic_hub(home)
+    ENCODER["sha"] = ship_encoder(hub, "docs")
     Registry(hub.home.root).pull_file(tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf"), "approved")
     tokens = Tokens(hub.home)
     made = {
@@ -231,7 +234,7 @@ def test_sync_with_a_read_only_token_syncs_packs_and_keeps_votes_queued(
     queue.vote(answer, helpful=True, sources={1: True})
     with caplog.at_level(logging.WARNING, logger="outpost.sync"):
         report = sync_hub(client, HubConfig(hub_name(world.url), world.url, world.tokens["readonly"]))
-    assert report.updated["docs"][1] == 1 and not report.failed  # the packs synced
+    assert report.updated["docs"][1] == 2 and not report.failed  # the packs (and docs' encoder, version 2) synced
     assert report.feedback_uploaded == 0
     assert [p.id for p in queue.pending()] == [answer]  # nothing lost
     assert any("stay queued" in r.getMessage() and "--feedback docs" in r.getMessage() for r in caplog.records)

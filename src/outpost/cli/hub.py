@@ -252,8 +252,12 @@ def collections_cmd(ctx: typer.Context, json_out: Annotated[bool, typer.Option("
     """List hub collections and their latest published versions."""
     hub = Hub(_hub_home(ctx))
     infos = [hub.info(n) for n in hub.names()]
-    if json_out:
-        print_json(infos)
+    if json_out:  # with each switch of embedder (fine-tune, rollback) and its gate metrics, per version
+        from dataclasses import asdict
+
+        from outpost.hub.embedder import embedder_history
+
+        print_json([{**asdict(i), "embedders": embedder_history(hub, i.name)} for i in infos])
         return
     table = Table("name", "version", "documents", "chunks")
     for i in infos:

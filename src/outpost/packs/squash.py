@@ -65,7 +65,7 @@ def squash(chain: list[Changeset]) -> Changeset:
         chunker_id=last.chunker_id,
         adapter=next((cs.adapter for cs in reversed(chain) if cs.adapter is not None), None),
         revectors=_revectors(revectors, dim),
-        encoder=last.encoder,
+        encoder=next((cs.encoder for cs in reversed(chain) if cs.encoder and cs.embedding == last.embedding), None),
     )
 
 
