@@ -79,16 +79,23 @@ def open_db(
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     timeout: float = 30.0,
     wal: bool = True,
+    new_file_pragmas: Sequence[str] = (),
 ) -> sqlite3.Connection:
     """A connection to ``path`` (created 0600 first, so its ``-wal`` and ``-shm`` are private too), migrated.
 
     Autocommit mode (``isolation_level=None``: callers say ``BEGIN`` themselves), rows as ``sqlite3.Row``, usable
     from any thread (callers that share it hold their own lock). ``wal`` sets WAL mode, which the file keeps: a
     process that opens many connections needs it only on the first. ``synchronous`` is per connection: FULL where
-    losing the last commit on power loss is not acceptable (the hub's version numbers).
+    losing the last commit on power loss is not acceptable (the hub's version numbers). ``new_file_pragmas`` (page
+    size, auto-vacuum) run first, and only on a new (empty) file: they shape it only while it has no page yet (switching
+    to WAL writes the first one).
     """
-    conn = sqlite3.connect(private_file(path), isolation_level=None, check_same_thread=False, timeout=timeout)
+    file = private_file(path)
+    empty = file.stat().st_size == 0
+    conn = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=timeout)
     conn.row_factory = sqlite3.Row
+    for pragma in new_file_pragmas if empty else ():  # on a file in use, setting auto_vacuum rewrites its header
+        conn.execute(pragma)
     if wal:
         _set_wal(conn, timeout)
     conn.execute(f"PRAGMA synchronous={synchronous}")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from outpost.db import open_db
+from outpost.db import migrate, open_db
 from outpost.errors import ModelMismatchError, StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STORE_FILE", "Store", "check_collection_name", "fts_query"]
 
+_BUSY_TIMEOUT_MS = 30_000  # open_db's default wait for a lock (timeout = 30 s)
 STORE_FILE = "store.sqlite"  # <collections>/<name>/store.sqlite is a collection (store/collections.py)
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,52 @@ MIGRATIONS: list[str] = [
     DROP TRIGGER IF EXISTS chunks_ai;
     DROP TRIGGER IF EXISTS chunks_ad;
     """,
+    # 4: a chunk's heading is stored once per document: NULL means "its document's title" (NFCorpus: the title
+    # repeated on every chunk was 0.9 MB of a 19 MB store). FTS5 reads headings through the view chunks_text, so its
+    # index, tokens and BM25 scores are what they were. The id's uniqueness is a named index. (docs/benchmarks.md)
+    """
+    CREATE TABLE chunks_v4 (
+        rowid INTEGER PRIMARY KEY,
+        id TEXT NOT NULL,
+        doc_key TEXT NOT NULL,
+        ordinal INTEGER NOT NULL,
+        page INTEGER,
+        heading TEXT,
+        text TEXT NOT NULL,
+        token_count INTEGER NOT NULL DEFAULT 0,
+        vector BLOB NOT NULL,
+        scale REAL NOT NULL
+    );
+    INSERT INTO chunks_v4 (rowid, id, doc_key, ordinal, page, heading, text, token_count, vector, scale)
+        SELECT c.rowid, c.id, c.doc_key, c.ordinal, c.page, CASE WHEN c.heading = d.title THEN NULL ELSE c.heading END,
+               c.text, c.token_count, c.vector, c.scale
+        FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key ORDER BY c.rowid;
+    DROP TABLE chunks_fts;
+    DROP TABLE chunks;
+    ALTER TABLE chunks_v4 RENAME TO chunks;
+    CREATE UNIQUE INDEX chunks_id ON chunks (id);
+    CREATE INDEX chunks_doc ON chunks (doc_key, ordinal);
+    CREATE VIEW chunks_text AS
+        SELECT c.rowid AS rowid, c.id AS id, coalesce(c.heading, d.title, '') AS heading, c.text AS text
+        FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key;
+    CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+        heading, text, content='chunks_text', content_rowid='rowid', tokenize='porter unicode61'
+    );
+    INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
+    """,
 ]
+
+# How a new store file is laid out (only possible before its first table): 16 KiB pages leave ~3% of a page unused
+# where 4 KiB pages left ~15% (chunk rows of ~1 KB), and incremental auto-vacuum lets checkpoint() hand the pages a
+# snapshot or a migration freed back to the file system. Measured on NFCorpus: docs/benchmarks.md.
+NEW_FILE_PRAGMAS = ("PRAGMA page_size = 16384", "PRAGMA auto_vacuum = INCREMENTAL")
+
+# A chunk as the application sees it: the heading NULL in the row is its document's title (migration 4).
+_CHUNK_SELECT = (
+    "SELECT c.rowid AS rowid, c.id AS id, c.doc_key AS doc_key, c.ordinal AS ordinal, c.page AS page, "
+    "coalesce(c.heading, d.title, '') AS heading, c.text AS text, c.token_count AS token_count{extra} "
+    "FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key"
+)
 
 # Words that carry no retrieval signal; dropping them halves FTS5 latency at the same quality.
 STOPWORDS = frozenset(
@@ -272,8 +318,12 @@ class Store:
         self.path = folder / STORE_FILE
         # NORMAL in WAL may lose the last commits on power loss (never corrupts): a laptop re-syncs them. A hub
         # (``durable``) must not: a lost commit would let it publish the same version number twice, with other rows.
-        self.db = open_db(self.path, MIGRATIONS, synchronous="FULL" if durable else "NORMAL")
+        self.db = open_db(self.path, synchronous="FULL" if durable else "NORMAL", new_file_pragmas=NEW_FILE_PRAGMAS)
+        upgrading = 0 < int(self.db.execute("PRAGMA user_version").fetchone()[0]) < len(MIGRATIONS)
+        migrate(self.db, MIGRATIONS)
         self._lock = threading.RLock()  # one transaction at a time on the shared connection
+        if upgrading:  # only then: opening a collection must not rewrite its file (a refused sync changes no byte)
+            self._reclaim_free_pages()
         self._vectors: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, int8 rows)
         self._ann: tuple[StateKey, Index] | None = None  # (state, usearch index)
         self._unit: tuple[StateKey, np.ndarray, np.ndarray] | None = None  # (state, keys, unit float32 rows)
@@ -306,12 +356,47 @@ class Store:
         SQLite only checkpoints on its own once the log reaches 1,000 pages and never shrinks it, so right after
         ingesting NFCorpus the collection was 39 MB on disk (the store plus a WAL as large again) until closed.
         A reader in the middle of a transaction makes this a partial checkpoint, never an error.
+        Free pages (rows a snapshot or a delete replaced) go back to the file system first, where the file allows it
+        (``auto_vacuum = INCREMENTAL``: every store made since migration 4).
         """
         with self._lock:
             try:
+                self._incremental_vacuum()
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.OperationalError as exc:  # only space on disk is at stake: the data is committed
                 log.debug("checkpoint of %s skipped: %s", self.name, exc)
+
+    def _incremental_vacuum(self) -> None:
+        """Hand every free page back (a no-op unless the file has ``auto_vacuum = INCREMENTAL``).
+
+        Through ``executescript``: the pragma frees one page per step and returns no columns, so ``execute`` would
+        stop after the first page. Never inside a transaction (``executescript`` would commit it).
+        """
+        if not self.db.in_transaction:
+            self.db.executescript("PRAGMA incremental_vacuum;")
+
+    def _reclaim_free_pages(self) -> None:
+        """Compact a file just upgraded, if it is mostly free pages: a store migrated in place (migration 4 copies the
+        chunks table) otherwise keeps its old size for ever, as files made before auto-vacuum never shrink.
+
+        Best effort, and never a wait: another process reading or writing makes VACUUM busy, and the next open
+        tries again. VACUUM also turns incremental auto-vacuum on for the file (the page size stays: WAL keeps it).
+        """
+        free = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        if free == 0 or free * 4 < int(self.db.execute("PRAGMA page_count").fetchone()[0]):
+            return
+        with self._lock:
+            self.db.execute("PRAGMA busy_timeout = 0")
+            try:
+                if int(self.db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:  # INCREMENTAL
+                    self._incremental_vacuum()
+                else:
+                    self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                    self.db.execute("VACUUM")
+            except sqlite3.OperationalError as exc:
+                log.debug("compacting %s postponed: %s", self.name, exc)
+            finally:
+                self.db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
 
     def writing(self, wait_s: float | None = None) -> AbstractContextManager[None]:
         """The collection's cross-process write lock (``store/lock.py``): hold it from planning to apply.
@@ -424,7 +509,8 @@ class Store:
     def chunks_by_rowid(self, rowids: Sequence[int]) -> dict[int, Chunk]:
         out: dict[int, Chunk] = {}
         for batch in _batches(list(rowids)):
-            for row in self.db.execute(f"SELECT rowid, * FROM chunks WHERE rowid IN ({_marks(batch)})", batch):
+            sql = _CHUNK_SELECT.format(extra="") + f" WHERE c.rowid IN ({_marks(batch)})"
+            for row in self.db.execute(sql, batch):
                 out[row["rowid"]] = _chunk_from_row(row)
         return out
 
@@ -479,7 +565,8 @@ class Store:
         """
         with self.reading():
             version = self.version
-            rows = self.db.execute("SELECT * FROM chunks ORDER BY doc_key, ordinal").fetchall()
+            sql = _CHUNK_SELECT.format(extra=", c.vector AS vector, c.scale AS scale")
+            rows = self.db.execute(sql + " ORDER BY c.doc_key, c.ordinal").fetchall()
             embedding = self.embedding
             dim = embedding.dimension if embedding else 0
             vectors = np.frombuffer(b"".join(r["vector"] for r in rows), dtype=np.int8).reshape(len(rows), dim)
@@ -733,20 +820,44 @@ class Store:
             removed += [r[0] for r in self.db.execute(f"SELECT rowid FROM chunks WHERE id IN ({marks})", batch)]
             self.db.execute(  # external-content FTS5 forgets a row only when given its indexed text again
                 "INSERT INTO chunks_fts (chunks_fts, rowid, heading, text) "
-                f"SELECT 'delete', rowid, heading, text FROM chunks WHERE id IN ({marks})",
+                f"SELECT 'delete', rowid, heading, text FROM chunks_text WHERE id IN ({marks})",
                 batch,
             )
             self.db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", batch)
-        for batch in _batches(list(changeset.delete_documents)):
+        gone = list(changeset.delete_documents)
+        self._pin_titles(gone)
+        for batch in _batches(gone):
             self.db.execute(f"DELETE FROM documents WHERE key IN ({_marks(batch)})", batch)
         return np.asarray(removed, dtype=np.int64)
+
+    def _pin_titles(self, doc_keys: list[str]) -> None:
+        """Chunks that read their heading from their document's title (NULL) get it written out before that document
+        row goes or takes another title: they keep the heading they were indexed and embedded with."""
+        for batch in _batches(doc_keys):
+            self.db.execute(
+                "UPDATE chunks SET heading = (SELECT d.title FROM documents d WHERE d.key = chunks.doc_key) "
+                f"WHERE heading IS NULL AND doc_key IN ({_marks(batch)})",
+                batch,
+            )
+
+    def _retitled(self, documents: Sequence[DocumentRecord]) -> list[str]:
+        """The keys of ``documents`` the store holds under another title."""
+        titles = {d.key: d.title for d in documents}
+        return [
+            key
+            for batch in _batches(list(titles))
+            for key, title in self.db.execute(f"SELECT key, title FROM documents WHERE key IN ({_marks(batch)})", batch)
+            if titles[key] != title
+        ]
 
     def _insert(self, changeset: Changeset, first: int) -> None:
         """Rows with rowids ``first, first + 1, …`` in one ``executemany``, then their FTS5 rows in one statement.
 
         Indexing the new rows with one ``INSERT … SELECT`` after they are written costs half the CPU of a per-row
-        trigger (measured at 100k chunks: docs/scale.md).
+        trigger (measured at 100k chunks: docs/scale.md). A heading equal to its document's title is stored as NULL
+        (migration 4): documents go in first, so the comparison sees this changeset's titles.
         """
+        self._pin_titles(self._retitled(changeset.documents))
         self.db.executemany(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)",
             [(d.key, d.sha256, d.title, d.kind, d.size, d.chunk_count) for d in changeset.documents],
@@ -755,7 +866,8 @@ class Store:
         scales = np.asarray(changeset.scales, dtype=np.float64).tolist()
         self.db.executemany(
             "INSERT INTO chunks (rowid, id, doc_key, ordinal, page, heading, text, token_count, vector, scale) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?6 = (SELECT title FROM documents WHERE key = ?3) THEN NULL "
+            "ELSE ?6 END, ?7, ?8, ?9, ?10)",
             (
                 (first + i, c.id, c.doc_key, c.ordinal, c.page, c.heading, c.text, c.token_count, v.tobytes(), s)
                 for i, (c, v, s) in enumerate(zip(changeset.upserts, vectors, scales))
@@ -764,7 +876,7 @@ class Store:
         if changeset.upserts:
             self.db.execute(
                 "INSERT INTO chunks_fts (rowid, heading, text) "
-                "SELECT rowid, heading, text FROM chunks WHERE rowid >= ?",
+                "SELECT rowid, heading, text FROM chunks_text WHERE rowid >= ?",
                 (first,),
             )
 
