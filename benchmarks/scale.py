@@ -362,9 +362,8 @@ def build_retrieval_store(folder: Path, size: int, batch: int, queries: int) -> 
     return built
 
 
-def exact_truth(store: Any, queries: np.ndarray, k: int = K) -> tuple[np.ndarray, list[float]]:
+def exact_truth(keys: np.ndarray, ints: np.ndarray, queries: np.ndarray, k: int = K) -> tuple[np.ndarray, list[float]]:
     """Exact int8 cosine top-k for every query (the recall oracle), and per-query brute-force times."""
-    _, keys, ints = store._all_vectors()
     unit = ints.astype(np.float32)
     unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     truth, times = [], []
@@ -379,14 +378,21 @@ def exact_truth(store: Any, queries: np.ndarray, k: int = K) -> tuple[np.ndarray
 
 
 def cached_truth(folder: Path, store: Any, vectors: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """The oracle's answers, computed once per store file (166 ms a query at 1M); brute force timed on 20."""
-    truth_file, db_file = folder / "truth.npy", folder / "scale" / "store.sqlite"
-    if truth_file.is_file() and truth_file.stat().st_mtime > db_file.stat().st_mtime:
+    """The oracle's answers, computed once per collection state (166 ms a query at 1M); brute force timed on 20.
+
+    Keyed by the store's (version, generation), not the file's time: every open may checkpoint or migrate the file
+    without changing a row.
+    """
+    truth_file, key_file = folder / "truth.npy", folder / "truth-state.json"
+    state = list(store.state())
+    _, keys, ints = store._all_vectors()
+    if truth_file.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == state:
         truth = np.load(truth_file)
         if len(truth) >= len(vectors):
-            return truth[: len(vectors)], exact_truth(store, vectors[:20])[1]
-    truth, times = exact_truth(store, vectors)
+            return truth[: len(vectors)], exact_truth(keys, ints, vectors[:20])[1]
+    truth, times = exact_truth(keys, ints, vectors)
     np.save(truth_file, truth)
+    key_file.write_text(json.dumps(state))
     return truth, times
 
 
@@ -537,9 +543,8 @@ def bm25_match_counts(store: Any, texts: Sequence[str]) -> list[int]:
     return [store.db.execute(sql, (q,)).fetchone()[0] if (q := fts_query(t)) else 0 for t in texts]
 
 
-def ef_sweep(store: Any, vectors: np.ndarray, truth: np.ndarray, efs: Sequence[int]) -> list[dict[str, float]]:
+def ef_sweep(index: Any, vectors: np.ndarray, truth: np.ndarray, efs: Sequence[int]) -> list[dict[str, float]]:
     """Recall@10 and usearch search time at several ``expansion_search`` settings on the same index."""
-    index = store._ann_index()
     out = []
     for ef in efs:
         index.expansion_search = ef
@@ -552,6 +557,31 @@ def ef_sweep(store: Any, vectors: np.ndarray, truth: np.ndarray, efs: Sequence[i
         recall = float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
         out.append({"expansion_search": ef, "recall@10": recall, **lat})
     return out
+
+
+def cmd_ef_curve(args: argparse.Namespace) -> dict[str, Any]:
+    """Recall@10 against exact int8 search at several ``expansion_search`` widths for an index over the first
+    ``--first`` chunks of the cached ``--size`` collection (its queries, its HNSW settings): how the width that
+    reaches a recall grows with the index (``store/ann.py`` sizes it from these curves)."""
+    from outpost.store import AnnIndex, Store
+
+    folder = CACHE / f"scale-{args.size}"
+    store = Store.open(folder, "scale")
+    _, keys, ints = store._all_vectors()
+    store.close()
+    keys, ints = keys[: args.first], ints[: args.first]
+    vectors = np.load(folder / "queries.npy")[: args.measure]
+    truth, _ = exact_truth(keys, ints, vectors)
+    cpu: dict[str, float] = {}
+    index, build_s = timed(lambda: AnnIndex(folder, DIM).build_index(keys, ints), cpu, "build")
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "chunks": len(keys),
+        "build_s": build_s,
+        "build_cpu_s": cpu["build"],
+    }
+    result["ef_sweep"] = ef_sweep(index, vectors, truth, EF_CURVE)
+    return result
 
 
 class Worker:
@@ -609,7 +639,7 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     truth_file = folder / f"truth-{len(truth)}.npy"
     np.save(truth_file, truth)
     log(f"expansion_search curve {EF_CURVE} (load {os.getloadavg()[0]:.2f})")
-    result["ef_sweep"] = ef_sweep(store, vectors, truth, EF_CURVE)
+    result["ef_sweep"] = ef_sweep(store._ann_index(), vectors, truth, EF_CURVE)
     store.close()
     revs = list(dict.fromkeys(args.baseline_rev or P5_BASELINE_REVS))
     tmp = Path(tempfile.mkdtemp(prefix="outpost-scale-base-"))
@@ -668,6 +698,17 @@ def slowest(current: dict[str, Any], texts: Sequence[str], size: int, n: int = 4
         )
     store.close()
     return out
+
+
+def render_ef_curve(r: dict[str, Any]) -> str:
+    lines = [f"HNSW over the first {r['chunks']:,} chunks  {r['machine']}"]
+    lines.append(f"built in {r['build_s']:.1f} s (CPU {r['build_cpu_s']:.1f} s)")
+    for e in r["ef_sweep"]:
+        lines.append(
+            f"expansion_search {e['expansion_search']:>4}: recall@10 {e['recall@10']:.4f}, "
+            f"usearch p50 {e['p50_ms']:.2f} ms p99 {e['p99_ms']:.2f} ms"
+        )
+    return "\n".join(lines)
 
 
 def render_retrieval(r: dict[str, Any]) -> str:
@@ -909,6 +950,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--baseline-rev", action="append", help=f"revisions timed beside the current code ({P5_BASELINE_REVS})"
     )
     retrieval.add_argument("--json", action="store_true")
+    curve = sub.add_parser("ef-curve", help="P5: recall vs expansion_search for an index over the first N chunks")
+    curve.add_argument("--size", type=int, default=1_000_000, help="the cached collection to take the chunks from")
+    curve.add_argument("--first", type=int, default=100_000)
+    curve.add_argument("--measure", type=int, default=200)
+    curve.add_argument("--json", action="store_true")
     rworker = sub.add_parser("retrieval-serve")
     rworker.add_argument("folder", type=Path)
     rworker.add_argument("truth", type=Path)
@@ -937,6 +983,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         result = cmd_simulate(args)
         print(json.dumps(result, indent=2) if args.json else render_simulate(result))
+        return 0
+    if args.command == "ef-curve":
+        result = cmd_ef_curve(args)
+        print(json.dumps(result, indent=2) if args.json else render_ef_curve(result))
         return 0
     if args.command == "retrieval":
         result = cmd_retrieval(args)

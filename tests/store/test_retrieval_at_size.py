@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,32 +58,30 @@ def test_the_search_width_grows_with_the_index_between_its_bounds() -> None:
     assert widths == sorted(widths)
 
 
-def test_ann_recall_against_exact_int8_search(tmp_path: Path) -> None:
-    """The index as the store builds and searches it; the oracle is brute force over the same int8 rows."""
+@pytest.fixture(scope="module")
+def ann(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, np.ndarray, list[set[int]]]:
+    """A 20k-vector index as the store builds it, 100 queries, and their exact int8 top 10 (the oracle)."""
     q, _ = quantize(_vectors(20_000, seed=3))
     keys = np.arange(1, len(q) + 1, dtype=np.int64)
-    index = AnnIndex(tmp_path, DIM).build_index(keys, q)
+    index = AnnIndex(tmp_path_factory.mktemp("ann"), DIM).build_index(keys, q)
     queries, _ = quantize(_vectors(100, seed=4))
-    recall = [
-        len({k for k, _ in AnnIndex.search(index, x, 10)} & {k for k, _ in exact_search(x, q, keys, 10)}) / 10
-        for x in queries
-    ]
-    assert index.expansion_search == expansion_search(len(keys))  # the search set the width for its size
+    return index, queries, [{k for k, _ in exact_search(x, q, keys, 10)} for x in queries]
+
+
+def test_ann_recall_against_exact_int8_search(ann: tuple[Any, np.ndarray, list[set[int]]]) -> None:
+    index, queries, truth = ann
+    recall = [len({k for k, _ in AnnIndex.search(index, x, 10)} & t) / 10 for x, t in zip(queries, truth)]
+    assert index.expansion_search == expansion_search(len(index))  # the search set the width for its size
     assert np.mean(recall) >= 0.98
 
 
-def test_a_narrow_search_misses_neighbours_the_size_rule_finds(tmp_path: Path) -> None:
-    """The width matters on this data: searched as narrowly as usearch allows, recall falls (so the check above
-    could fail)."""
-    q, _ = quantize(_vectors(20_000, seed=3))
-    keys = np.arange(1, len(q) + 1, dtype=np.int64)
-    index = AnnIndex(tmp_path, DIM).build_index(keys, q)
-    queries, _ = quantize(_vectors(100, seed=4))
-    truth = [{k for k, _ in exact_search(x, q, keys, 10)} for x in queries]
+def test_a_narrow_search_misses_neighbours_the_size_rule_finds(ann: tuple[Any, np.ndarray, list[set[int]]]) -> None:
+    """The width matters on this data: searched narrowly, recall falls (so the check above could fail)."""
+    index, queries, truth = ann
     index.expansion_search = 10
     narrow = np.mean([len(set(index.search(x, 10).keys.tolist()) & t) / 10 for x, t in zip(queries, truth)])
     wide = np.mean([len({k for k, _ in AnnIndex.search(index, x, 10)} & t) / 10 for x, t in zip(queries, truth)])
-    assert narrow < wide
+    assert narrow < 0.9 < wide
 
 
 def test_remembered_term_counts_give_the_answers_of_fresh_ones_across_versions(
