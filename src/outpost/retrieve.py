@@ -7,7 +7,7 @@ still surface.
 
 The two retrievers run at once: the dense search (usearch or numpy, both release the GIL) in a worker thread
 while BM25 (SQLite, which releases it too) runs on the caller's, so a hybrid query costs about the slower of the
-two rather than their sum (issue 12, P5: at 1M chunks BM25 p50 ≈ 7 ms, HNSW ≈ 4 ms).
+two rather than their sum when a core is free (issue 12, P5: at 1M chunks each costs ≈ 7–9 ms of CPU at p50).
 """
 
 from __future__ import annotations
