@@ -428,6 +428,8 @@ def sync_hub(
             else:
                 report.updated[name] = result
         report.unshared = _unshared(home, hub, set(visible), prune)
+        if report.updated or report.unshared:
+            prune_encoders(home)
         report.feedback_uploaded = upload_feedback(client, home, hub, visible, share_text)
         if not report.failed:
             hub.last_sync = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -452,6 +454,30 @@ def _sync_one(
         return sync_collection(client, home, hub, name, exact_below, progress, max_pack_bytes)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError.during(f"Syncing {name!r}", exc) from exc
+
+
+def prune_encoders(home: Path) -> list[str]:
+    """Delete installed encoders that no local collection's identity names any more (a rollback or a newer
+    fine-tune left them: ~90 MB each). A process still searching with one keeps it in memory until it reloads."""
+    root = encoders_dir(home)
+    if not root.is_dir():
+        return []
+    local = Collections.in_home(home)
+    named: set[str] = set()
+    for name in local.names():
+        store = local.open(name)
+        try:
+            identity = store.embedding
+        finally:
+            store.close()
+        if identity is not None:
+            named.add(identity.weights_sha256)
+    gone = []
+    for entry in root.iterdir():
+        if entry.name not in named and not entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink():
+            _remove(entry, root)
+            gone.append(entry.name)
+    return gone
 
 
 def upload_feedback(client: HubClient, home: Path, hub: HubConfig, visible: list[str], share_text: bool) -> int:

@@ -35,6 +35,7 @@ from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
 from outpost.hubs import HubConfig, hub_name
 from outpost.ingest import Chunker
+from outpost.ingest.chunker import embedding_text
 from outpost.packs import generate_key, read_pack, write_pack
 from outpost.packs.format import check_manifest
 from outpost.packs.signing import load_private_key, public_key_text
@@ -259,25 +260,44 @@ def test_the_encoder_is_served_only_to_its_own_collection(world: World) -> None:
 
 
 @pytest.mark.slow
-def test_rollback_is_a_new_version_with_the_previous_embedder(world: World, embedder) -> None:  # type: ignore[no-untyped-def]
-    laptop = world.laptops["rollback"]
-    assert sync(laptop, world.url, world.token).updated["docs"] == (1, 2, "delta-1-2")
+def test_ingest_after_the_switch_then_rollback(world: World, embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    laptop = world.laptops["rollback"]  # still at version 1, the base model's
+    # A hub ingest into the switched collection embeds the new chunk with its encoder, not the settings' model.
+    docs = write_docs(tmp_path / "docs")
+    (docs / "gamma.md").write_text("# Gamma\n\nGamma is a new research track on retrieval.\n")
+    chunker = Chunker(embedder.count_tokens, 200, 30, embedder.identity.name)
+    assert world.hub.ingest([docs], "docs", embedder, chunker, sync=True).version == 3
+    store = world.hub.store("docs")
+    try:
+        hub_vectors = dict(store.db.execute("SELECT id, vector FROM chunks").fetchall())
+        gamma = next(c for c in store.snapshot().upserts if c.doc_key == "gamma.md")
+    finally:
+        store.close()
+    encoder = load_encoder(world.home / "hub" / "encoders" / world.sha, world.sha)
+    assert hub_vectors[gamma.id] == quantize(encoder.embed([embedding_text(gamma)]))[0][0].tobytes()
+
+    # The laptop at version 1 gets one squashed delta: new vectors for what it had, the new chunk with its own.
+    assert sync(laptop, world.url, world.token).updated["docs"] == (1, 3, "delta-1-3")
+    assert identity(laptop) == identity(world.laptops["switch"]) and vectors(laptop) == hub_vectors
+
     with pytest.raises(ModelMismatchError, match="needs the embedder"):
         rollback_embedder(world.hub, "docs")  # the base model is not an encoder the hub shipped: say what to pass
-    assert rollback_embedder(world.hub, "docs", embedder, {"reason": "test"}) == 3
-    assert sync(laptop, world.url, world.token).updated["docs"] == (2, 3, "delta-2-3")
+    assert rollback_embedder(world.hub, "docs", embedder, {"reason": "test"}) == 4
+    assert (encoders_dir(laptop) / world.sha / ENCODER_JSON).is_file()
+    assert sync(laptop, world.url, world.token).updated["docs"] == (3, 4, "delta-3-4")
     assert identity(laptop) == world.base
+    assert not (encoders_dir(laptop) / world.sha).exists()  # no collection names it now: its 90 MB go
     assert Outpost(home=laptop).retriever("docs").embedder.identity == world.base
     back = vectors(laptop)
-    for key, vector in back.items():  # the base model again: the version-1 vectors, up to int8 rounding
-        diff = np.abs(np.frombuffer(vector, np.int8).astype(int) - np.frombuffer(world.v1_vectors[key], np.int8))
+    for key, vector in world.v1_vectors.items():  # the base model again: the version-1 vectors, up to rounding
+        diff = np.abs(np.frombuffer(back[key], np.int8).astype(int) - np.frombuffer(vector, np.int8))
         assert diff.max() <= 1
     history = embedder_history(world.hub, "docs")
-    assert [(h.version, h.kind) for h in history] == [(2, "fine-tuned"), (3, "rollback")]
+    assert [(h.version, h.kind) for h in history] == [(2, "fine-tuned"), (4, "rollback")]
     assert history[1].previous is not None and history[1].previous["weights_sha256"] == world.sha
-    # A laptop that never saw version 2 gets the base model's snapshot, with no encoder to fetch.
+    # A laptop that never saw the switch gets the base model's snapshot, with no encoder to fetch.
     fresh = laptop.parent / "laptop-fresh"
-    assert sync(fresh, world.url, world.token).updated["docs"] == (0, 3, "snapshot-3")
+    assert sync(fresh, world.url, world.token).updated["docs"] == (0, 4, "snapshot-4")
     assert identity(fresh) == world.base and not (encoders_dir(fresh) / world.sha).exists()
     assert encoder_for(fresh, identity(fresh)) is None
 
