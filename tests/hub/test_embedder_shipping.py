@@ -11,6 +11,7 @@ The fast tests at the bottom check the pack format, squash and ``Store.apply`` o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 import warnings
@@ -24,12 +25,13 @@ import pytest
 
 from hubkit import CuttingProxy, HubServer, outpost_cli
 from outpost import Outpost
+from outpost.embed.base import Embedder
 from outpost.embed.encoders import ENCODER_JSON, encoder_for, encoders_dir, load_encoder
 from outpost.embed.local_model import resolve_model_dir
 from outpost.embed.onnx import OnnxEmbedder
 from outpost.embed.quantize import quantize
 from outpost.errors import ModelMismatchError, PackError
-from outpost.hub.embedder import embedder_history, publish_embedder, rollback_embedder
+from outpost.hub.embedder import embedder_history, publish_embedder, rollback_embedder, switch_embedder
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
 from outpost.hub.tokens import Tokens
@@ -40,9 +42,10 @@ from outpost.packs import generate_key, read_pack, write_pack
 from outpost.packs.format import check_manifest
 from outpost.packs.signing import load_private_key, public_key_text
 from outpost.packs.squash import squash
-from outpost.records import Changeset, Chunk, EmbeddingIdentity, EncoderRef, Revectors
+from outpost.records import Adapter, Changeset, Chunk, EmbeddingIdentity, EncoderRef, Revectors
 from outpost.store import Store
 from outpost.sync import SyncReport, sync_hub
+from security.hubworld import synthetic_hub
 
 PAIRS = [
     ("when does the alpha project launch", "The alpha project launches on 3 March."),
@@ -385,3 +388,47 @@ def test_the_laptop_uses_only_a_complete_encoder_of_its_identity(tmp_path: Path)
     (encoders_dir(tmp_path) / ("a" * 64)).mkdir(parents=True)  # a folder without its encoder.json is not one
     assert encoder_for(tmp_path, OLD) is None
     assert not (encoders_dir(tmp_path) / ("a" * 64) / ENCODER_JSON).exists()
+
+
+class HashedEmbedder(Embedder):
+    """Stand-in vectors of dimension 8 from each text's sha256, for the synthetic hub of the security tests: what
+    this checks (the switch's version, its adapter, its history) does not depend on what the vectors mean."""
+
+    identity = EmbeddingIdentity("hashed", "c" * 64, DIM, 256)  # type: ignore[assignment]
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        digests = [hashlib.sha256(t.encode()).digest()[:DIM] for t in texts]
+        return np.array([np.frombuffer(d, np.int8) for d in digests], dtype=np.float32)
+
+
+def test_a_switch_resets_the_query_adapter_and_is_recorded(tmp_path: Path) -> None:
+    hub = synthetic_hub(tmp_path / "home", collections=("docs",))
+    store = hub.store("docs")
+    try:
+        learned = Adapter(1, np.random.default_rng(0).normal(size=(DIM, DIM)).astype(np.float32))
+        hub.publish(store, Changeset("docs", 1, adapter=learned))
+        texts = [embedding_text(c) for c in store.snapshot().upserts]
+    finally:
+        store.close()
+    embedder = HashedEmbedder()
+    assert switch_embedder(hub, "docs", embedder, {"why": "test"}) == 3
+    store = hub.store("docs")
+    try:
+        assert store.embedding == embedder.identity
+        adapter = store.adapter
+        assert adapter is not None and adapter.version > 1  # an adapter of the old vectors would skew every query
+        np.testing.assert_array_equal(adapter.matrix, np.eye(DIM, dtype=np.float32))
+        rows = dict(store.db.execute("SELECT text, vector FROM chunks").fetchall())
+        expected = quantize(embedder.embed(texts))[0]
+        assert [rows[t] for t in texts] == [v.tobytes() for v in expected]
+    finally:
+        store.close()
+    manifest = json.loads((hub.home.packs_dir / "docs" / "delta-2-3" / "manifest.json").read_bytes())
+    assert (manifest["format_version"], manifest["encoder"], manifest["revectors"]) == (2, None, len(texts))
+    assert set(manifest["files"]) >= {"vectors.parquet", "adapter.npy"}
+    (record,) = embedder_history(hub, "docs")
+    assert (record.version, record.kind, record.encoder, record.metrics) == (3, "switch", None, {"why": "test"})
+    assert record.previous is not None and record.previous["name"] == "synthetic"

@@ -57,7 +57,14 @@ from outpost.packs.format import pack_name
 from outpost.records import Adapter, Changeset, Chunk, EmbeddingIdentity, EncoderRef, Revectors
 from outpost.store.sqlite import Store
 
-__all__ = ["EmbedderVersion", "build_encoder", "embedder_history", "publish_embedder", "rollback_embedder"]
+__all__ = [
+    "EmbedderVersion",
+    "build_encoder",
+    "embedder_history",
+    "publish_embedder",
+    "rollback_embedder",
+    "switch_embedder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +103,7 @@ def publish_embedder(
     version with the new identity; returns that version. ``metrics`` (the gate's figures) are recorded with it."""
     folder, ref = build_encoder(hub, collection, Path(model_dir), variant)
     embedder = load_encoder(folder, ref.sha256)
-    return _switch(hub, collection, embedder, ref, "fine-tuned", metrics, progress)
+    return switch_embedder(hub, collection, embedder, metrics, encoder=ref, kind="fine-tuned", progress=progress)
 
 
 def rollback_embedder(
@@ -127,7 +134,7 @@ def rollback_embedder(
             f"Rolling {collection!r} back needs the embedder {previous.short()} (given: {given}); run it with "
             f"--embed-model {previous.name!r}"
         )
-    return _switch(hub, collection, embedder, ref, "rollback", metrics or {}, progress)
+    return switch_embedder(hub, collection, embedder, metrics or {}, encoder=ref, kind="rollback", progress=progress)
 
 
 def build_encoder(
@@ -179,16 +186,22 @@ def _base_name(hub: Hub, collection: str) -> str:
     return identity.name.split(_FT)[0]
 
 
-def _switch(
+def switch_embedder(
     hub: Hub,
     collection: str,
     embedder: Embedder,
-    ref: EncoderRef | None,
-    kind: str,
     metrics: dict[str, Any],
-    progress: Progress | None,
+    *,
+    encoder: EncoderRef | None = None,
+    kind: str = "switch",
+    progress: Progress | None = None,
 ) -> int:
-    """Re-embed the whole collection with ``embedder`` and publish it as one version (see the module doc)."""
+    """Re-embed the whole collection with ``embedder`` and publish it as one version (see the module doc).
+
+    ``encoder`` is the shipped encoder ``embedder`` runs (its identity names it); None for an embedder every laptop
+    has (the base model). Returns the version.
+    """
+    ref = encoder
     store = hub.store(collection)
     try:
         previous = store.embedding
@@ -201,6 +214,8 @@ def _switch(
         with store.writing():
             chunks = _embed_missing(store, embedder, done, progress)
             ids = [c.id for c in _chunks(store)]
+            if not ids:
+                raise ConfigError(f"Hub collection {collection!r} holds no chunks: nothing to re-embed")
             seconds = time.perf_counter() - started
             changeset = Changeset(
                 collection=store.name,
