@@ -12,6 +12,8 @@ two rather than their sum when a core is free (issue 12, P5: at 1M chunks each c
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,8 +30,27 @@ __all__ = ["Mode", "Retriever", "rrf"]
 
 Mode = Literal["hybrid", "bm25", "dense"]
 
-# One pool for the process: a thread per query would cost more than a small collection's whole dense search.
-_DENSE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="outpost-dense")
+# One pool per process: a thread per query would cost more than a small collection's whole dense search. Made on
+# first use and forgotten in a child made by fork, which inherits the pool without its threads: work sent to it
+# would wait for ever (the pool counts the parent's idle threads as its own).
+_DENSE_POOL: ThreadPoolExecutor | None = None
+_DENSE_POOL_LOCK = threading.Lock()
+
+
+def _dense_pool() -> ThreadPoolExecutor:
+    global _DENSE_POOL
+    with _DENSE_POOL_LOCK:
+        if _DENSE_POOL is None:
+            _DENSE_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="outpost-dense")
+        return _DENSE_POOL
+
+
+def _forget_pool_in_child() -> None:
+    global _DENSE_POOL, _DENSE_POOL_LOCK
+    _DENSE_POOL, _DENSE_POOL_LOCK = None, threading.Lock()  # the lock too: a parent's thread may have held it
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def rrf(rankings: list[tuple[list[int], float]], k: int = 60) -> list[tuple[int, float]]:
@@ -98,7 +119,7 @@ class Retriever:
         """
         search: Callable[[np.ndarray, int], list[tuple[int, float]]] = self.store.dense_searcher()
         if not alone:
-            return _DENSE_POOL.submit(search, query, depth)
+            return _dense_pool().submit(search, query, depth)
         done: Future[list[tuple[int, float]]] = Future()
         done.set_result(search(query, depth))
         return done

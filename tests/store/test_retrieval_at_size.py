@@ -151,3 +151,28 @@ def test_a_failing_dense_search_fails_the_hybrid_search(tmp_path: Path) -> None:
     retriever = Retriever(store, _VectorsOnly())  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         retriever.search("w1 w2", 5, "hybrid", query=np.zeros(DIM + 3, dtype=np.float32))  # wrong dimension
+
+
+def _search_in_child(retriever: Retriever, query: np.ndarray, out: Any) -> None:
+    out.put([h.chunk.id for h in retriever.search("w1 w2", 3, "hybrid", query=query)])
+
+
+def test_a_forked_child_searches_after_its_parent_did(tmp_path: Path) -> None:
+    """A process forked after a hybrid search (multiprocessing's default on Linux) inherits the thread pool without
+    its threads; the child's search must not wait for them for ever."""
+    import multiprocessing
+
+    store = _store(tmp_path, 500)
+    retriever = Retriever(store, _VectorsOnly())  # type: ignore[arg-type]
+    query = _vectors(1, seed=9)[0]
+    expected = [h.chunk.id for h in retriever.search("w1 w2", 3, "hybrid", query=query)]  # the pool starts here
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_search_in_child, args=(retriever, query, out))
+    child.start()
+    child.join(60)  # generous: the search itself takes milliseconds
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung and child.exitcode == 0
+    assert out.get(timeout=10) == expected
