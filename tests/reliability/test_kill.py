@@ -8,8 +8,11 @@ run is ``OUTPOST_RELIABILITY_TRIALS=50`` (``benchmarks/reliability.py``); CI run
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
+import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -26,7 +29,18 @@ from outpost.hubs import HubConfig, hub_name
 from outpost.packs import read_pack
 from outpost.store.sqlite import Store
 from outpost.sync import sync_hub
-from reliability._kit import changeset, expected_state, make_hub, publish, record, run_outpost, store_state, trials
+from reliability._kit import (
+    changeset,
+    expected_state,
+    make_hub,
+    outpost_env,
+    publish,
+    python_process,
+    record,
+    run_outpost,
+    store_state,
+    trials,
+)
 
 BASE_ROWS = 6_000  # above exact_search_below (5,000): the apply also builds the client's ANN index
 
@@ -231,3 +245,33 @@ def _version_and_adapter(home: Path):  # type: ignore[no-untyped-def]
         return store.version, store.adapter
     finally:
         store.close()
+
+
+def _version_rows(hub_root: Path, name: str) -> dict[int, str]:
+    """The hub metadata's ``versions`` rows of ``name``: version → publish time."""
+    with contextlib.closing(sqlite3.connect(hub_root / "hub.sqlite")) as db:
+        rows = db.execute("SELECT version, published_at FROM versions WHERE collection = ?", (name,)).fetchall()
+    return {int(v): str(t) for v, t in rows}
+
+
+def test_a_publish_killed_between_its_apply_and_its_versions_row_loses_no_row(tmp_path: Path) -> None:
+    """The ``versions`` row lives in ``hub.sqlite`` (or PostgreSQL), the rows in the collection's store: no one
+    transaction holds both. A kill right after the apply's commit leaves version 2 without its row; the next
+    writer records it, with the publish time the apply committed. Fails on the old code (row 2 never written)."""
+    hub = make_hub(tmp_path / "hub-home", "docs", 200, versions=1)
+    root = hub.home.root
+    killed = python_process(
+        "from pathlib import Path; from reliability._kit import publish; from outpost.hub.home import HubHome; "
+        f"from outpost.hub.service import Hub; publish(Hub(HubHome(Path({str(root)!r}))), 'docs', 200, 2)",
+        outpost_env(tmp_path / "hub-home", OUTPOST_FAULT="apply:after-commit"),
+    )
+    assert killed.wait(120) == -signal.SIGKILL
+    assert store_state(root / "collections", "docs")[0] == 2
+    assert sorted(_version_rows(root, "docs")) == [1]  # the moment the issue is about: data at 2, no row 2
+    store = hub.store("docs")
+    published_at = store.get_meta("published_at")
+    store.close()
+    publish(Hub(HubHome(root)), "docs", 200, 3)  # the next writer (another process, or this one)
+    rows = _version_rows(root, "docs")
+    assert sorted(rows) == [1, 2, 3]
+    assert rows[2] == published_at

@@ -192,6 +192,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def timestamp() -> str:
+    """Now, as every row here records time: for a time stamped elsewhere first (a publish, into its store)."""
+    return _now()
+
+
 def _insert(conn: Connection, table: sa.Table) -> Any:
     """The dialect's INSERT, which knows ``ON CONFLICT`` (SQLite and PostgreSQL spell it the same way)."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert)(table)
@@ -275,9 +280,11 @@ class HubMetadata:
 
     # -- versions ----------------------------------------------------------------------------
 
-    def record_version(self, collection: str, version: int, chunks: int) -> None:
+    def record_version(self, collection: str, version: int, chunks: int, published_at: str | None = None) -> None:
+        """The row of a published version (again: the same values, from the store, leave it as it was)."""
         with self.write() as conn:
-            values = {"collection": collection, "version": version, "chunks": chunks, "published_at": _now()}
+            published_at = published_at or _now()
+            values = {"collection": collection, "version": version, "chunks": chunks, "published_at": published_at}
             conn.execute(
                 _insert(conn, versions)
                 .values(**values)

@@ -21,6 +21,7 @@ from outpost.errors import StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
 from outpost.hub.home import HubHome
+from outpost.hub.metadata import timestamp
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import discover
 from outpost.ingest.limits import ReadLimits
@@ -36,6 +37,7 @@ __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
 
+PUBLISHED_AT = "published_at"  # store meta: the time of the publish that made its version, committed with it
 _TEMP_PACK = re.compile(r"\..+\.tmp-(\d+)")  # write_pack's temp folder: .<pack>.tmp-<pid>
 
 
@@ -93,6 +95,7 @@ class Hub:
         try:
             embedder = self.collection_embedder(store, embedder)
             with store.writing():
+                self._record_version(store)  # the row of a publish killed after its apply, even if none follows
                 changeset, report = plan(store, files, embedder, chunker, sync, progress, limits, stages)
                 if not changeset.is_empty():
                     report.version = self.publish(store, changeset)
@@ -114,6 +117,7 @@ class Hub:
                     f"Hub collection {store.name!r} is at version {current}, but the change was planned on version "
                     f"{changeset.base_version} (another publish came first); run it again"
                 )
+            self._record_version(store)  # the row of a publish killed after its apply, first
             self._drop_orphans(store)
             return self._publish(store, changeset)
 
@@ -152,10 +156,22 @@ class Hub:
                 f"Writing the pack of version {changeset.version} of {store.name!r}", exc
             ) from exc
         fault("hub:after-pack")
-        version = store.apply(changeset)
-        self.home.metadata().record_version(store.name, version, store.counts()[1])
+        version = store.apply(changeset, meta={PUBLISHED_AT: timestamp()})
+        self._record_version(store)
         log.info("published %s version %d", store.name, version)
         return version
+
+    def _record_version(self, store: Store) -> None:
+        """The metadata's ``versions`` row of the store's version, from what its apply committed with the rows.
+
+        The row lives in another database (``hub.sqlite`` or PostgreSQL), so it cannot share the apply's
+        transaction; its publish time does, and the row is written again from the store — after every apply,
+        and by the next writer under the lock — so a kill between the two never loses it. A version published
+        before its time was kept in the store has nothing to rebuild from and is left as recorded.
+        """
+        published_at = store.get_meta(PUBLISHED_AT)
+        if published_at is not None:
+            self.home.metadata().record_version(store.name, store.version, store.counts()[1], published_at)
 
     def _packs(self, name: str) -> Path:
         folder = ensure_private_dir(self.home.packs_dir / name)

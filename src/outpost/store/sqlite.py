@@ -697,22 +697,26 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def apply(self, changeset: Changeset, parts: Iterable[Changeset] | None = None) -> int:
+    def apply(
+        self, changeset: Changeset, parts: Iterable[Changeset] | None = None, meta: dict[str, str] | None = None
+    ) -> int:
         """Apply one changeset atomically; returns the new version.
 
         ``parts`` carry more upserts (chunks, vectors, documents) of the same version, read lazily: a snapshot of
         any size, read from its pack batch by batch, applies in the same one transaction with memory bounded by a
         part (the ANN index, built after the commit, is the one structure as large as the collection).
         A full disk or a failing one is a ``StorageError`` (the transaction rolled back: nothing changed).
+        ``meta`` (free-form, as :meth:`set_meta`) commits with the rows: what a hub's publish must never record
+        apart from its version (its publish time, docs/reliability.md fix 14).
         """
         try:
-            return self._apply(changeset, parts)
+            return self._apply(changeset, parts, meta or {})
         except sqlite3.OperationalError as exc:
             if _storage_failure(exc):
                 raise StorageError.during(f"Writing version {changeset.version} of {self.name!r}", exc) from exc
             raise
 
-    def _apply(self, changeset: Changeset, parts: Iterable[Changeset] | None = None) -> int:
+    def _apply(self, changeset: Changeset, parts: Iterable[Changeset] | None, meta: dict[str, str]) -> int:
         fault("apply:start")
         job: Future[Any] | None = None
         try:
@@ -741,6 +745,8 @@ class Store:
                 if changeset.adapter is not None:
                     self._write_adapter(changeset.adapter)
                 self._set_meta("next_rowid", str(first + len(added)))
+                for key, value in meta.items():
+                    self._set_meta(f"x:{key}", value)
                 self._set_meta("version", str(changeset.version))
                 after = (changeset.version, secrets.token_hex(8))
                 self._set_meta("generation", after[1])
