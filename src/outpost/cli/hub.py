@@ -14,6 +14,8 @@ from outpost.cli.console import err, guarded, out, print_json, progress_bars
 from outpost.cli.local import print_report
 from outpost.cli.options import default_of, setting_option
 from outpost.finetune import TrainConfig
+from outpost.finetune.embedder import EmbedderTrainConfig
+from outpost.hub.embedder_learning import learn_embedder
 from outpost.hub.finetune import finetune
 from outpost.hub.home import HubHome
 from outpost.hub.learning import train_and_publish
@@ -184,6 +186,82 @@ def finetune_cmd(
         raise typer.Exit(1)
     err.print(f"{collection}: {report.reason}")
     out.print(f"published hub model {report.model}: pull it with `outpost models pull hub://{report.model}`")
+
+
+@hub_app.command("learn-embedder")
+@guarded
+def learn_embedder_cmd(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection whose embedder to fine-tune.")],
+    generator: Annotated[
+        Optional[str],
+        typer.Option(help="GGUF (name or path) that writes questions for chunks; 'none': judged queries only."),
+    ] = "gemma3-270m",
+    max_chunks: Annotated[
+        int, typer.Option(min=0, help="Chunks to generate questions for (about 10-40 s each on two busy cores).")
+    ] = default_of(learn_embedder, "max_chunks"),
+    generate_minutes: Annotated[
+        Optional[float], typer.Option(min=0.0, help="Stop generating after this many minutes (cached questions stay).")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Most training steps.")] = default_of(
+        EmbedderTrainConfig, "max_steps"
+    ),
+    epochs: Annotated[float, typer.Option(min=0.0, help="Passes over the pairs (capped by --steps).")] = default_of(
+        EmbedderTrainConfig, "epochs"
+    ),
+    batch_size: Annotated[int, typer.Option(min=2, help="Pairs per step (in-batch negatives).")] = default_of(
+        EmbedderTrainConfig, "batch_size"
+    ),
+    max_seq_length: Annotated[int, typer.Option(min=16, help="Word pieces per passage while training.")] = default_of(
+        EmbedderTrainConfig, "max_seq_length"
+    ),
+    learning_rate: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = default_of(
+        EmbedderTrainConfig, "learning_rate"
+    ),
+    min_gain: Annotated[
+        float, typer.Option(help="Held-out nDCG@10 and MRR@10 gain both needed to publish.")
+    ] = default_of(learn_embedder, "min_gain"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Train and gate, publish nothing.")] = False,
+) -> None:
+    """Fine-tune the collection's embedder on generated questions and judged feedback; publish it as a new
+    embedding identity (every chunk re-embedded) only if held-out nDCG@10 and MRR@10 both improve."""
+    from outpost.models.resolve import resolve_model
+
+    settings = _settings(ctx)
+    hub = Hub(HubHome.at(settings.home, settings.hub_db))
+    gguf = None if (generator or "none").lower() == "none" else resolve_model(hub.home.root, generator or "").path
+    config = EmbedderTrainConfig(
+        max_steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_seq_length=max_seq_length,
+        learning_rate=learning_rate,
+    )
+    with progress_bars(True) as progress:
+        report = learn_embedder(
+            hub,
+            collection,
+            settings,
+            generator=gguf,
+            max_chunks=max_chunks,
+            generate_minutes=generate_minutes,
+            config=config,
+            min_gain=min_gain,
+            token_share=settings.hub_feedback_token_share,
+            publish=not dry_run,
+            progress=progress,
+        )
+    sources = ", ".join(f"{n} {k}" for k, n in report.sources.items()) or "none"
+    err.print(
+        f"{collection}: training pairs: {sources}; {report.generated} generated questions "
+        f"({report.inconsistent} dropped by the consistency filter); {report.heldout} held out; "
+        f"{report.steps} steps in {report.train_seconds:.0f} s"
+    )
+    err.print(f"{collection}: {report.reason}")
+    if not report.published and not (dry_run and report.gate and report.gate.improved):
+        raise typer.Exit(1)
+    if report.published:
+        out.print(f"{collection} v{report.version} uses the fine-tuned embedder")
 
 
 feedback_app = typer.Typer(help="Feedback the hub learns from.", no_args_is_help=True)

@@ -1,0 +1,336 @@
+"""The hub learns a better embedder: NFCorpus hybrid nDCG@10, plain vs linear adapter vs fine-tuned MiniLM.
+
+Stages (each cached under ``benchmarks/.cache/embedder-learning/``; run them in order or let ``run`` do all):
+
+- ``prepare``: the NFCorpus collection through the real ingest path (Markdown files → ``Outpost.ingest``).
+- ``generate``: the bundled Gemma 3 270M writes one question per sampled chunk
+  (``outpost.finetune.embedder.generate_questions``), cached, bounded by ``--max-chunks`` and ``--minutes``.
+- ``run``: trains the variants, re-embeds the corpus with each fine-tuned model, and prints every figure
+  beside the plain hybrid and the linear adapter measured in the same run, split by test queries whose
+  relevant documents the labelled training data touched vs never touched.
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/embedder_learning.py generate --max-chunks 3000 --minutes 60``
+then ``nice -n 10 .venv/bin/python benchmarks/embedder_learning.py run``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports transformers: never download
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import (
+    dump_json,
+    ensure_cache_dir,
+    load_corpus,
+    load_qrels,
+    load_queries,
+    log,
+    machine,
+    table,
+    write_markdown,
+)
+from outpost.adapt import fit, split
+from outpost.embed.factory import load_embedder
+from outpost.finetune.embedder import (
+    EmbedderTrainConfig,
+    HybridIndex,
+    Judged,
+    Pair,
+    candidate_index,
+    gate,
+    generate_questions,
+    judged_pairs,
+    mine_pairs,
+    rank_metrics,
+    sample_passages,
+    store_bm25,
+    store_passages,
+    train_embedder,
+)
+from outpost.learn import collection_vectors, qrels_examples
+from outpost.store.sqlite import Store
+
+COLLECTION = "nf"
+
+
+def work_dir() -> Path:
+    folder = ensure_cache_dir() / "embedder-learning"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def base_store() -> Store:
+    """The plain NFCorpus collection (built through ``Outpost.ingest`` once; reused by every stage)."""
+    collections = work_dir() / "base"
+    if not (collections / COLLECTION / "store.sqlite").is_file():
+        from outpost import Outpost
+
+        docs = work_dir() / "docs"
+        if not docs.exists():
+            write_markdown(load_corpus(0), docs)
+        log("ingesting NFCorpus (all 3,633 documents) through Outpost.ingest ...")
+        home = work_dir() / "home"
+        op = Outpost(home=home)
+        op.ingest(str(docs), collection=COLLECTION)
+        op.close()
+        (collections).mkdir(parents=True, exist_ok=True)
+        (home / "collections" / COLLECTION).rename(collections / COLLECTION)
+    return Store.open(collections, COLLECTION)
+
+
+def generator_path(name: str) -> Path:
+    from outpost.models.resolve import resolve_model
+
+    return resolve_model(work_dir() / "home", name).path
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    store = base_store()
+    passages = sample_passages(store_passages(store), args.max_chunks, seed=0)
+    log(f"generating questions for {len(passages)} chunks with {args.generator} ({args.minutes} min budget)")
+    started = time.monotonic()
+    done = generate_questions(
+        passages,
+        generator_path(args.generator),
+        work_dir() / "questions.jsonl",
+        n_threads=args.threads,
+        time_budget_s=args.minutes * 60,
+    )
+    log(f"{len(done)} usable questions cached ({time.monotonic() - started:.0f} s this run)")
+
+
+BASE_MODEL = "all-MiniLM-L6-v2"
+
+
+def _unit(chunk_doc: dict[str, str]) -> Any:
+    return lambda cid: chunk_doc.get(cid, cid)
+
+
+def _judged(qrels: dict[str, dict[str, int]], queries: dict[str, str]) -> dict[str, Judged]:
+    return {q: Judged(queries[q], rel) for q, rel in qrels.items() if q in queries}
+
+
+def _per_query(index: Any, judged: dict[str, Judged], unit: Any) -> dict[str, dict[str, float]]:
+    """Query id → its nDCG@10 and MRR@10 (kept per query so that any subset can be averaged later)."""
+    index.prime([j.query for j in judged.values()])
+    return {q: rank_metrics(index.search, [j], unit) for q, j in judged.items()}
+
+
+def _mean(per: dict[str, dict[str, float]], keys: set[str] | None = None) -> dict[str, float]:
+    rows = [m for q, m in per.items() if keys is None or q in keys]
+    return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in ("ndcg@10", "mrr@10")} | {"n": len(rows)}
+
+
+def _config_key(config: EmbedderTrainConfig, pairs: list[Pair]) -> str:
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode())
+    for p in pairs:
+        digest.update(f"{p.query}\0{p.positive}\0{','.join(p.negatives)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _fine_tuned(
+    name: str,
+    pairs: list[Pair],
+    texts: dict[str, str],
+    config: EmbedderTrainConfig,
+    passages: Any,
+    bm25: Any,
+    facts: dict[str, Any],
+) -> HybridIndex:
+    """Train (or reuse a cached model), then re-embed the corpus with it (or reuse cached vectors)."""
+    folder = work_dir() / "models" / f"{name}-{_config_key(config, pairs)}"
+    if not (folder / "config.json").is_file():
+        log(f"{name}: training on {len(pairs)} pairs ({config}) ...")
+        trained = train_embedder(BASE_MODEL, pairs, texts, folder, config)
+        (folder / "outpost-train.json").write_text(
+            json.dumps(
+                {"steps": trained.steps, "pairs": trained.pairs, "seconds": trained.seconds, "losses": trained.losses}
+            )
+        )
+    train_facts = json.loads((folder / "outpost-train.json").read_text())
+    vectors_file = folder / "outpost-vectors.npy"
+    embedder = load_embedder(_settings(), str(folder))  # the product's CPU path: the ONNX graph, probe-checked
+    if vectors_file.is_file():
+        index = HybridIndex([p.id for p in passages], np.load(vectors_file), embedder.embed, bm25)
+        embed_s = json.loads((folder / "outpost-embed.json").read_text())["seconds"]
+    else:
+        log(f"{name}: re-embedding {len(passages)} chunks ...")
+        started = time.monotonic()
+        index = candidate_index(embedder, passages, bm25)
+        embed_s = time.monotonic() - started
+        np.save(vectors_file, index.vectors)
+        (folder / "outpost-embed.json").write_text(json.dumps({"seconds": embed_s}))
+    facts[name] = {
+        "model": str(folder),
+        "train_pairs": train_facts["pairs"],
+        "steps": train_facts["steps"],
+        "train_s": round(train_facts["seconds"], 1),
+        "reembed_s": round(embed_s, 1),
+        "first_loss": round(train_facts["losses"][0], 4),
+        "last_loss": round(train_facts["losses"][-1], 4),
+    }
+    return index
+
+
+def _settings() -> Any:
+    from outpost.settings import Settings
+
+    return Settings(home=work_dir() / "home")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    info = machine()
+    store = base_store()
+    passages = store_passages(store)
+    texts = {p.id: p.text for p in passages}
+    chunk_doc = {p.id: Path(p.doc).stem for p in passages}
+    unit = _unit(chunk_doc)
+    ids, vectors = collection_vectors(store)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    base = load_embedder(_settings(), BASE_MODEL)
+    bm25 = store_bm25(store)
+    plain = HybridIndex(ids, vectors, base.embed, bm25)
+    queries = load_queries()
+    train_qrels = {q: r for q, r in load_qrels("train").items() if q in queries}
+    evals = {s: _judged({q: r for q, r in load_qrels(s).items() if q in queries}, queries) for s in args.splits}
+
+    # labelled examples: the hub's own code (learn.qrels_examples), split 80/20 like the adapter's gate
+    log("building labelled examples from the train qrels ...")
+    examples = qrels_examples(store, base, train_qrels, queries)
+    train_ex, held_ex = split(examples, 0.2)
+    held = [Judged(queries[ex.key], train_qrels[ex.key]) for ex in held_ex]
+    labelled = judged_pairs(((queries[ex.key], ex.positives, ex.negatives) for ex in train_ex), args.per_query)
+    touched_docs = {chunk_doc[c] for ex in train_ex for c in ex.positives if c in chunk_doc}
+
+    # generated questions (cached by the generate stage), filtered and mined on the plain index
+    cached = generate_questions(
+        sample_passages(passages, args.max_chunks, seed=0),
+        generator_path(args.generator),
+        work_dir() / "questions.jsonl",
+        time_budget_s=0,
+    )
+    plain.prime(list(cached.values()))
+    mined = mine_pairs(cached, chunk_doc, plain.search, k=args.consistency_k, negatives=3)
+    log(f"generated: {len(cached)} questions, {len(mined.pairs)} kept (own chunk in top {args.consistency_k})")
+
+    # the linear adapter, trained exactly as `outpost eval --adapter-from train` trains it
+    log("fitting the linear adapter ...")
+    started = time.monotonic()
+    fitted = fit(examples, ids, vectors, None, min_gain=0.0)
+    adapter_s = time.monotonic() - started
+    matrix = fitted.matrix
+
+    def adapted(texts_: list[str]) -> np.ndarray:
+        q = base.embed(texts_) @ matrix.T
+        return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+
+    variants: dict[str, Any] = {
+        "plain hybrid": plain,
+        "hybrid + linear adapter": HybridIndex(ids, vectors, adapted, bm25),
+    }
+    facts: dict[str, Any] = {"linear adapter": {"train_s": round(adapter_s, 1), "examples": fitted.train_examples}}
+    config = EmbedderTrainConfig(
+        max_steps=args.steps,
+        batch_size=args.batch,
+        max_seq_length=args.max_seq_length,
+        learning_rate=args.lr,
+        negatives_per_pair=args.negatives,
+    )
+    runs = {"fine-tuned (qrels + generated)": labelled + mined.pairs, "fine-tuned (generated only)": mined.pairs}
+    for name in args.variants.split(","):
+        label = list(runs)[int(name)]
+        variants[label] = _fine_tuned(
+            label.split()[1].strip("()").replace("+", ""), runs[label], texts, config, passages, bm25, facts
+        )
+        facts[label.split(" ", 1)[1]] = facts.pop(label.split()[1].strip("()").replace("+", ""))
+
+    results: dict[str, Any] = {
+        "machine": info,
+        "settings": vars(args),
+        "facts": facts,
+        "generated": {
+            "questions": len(cached),
+            "kept": len(mined.pairs),
+            "docs_with_questions": len({chunk_doc[c] for c in cached}),
+        },
+        "labelled_pairs": len(labelled),
+        "heldout_queries": len(held),
+    }
+    gates = {}
+    for label, index in variants.items():
+        if label != "plain hybrid":
+            gates[label] = gate(plain.search, index.search, held, unit=unit)
+    results["gate"] = {k: {"before": g.before, "after": g.after, "passes": g.improved} for k, g in gates.items()}
+    rows = []
+    for split_name, judged in evals.items():
+        touched = {q for q, j in judged.items() if any(d in touched_docs for d, g in j.relevant.items() if g > 0)}
+        per = {label: _per_query(index, judged, unit) for label, index in variants.items()}
+        results[split_name] = {}
+        for label, p in per.items():
+            row = {"all": _mean(p), "touched": _mean(p, touched), "untouched": _mean(p, set(judged) - touched)}
+            results[split_name][label] = row
+            base_row = results[split_name]["plain hybrid"]
+            rows.append(
+                [split_name, label]
+                + [
+                    f"{row[part]['ndcg@10']:.4f} ({row[part]['ndcg@10'] - base_row[part]['ndcg@10']:+.4f})"
+                    for part in ("all", "touched", "untouched")
+                ]
+                + [f"{row['all']['mrr@10']:.4f}", f"{row['touched']['n']}/{row['untouched']['n']}"]
+            )
+    if args.json:
+        print(dump_json(results))
+        return
+    print(
+        table(
+            rows,
+            ["split", "retrieval", "nDCG@10 all (Δ plain)", "touched", "untouched", "MRR@10", "queries t/u"],
+            left=2,
+        )
+    )
+    print(
+        dump_json(
+            {k: results[k] for k in ("facts", "generated", "labelled_pairs", "heldout_queries", "gate", "machine")}
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    gen = sub.add_parser("generate", help="generate questions for sampled chunks (cached)")
+    gen.add_argument("--generator", default="gemma3-270m")
+    gen.add_argument("--max-chunks", type=int, default=3000)
+    gen.add_argument("--minutes", type=float, default=60.0)
+    gen.add_argument("--threads", type=int, default=2)
+    run = sub.add_parser("run", help="train, re-embed and measure every variant (cached stages reused)")
+    run.add_argument("--splits", nargs="+", default=["dev"], help="dev while tuning; test once, at the end")
+    run.add_argument("--variants", default="0,1", help="0: qrels + generated, 1: generated only")
+    run.add_argument("--generator", default="gemma3-270m")
+    run.add_argument("--max-chunks", type=int, default=3633)
+    run.add_argument("--consistency-k", type=int, default=10)
+    run.add_argument("--per-query", type=int, default=4, help="positive chunks per labelled query")
+    run.add_argument("--steps", type=int, default=150)
+    run.add_argument("--batch", type=int, default=32)
+    run.add_argument("--max-seq-length", type=int, default=128)
+    run.add_argument("--lr", type=float, default=2e-5)
+    run.add_argument("--negatives", type=int, default=1)
+    run.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    {"generate": cmd_generate, "run": cmd_run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

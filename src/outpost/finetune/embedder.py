@@ -1,0 +1,520 @@
+"""Fine-tune the embedding model on a collection: generated questions, mined hard negatives, a held-out gate.
+
+Why the embedder and not only the linear query adapter: an adapter moves query vectors inside a space the
+base model drew, so it mostly learns a prior toward documents that votes already cited; a fine-tuned encoder
+can learn what the collection's own words mean. The price is a new embedding identity (DESIGN.md §11): every
+chunk is re-embedded and laptops receive the new query encoder (``outpost.hub.embedder`` ships it).
+
+The steps, each usable alone (the hub glue in ``outpost.hub.embedder_learning`` chains them):
+
+1. :func:`generate_questions` — a local GGUF (the bundled Gemma 3 270M, or a bigger model by path) writes one
+   search question per sampled chunk; answers are cached on disk by chunk text and prompt, so a rerun or a
+   bigger budget only generates what is new. Two cores make this the slow step: ``max_chunks`` bounds it.
+2. :func:`mine_pairs` — the consistency filter (a question must find its own chunk in the current index's
+   top ``k``: a question that does not is noise the model cannot learn from) and hard negatives (the
+   highest-ranked chunks of *other* documents: a chunk of the same document may well answer it too).
+3. :func:`train_embedder` — sentence-transformers' ``MultipleNegativesRankingLoss`` (in-batch negatives plus
+   each pair's hard negatives), a full fine-tune bounded by steps, batch and ``max_seq_length``.
+4. :func:`gate` — ranks the held-out judged queries before and after (nDCG@10 and MRR@10 over the same
+   hybrid retrieval users get); a model is worth shipping only if both improve.
+
+torch and sentence-transformers are imported inside the functions that need them. Core module: no hub,
+api or cli imports (the hub passes its held-out split in as data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from outpost.embed.base import Embedder
+from outpost.errors import ConfigError
+from outpost.metrics import ndcg_at_k, reciprocal_rank
+from outpost.store.sqlite import Store
+
+__all__ = [
+    "EmbedderTrainConfig",
+    "GateResult",
+    "HybridIndex",
+    "Judged",
+    "Passage",
+    "Pair",
+    "TrainedEmbedder",
+    "gate",
+    "generate_questions",
+    "MinedPairs",
+    "candidate_index",
+    "judged_pairs",
+    "mine_pairs",
+    "store_bm25",
+    "rank_metrics",
+    "sample_passages",
+    "store_passages",
+    "train_embedder",
+]
+
+log = logging.getLogger(__name__)
+
+Search = Callable[[str, int], list[str]]  # query text, k → chunk ids, best first
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A chunk as the embedder reads it (heading path + body: ``ingest.chunker.embedding_text``)."""
+
+    id: str
+    doc: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training query: its text, the chunk that answers it, chunks of other documents that do not."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+    origin: str = "generated"  # generated | feedback | qrels
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A held-out query for the gate: its text and the chunks judged relevant (grade > 0)."""
+
+    query: str
+    relevant: dict[str, int]
+
+
+# -- 1. question generation -------------------------------------------------------------------------
+
+# The bundled Gemma 3 270M is a base model (no chat template): a one-shot transcript is what it continues
+# best. Measured on NFCorpus chunks: with no example it mostly echoes the passage or its title; with one, it
+# writes a question (sometimes the example's own, which the consistency filter then drops).
+QUESTION_PROMPT = (
+    "Article: Green tea and stroke. Green tea consumption was associated with a lower risk of stroke in a "
+    "cohort of 80,000 Japanese adults.\nQuestion: Does drinking green tea lower the risk of stroke?\n\n"
+    "Article: {text}\nQuestion:"
+)
+_EXAMPLE_QUESTION = "does drinking green tea lower the risk of stroke?"
+PROMPT_WORDS = 90  # passage words shown to the generator: prompt evaluation is most of its time on a CPU
+
+
+def _prompt_key(generator: str, text: str) -> str:
+    return hashlib.sha256(f"{generator}\0{QUESTION_PROMPT}\0{PROMPT_WORDS}\0{text}".encode()).hexdigest()[:32]
+
+
+def sample_passages(passages: Sequence[Passage], max_chunks: int, seed: int = 0) -> list[Passage]:
+    """Up to ``max_chunks`` passages spread over documents: every document's first chunk (in a seeded
+    hash order) before any document's second, so a small budget still covers as many documents as it can."""
+    by_doc: dict[str, list[Passage]] = {}
+    for p in passages:
+        by_doc.setdefault(p.doc, []).append(p)
+
+    def order(key: str) -> str:
+        return hashlib.sha256(f"{seed}\0{key}".encode()).hexdigest()
+
+    docs = sorted(by_doc, key=order)
+    picked: list[Passage] = []
+    depth = 0
+    while len(picked) < max_chunks and any(len(by_doc[d]) > depth for d in docs):
+        picked += [by_doc[d][depth] for d in docs if len(by_doc[d]) > depth][: max_chunks - len(picked)]
+        depth += 1
+    return picked
+
+
+def _read_cache(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            out[str(row["key"])] = str(row["question"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by an interrupted run: generated again
+    return out
+
+
+def _clean_question(reply: str) -> str:
+    """The first line of the reply, when it reads like a question (else empty: the pair is skipped)."""
+    line = reply.strip().splitlines()[0].strip() if reply.strip() else ""
+    line = line[: line.index("?") + 1] if "?" in line else line
+    words = re.findall(r"\w+", line)
+    if len(words) < 3 or line.lower() == _EXAMPLE_QUESTION:
+        return ""
+    return line
+
+
+def generate_questions(
+    passages: Sequence[Passage],
+    generator: Path,
+    cache: Path | None = None,
+    n_threads: int | None = None,
+    time_budget_s: float | None = None,
+    progress: Progress | None = None,
+) -> dict[str, str]:
+    """Chunk id → a generated question, for each passage the generator gave a usable question for.
+
+    Answers are appended to ``cache`` (JSONL keyed by generator, prompt and passage text) as they come, so an
+    interrupted run keeps its work. ``time_budget_s`` stops generating (not reading the cache) after that long.
+    """
+    from outpost.llm.base import GenerationParams
+    from outpost.llm.llamacpp import LlamaCppModel
+
+    if not generator.is_file():
+        raise ConfigError(f"No GGUF file at {generator}: pass a model file or a bundled name")
+    cached = _read_cache(cache)
+    keys = {p.id: _prompt_key(generator.name, p.text) for p in passages}
+    todo = [p for p in passages if keys[p.id] not in cached]
+    if todo and (time_budget_s is None or time_budget_s > 0):  # a zero budget reads the cache only
+        model = LlamaCppModel(generator, n_ctx=512, n_threads=n_threads)
+        params = GenerationParams(temperature=0.0, max_tokens=28, seed=0)
+        started = time.monotonic()
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+        for done, p in enumerate(todo, 1):
+            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                log.info("question generation stopped by its time budget after %d of %d", done - 1, len(todo))
+                break
+            words = p.text.split()[:PROMPT_WORDS]
+            reply = "".join(model.stream_raw(QUESTION_PROMPT.format(text=" ".join(words)), params, stop=["\n"]))
+            cached[keys[p.id]] = _clean_question(reply)
+            if cache:
+                with cache.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"key": keys[p.id], "chunk": p.id, "question": cached[keys[p.id]]}) + "\n")
+            if progress:
+                progress("generate", 1, len(todo))
+    return {p.id: cached[keys[p.id]] for p in passages if cached.get(keys[p.id])}
+
+
+def store_passages(store: Store) -> list[Passage]:
+    """Every chunk of ``store`` as the embedder reads it, in store order."""
+    from outpost.ingest.chunker import embedding_text
+    from outpost.records import Chunk
+
+    with store.reading():
+        rows = store.db.execute("SELECT id, doc_key, heading, text FROM chunks ORDER BY rowid").fetchall()
+    return [Passage(r[0], r[1], embedding_text(Chunk(r[0], r[1], 0, r[3], heading=r[2] or ""))) for r in rows]
+
+
+# -- 2. hard negatives and the consistency filter ----------------------------------------------------
+
+
+@dataclass
+class MinedPairs:
+    pairs: list[Pair]
+    asked: int  # questions offered
+    inconsistent: int  # dropped: the question did not find its own chunk in the top ``k``
+
+
+def mine_pairs(
+    questions: dict[str, str],
+    chunk_doc: dict[str, str],
+    search: Search,
+    k: int = 10,
+    negatives: int = 3,
+    depth: int = 30,
+    origin: str = "generated",
+) -> MinedPairs:
+    """Keep each (question, chunk) the current index finds in its top ``k``; its hard negatives are the
+    best-ranked chunks of other documents within ``depth`` (a chunk of its own document may answer it too)."""
+    pairs: list[Pair] = []
+    dropped = 0
+    for cid, question in questions.items():
+        ranked = search(question, max(k, depth))
+        if cid not in ranked[:k]:
+            dropped += 1
+            continue
+        own = chunk_doc.get(cid)
+        hard = [c for c in ranked if c != cid and chunk_doc.get(c) != own][:negatives]
+        pairs.append(Pair(question, cid, tuple(hard), origin))
+    return MinedPairs(pairs, len(questions), dropped)
+
+
+def judged_pairs(
+    judged: Iterable[tuple[str, Sequence[str], Sequence[str]]], per_query: int = 4, origin: str = "qrels"
+) -> list[Pair]:
+    """(query text, positive chunk ids best first, hard negative chunk ids) → up to ``per_query`` pairs each
+    (a query's hard negatives are shared by its pairs). What feedback and imported qrels become."""
+    out: list[Pair] = []
+    for query, positives, negatives in judged:
+        out += [Pair(query, p, tuple(negatives), origin) for p in list(positives)[:per_query]]
+    return out
+
+
+# -- 3. training ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedderTrainConfig:
+    """Bounded on purpose: two CPU cores train MiniLM at roughly a step per few seconds at these sizes."""
+
+    max_steps: int = 300
+    epochs: float = 1.0
+    batch_size: int = 32
+    max_seq_length: int = 128  # passages are cut here while training only; re-embedding uses the model's own
+    learning_rate: float = 2e-5
+    warmup: float = 0.1
+    negatives_per_pair: int = 1
+    scale: float = 20.0  # MNRL's inverse temperature (sentence-transformers' default)
+    freeze_embeddings: bool = False  # keep the word-piece table (half of MiniLM's weights): much cheaper steps
+    seed: int = 0
+    device: str | None = None  # None: cuda when present, else cpu
+
+
+@dataclass
+class TrainedEmbedder:
+    path: Path
+    steps: int
+    pairs: int
+    seconds: float
+    device: str
+    losses: list[float] = field(default_factory=list)
+
+
+def _batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]]:
+    """Shuffled batches in which no chunk is the positive of two queries (MNRL would count it as a negative)."""
+    pool = pairs[:]
+    rng.shuffle(pool)
+    batches: list[list[Pair]] = []
+    while pool:
+        batch: list[Pair] = []
+        used: set[str] = set()
+        rest: list[Pair] = []
+        for p in pool:
+            if len(batch) < size and p.positive not in used:
+                batch.append(p)
+                used.add(p.positive)
+            else:
+                rest.append(p)
+        batches.append(batch)
+        pool = rest
+    return batches
+
+
+def _columns(
+    batch: list[Pair], texts: dict[str, str], n_neg: int, rng: random.Random, pool: list[str]
+) -> list[list[str]]:
+    """Anchor, positive and ``n_neg`` negative columns; a pair short of hard negatives gets random chunks."""
+    columns = [[p.query for p in batch], [texts[p.positive] for p in batch]]
+    for j in range(n_neg):
+        column = []
+        for p in batch:
+            hard = [n for n in p.negatives if n in texts]
+            column.append(texts[hard[j]] if j < len(hard) else texts[rng.choice(pool)])
+        columns.append(column)
+    return columns
+
+
+def _on(features: dict[str, Any], device: str) -> dict[str, Any]:
+    """Tokenised features with their tensors on ``device`` (other entries, e.g. the modality, kept as they are)."""
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+
+
+def train_embedder(
+    base: str | Path,
+    pairs: list[Pair],
+    texts: dict[str, str],
+    out: Path,
+    config: EmbedderTrainConfig | None = None,
+    progress: Progress | None = None,
+) -> TrainedEmbedder:
+    """Fine-tune the sentence-transformers model at ``base`` on ``pairs`` (chunk ids → ``texts``); save to ``out``.
+
+    The loss is sentence-transformers' ``MultipleNegativesRankingLoss`` over [query ‖ positive ‖ hard negatives]
+    columns, driven by a plain loop: its ``SentenceTransformerTrainer`` needs the ``datasets`` package, which
+    nothing else here uses, for what is a few hundred steps of AdamW.
+    """
+    config = config or EmbedderTrainConfig()
+    usable = [p for p in pairs if p.positive in texts and p.query.strip()]
+    if not usable:
+        raise ConfigError("No training pairs: no generated question passed the consistency filter and no judged query")
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from outpost.embed.local_model import resolve_model_dir
+
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = SentenceTransformer(str(resolve_model_dir(str(base)) or base), device=device, local_files_only=True)
+    full_length = model.max_seq_length
+    model.max_seq_length = min(config.max_seq_length, full_length)
+    loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
+    per_epoch = _batches(usable, config.batch_size, rng)
+    steps = max(1, min(config.max_steps, int(config.epochs * len(per_epoch))))
+    if config.freeze_embeddings:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Embedding):
+                module.weight.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, foreach=True)
+    warm = max(1, int(config.warmup * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+    )
+    pool = list(texts)
+    model.train()
+    losses: list[float] = []
+    batches = per_epoch
+    for step in range(steps):
+        if step and step % len(per_epoch) == 0:
+            batches = _batches(usable, config.batch_size, rng)
+        columns = _columns(batches[step % len(batches)], texts, config.negatives_per_pair, rng, pool)
+        features = [_on(model.preprocess(col), device) for col in columns]
+        loss = loss_fn(features, torch.empty(0))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimiser.step()
+        schedule.step()
+        optimiser.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        if progress:
+            progress("train", 1, steps)
+    model.eval()
+    model.max_seq_length = full_length  # the saved model embeds like the base: only training was cut short
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out))
+    seconds = time.monotonic() - started
+    log.info("fine-tuned %s: %d steps on %d pairs in %.0f s (%s)", base, steps, len(usable), seconds, device)
+    return TrainedEmbedder(out, steps, len(usable), seconds, device, losses)
+
+
+# -- 4. retrieval with a candidate model, and the gate -------------------------------------------------
+
+
+@dataclass
+class HybridIndex:
+    """Hybrid search over given chunk vectors and a BM25 function, fused the way ``Retriever`` fuses.
+
+    Why not a ``Store``: the gate must rank with a candidate model before anything is published, so the
+    candidate's vectors live in memory (int8-rounded like stored ones) while BM25 is the collection's own.
+    """
+
+    ids: list[str]
+    vectors: np.ndarray  # (n, dim) float32, unit rows
+    encode: Callable[[list[str]], np.ndarray]  # query texts → unit vectors
+    bm25: Search | None = None
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    depth: int = 100
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def prime(self, queries: Sequence[str]) -> None:
+        """Embed many queries in one batch (much faster than one by one)."""
+        todo = [q for q in dict.fromkeys(queries) if q not in self._cache]
+        if todo:
+            self._cache.update(zip(todo, _int8_rounded(self.encode(todo))))
+
+    def dense(self, text: str, k: int) -> list[str]:
+        self.prime([text])
+        scores = self.vectors @ self._cache[text]
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        return [self.ids[i] for i in top[np.argsort(-scores[top], kind="stable")]]
+
+    def search(self, text: str, k: int) -> list[str]:
+        from outpost.retrieve import rrf
+
+        depth = max(self.depth, k)
+        dense = self.dense(text, depth)
+        if self.bm25 is None:
+            return dense[:k]
+        lexical = self.bm25(text, depth)
+        return [cid for cid, _ in rrf([(lexical, self.bm25_weight), (dense, self.dense_weight)], self.rrf_k)[:k]]
+
+
+def _int8_rounded(vectors: np.ndarray) -> np.ndarray:
+    """What the vectors become once stored (int8 with a per-row scale), so candidates rank like shipped ones."""
+    from outpost.embed.quantize import dequantize, quantize
+
+    q, scale = quantize(np.asarray(vectors, dtype=np.float32))
+    out = dequantize(q, scale)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def candidate_index(
+    embedder: Embedder, passages: Sequence[Passage], bm25: Search | None, progress: Progress | None = None, **kw: Any
+) -> HybridIndex:
+    """Embed every passage with ``embedder`` (a candidate model: the re-embedding a new identity needs).
+
+    Load it the way the collection will run it (``embed.factory.load_embedder`` on the model folder: the ONNX
+    graph on a CPU), so the gate measures the vectors that would ship.
+    """
+    texts = [p.text for p in passages]
+    counted = (lambda n: progress("embed", n, len(texts))) if progress else None
+    vectors = embedder.embed(texts, progress=counted)
+    return HybridIndex([p.id for p in passages], _int8_rounded(vectors), embedder.embed, bm25, **kw)
+
+
+def store_bm25(store: Store) -> Search:
+    """The collection's own BM25 (``Store.bm25``) as chunk ids."""
+    with store.reading():
+        by_rowid = dict(store.db.execute("SELECT rowid, id FROM chunks").fetchall())
+    return lambda text, k: [by_rowid[r] for r, _ in store.bm25(text, k) if r in by_rowid]
+
+
+@dataclass
+class GateResult:
+    before: dict[str, float]
+    after: dict[str, float]
+    queries: int
+    min_gain: float
+
+    @property
+    def improved(self) -> bool:
+        """Both nDCG@10 and MRR@10 must rise by ``min_gain``: a model that trades one for the other is not shipped."""
+        return self.queries > 0 and all(
+            self.after[m] >= self.before[m] + self.min_gain and self.after[m] > self.before[m]
+            for m in ("ndcg@10", "mrr@10")
+        )
+
+    def summary(self) -> str:
+        return (
+            f"held-out nDCG@10 {self.before['ndcg@10']:.4f} → {self.after['ndcg@10']:.4f}, "
+            f"MRR@10 {self.before['mrr@10']:.4f} → {self.after['mrr@10']:.4f} on {self.queries} queries"
+        )
+
+
+def rank_metrics(
+    search: Search, judged: Sequence[Judged], unit: Callable[[str], str] | None = None, k: int = 10
+) -> dict[str, float]:
+    """Mean nDCG@k and MRR@k of ``judged`` under ``search``; ``unit`` maps a chunk to what was judged
+    (its document, for BEIR qrels: a document ranks as its best chunk)."""
+    if not judged:
+        return {"ndcg@10": 0.0, "mrr@10": 0.0}
+    ndcg = mrr = 0.0
+    for j in judged:
+        ranked = search(j.query, k * 10 if unit else k)
+        if unit:
+            ranked = list(dict.fromkeys(unit(c) for c in ranked))
+        relevant = {u for u, g in j.relevant.items() if g > 0}
+        ndcg += ndcg_at_k(ranked, j.relevant, k)
+        mrr += reciprocal_rank(ranked, relevant, k)
+    return {"ndcg@10": ndcg / len(judged), "mrr@10": mrr / len(judged)}
+
+
+def gate(
+    before: Search,
+    after: Search,
+    held: Sequence[Judged],
+    min_gain: float = 0.0,
+    unit: Callable[[str], str] | None = None,
+) -> GateResult:
+    """Rank the held-out queries with the current and the candidate retrieval; see :attr:`GateResult.improved`."""
+    result = GateResult(rank_metrics(before, held, unit), rank_metrics(after, held, unit), len(held), min_gain)
+    log.info("embedder gate: %s (%s)", result.summary(), "passes" if result.improved else "fails")
+    return result
