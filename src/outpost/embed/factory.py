@@ -7,6 +7,7 @@ per name, device and batch size in a process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from outpost.embed.base import Embedder
@@ -21,6 +22,10 @@ EmbedderFactory = Callable[[str, Settings], Embedder]
 DEFAULT_KIND = "sentence-transformers"
 
 _CACHE: dict[tuple[str, str | None, int, str], Embedder] = {}
+# One embedder per key even when many threads ask first at once (`outpost serve`'s request threads): without it
+# each built its own, and each its own ONNX Runtime session (~120 MB): 16 API clients took the server from
+# 115 MB to 2.5 GB before the first answer (docs/reliability.md, fix 12).
+_LOCK = threading.RLock()  # re-entrant: a plugin backend may build on another embedder
 
 
 def sentence_transformers(model: str, settings: Settings) -> Embedder:
@@ -48,13 +53,18 @@ def load_embedder(settings: Settings, name: str | None = None) -> Embedder:
     """The embedder for ``name`` (default: the settings'), shared within a process."""
     name = name or settings.embed_model
     key = (name, settings.device, settings.embed_batch_size, settings.embed_backend)
-    if key not in _CACHE:
-        factory, model = EMBEDDERS.choose(name, DEFAULT_KIND)
-        embedder = factory(model, settings)
-        if not isinstance(embedder, Embedder):
-            raise ConfigError(
-                f"The embedder backend for {name!r} returned {type(embedder).__name__}, not an outpost Embedder: "
-                "the plugin is broken; choose another with --embed-model"
-            )
-        _CACHE[key] = embedder
-    return _CACHE[key]
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(name, settings)
+        return _CACHE[key]
+
+
+def _build(name: str, settings: Settings) -> Embedder:
+    factory, model = EMBEDDERS.choose(name, DEFAULT_KIND)
+    embedder = factory(model, settings)
+    if not isinstance(embedder, Embedder):
+        raise ConfigError(
+            f"The embedder backend for {name!r} returned {type(embedder).__name__}, not an outpost Embedder: "
+            "the plugin is broken; choose another with --embed-model"
+        )
+    return embedder

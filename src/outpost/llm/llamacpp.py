@@ -208,7 +208,25 @@ class LlamaCppModel(ChatModel):
             stream=True,
         )
         pieces = cast("Iterator[CreateCompletionStreamResponse]", completion)  # stream=True: never one response
-        for piece in pieces:
-            text = piece["choices"][0]["text"]
-            if text:
-                yield text
+        try:
+            for piece in pieces:
+                text = piece["choices"][0]["text"]
+                if text:
+                    yield text
+        finally:  # also when a client stops reading mid-answer (this generator is closed): still under the lock
+            getattr(completion, "close", lambda: None)()
+            self._free_sampler()
+
+    def _free_sampler(self) -> None:
+        """Free the sampler chain llama-cpp-python built for this generation now, not at some later GC.
+
+        Why: ``Llama.generate`` builds a new ``LlamaSampler`` per generation and only drops the previous one, but a
+        ``LlamaSampler`` sits in a reference cycle (its ``ExitStack`` callback holds it), so its native chain —
+        about 12 bytes per vocabulary entry: 3 MB for Gemma 3's 262k tokens — is freed only when Python's cyclic
+        GC collects its oldest generation, which a busy `outpost serve` rarely does: RSS rose ~3 MB per answer
+        (docs/reliability.md, fix 13). Called under ``self._lock``, after the completion's last piece.
+        """
+        sampler = getattr(self.llm, "_sampler", None)
+        if sampler is not None:
+            sampler.close()
+            self.llm._sampler = None
