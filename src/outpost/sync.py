@@ -525,10 +525,14 @@ def _unshared(home: Path, hub: HubConfig, visible: set[str], prune: bool) -> lis
 
 
 def _origin(local: Collections, name: str) -> str | None:
-    """The hub URL a local collection was synced from; None for one made here, or one that is not there."""
+    """The hub URL a local collection was synced from; None for one made here, one that is not there, or one SQLite
+    cannot open (a damaged file: its own sync already failed with that, and one collection never stops the rest)."""
     if not local.exists(name):
         return None
-    store = local.open(name)
+    try:
+        store = local.open(name)
+    except (OSError, sqlite3.Error):
+        return None
     try:
         return store.get_meta("hub")
     finally:
