@@ -724,7 +724,22 @@ SIGNED_MANIFESTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "base-negative": (lambda m: m.update(base_version=-1), r"base_version must be an integer"),
     "snapshot-flag-on-delta": (lambda m: m.update(snapshot=True), r"malformed \(base 1, version 2, snapshot True\)"),
     "collection-traversal": (lambda m: m.update(collection="../docs"), r"collection name '../docs'"),
-    "format-version-2": (lambda m: m.update(format_version=2), r"Unsupported pack format 2"),
+    "format-version-3": (lambda m: m.update(format_version=3), r"Unsupported pack format 3"),
+    # format 2 (issue 15) is a pack that names a query encoder or re-vectors the collection: it must do one
+    "format-version-2-names-nothing": (lambda m: m.update(format_version=2), r"format 2 names neither"),
+    "format-2-encoder-not-the-identity": (
+        lambda m: m.update(format_version=2, encoder={"sha256": "0" * 64, "bytes": 10}, revectors=None),
+        r"not the one the embedding identity names",
+    ),
+    "format-2-encoder-path": (
+        lambda m: m.update(format_version=2, encoder={"sha256": "../../etc", "bytes": 10}, revectors=None),
+        r"encoder.sha256 is '../../etc'",
+    ),
+    "format-1-with-encoder": (lambda m: m.update(encoder=None, revectors=3), r"format 1 names no encoder"),
+    "format-2-revectors-without-file": (
+        lambda m: m.update(format_version=2, encoder=None, revectors=3),
+        r"unexpected files",
+    ),
     "format-version-true": (lambda m: m.update(format_version=True), r"Unsupported pack format True"),
     "counts-missing": (lambda m: m.pop("counts"), r"counts None"),
     "counts-string": (lambda m: m["counts"].update(chunks="3"), r"counts.chunks must be an integer"),
