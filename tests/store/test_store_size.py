@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from outpost.db import migrate
 from outpost.embed.quantize import quantize
@@ -191,3 +192,30 @@ def test_a_new_store_has_16k_pages_and_gives_freed_pages_back_on_checkpoint(tmp_
     assert not (tmp_path / "n" / "store.sqlite-wal").stat().st_size
     _fts_ok(store.db)
     assert store.counts() == (10, 30)
+
+
+def _indexes(store: Store) -> set[str]:
+    return {
+        r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'chunks'")
+    }
+
+
+def test_a_snapshot_builds_the_chunk_indexes_once_and_a_failed_one_keeps_them(tmp_path: Path) -> None:
+    store = Store.open(tmp_path, "x", create=True)
+    docs = [_doc(i) for i in range(20)]
+    store.apply(_changeset(store, docs, [c for d in docs for c in _chunks(d)]))
+    assert _indexes(store) == {"chunks_id", "chunks_doc"}
+    again = [c for d in docs[:5] for c in _chunks(d, tag="s")]
+    bad = _changeset(store, docs[:5], again + again[:1], snapshot=True)  # one id twice: CREATE UNIQUE INDEX refuses
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        store.apply(bad)
+    assert store.version == 1 and store.counts() == (20, 60) and _indexes(store) == {"chunks_id", "chunks_doc"}
+    _fts_ok(store.db)
+    store.apply(_changeset(store, docs[:5], again, snapshot=True))
+    assert _indexes(store) == {"chunks_id", "chunks_doc"} and store.counts() == (5, 15)
+    plan = " ".join(r[3] for r in store.db.execute("EXPLAIN QUERY PLAN SELECT rowid FROM chunks WHERE id = 'x'"))
+    assert "chunks_id" in plan  # the lookups of deletes and revectors use it again
+    assert store.db.execute("SELECT v FROM chunks_fts_config WHERE k = 'automerge'").fetchone()[0] == 4
+    store.apply(_changeset(store, [], [], deletes=[again[0].id]))
+    _fts_ok(store.db)
+    assert store.counts() == (5, 14) and store.chunk_ids(["doc0.md"]) == [c.id for c in again[1:3]]

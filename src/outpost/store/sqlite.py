@@ -133,6 +133,12 @@ MIGRATIONS: list[str] = [
 # snapshot or a migration freed back to the file system. Measured on NFCorpus: docs/benchmarks.md.
 NEW_FILE_PRAGMAS = ("PRAGMA page_size = 16384", "PRAGMA auto_vacuum = INCREMENTAL")
 
+# The chunks table's indexes (migration 4), dropped while a snapshot's rows go in and created again after them.
+_CHUNK_INDEXES = {
+    "chunks_id": "CREATE UNIQUE INDEX chunks_id ON chunks (id)",
+    "chunks_doc": "CREATE INDEX chunks_doc ON chunks (doc_key, ordinal)",
+}
+
 # A chunk as the application sees it: the heading NULL in the row is its document's title (migration 4).
 _CHUNK_SELECT = (
     "SELECT c.rowid AS rowid, c.id AS id, c.doc_key AS doc_key, c.ordinal AS ordinal, c.page AS page, "
@@ -740,6 +746,8 @@ class Store:
                 for part in parts or ():
                     self._insert(part, first + len(added))
                     added = np.arange(first, first + len(added) + len(part.upserts), dtype=np.int64)
+                if changeset.snapshot:
+                    self._bulk_mode(False)
                 if changeset.revectors is not None:
                     self._check_revectored(changeset, revectored + len(added))
                 if changeset.adapter is not None:
@@ -816,6 +824,7 @@ class Store:
         if changeset.snapshot:  # a snapshot replaces everything, inside the same transaction
             removed = [r[0] for r in self.db.execute("SELECT rowid FROM chunks")]
             self.db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('delete-all')")
+            self._bulk_mode(True)
             self.db.execute("DELETE FROM chunks")
             self.db.execute("DELETE FROM documents")
             return np.asarray(removed, dtype=np.int64)
@@ -835,6 +844,24 @@ class Store:
         for batch in _batches(gone):
             self.db.execute(f"DELETE FROM documents WHERE key IN ({_marks(batch)})", batch)
         return np.asarray(removed, dtype=np.int64)
+
+    def _bulk_mode(self, on: bool) -> None:
+        """A snapshot's rows go in without the chunk indexes and FTS5 merging, which are rebuilt or resumed once at
+        the end, inside the same transaction (a failure rolls the drop back with the rest).
+
+        Why: every row of a snapshot would otherwise insert a random 32-hex id into a B-tree and set off FTS5's
+        incremental merges; one sort-based ``CREATE INDEX`` and one later merge cost less (measured at 100k chunks:
+        docs/benchmarks.md). A repeated id then fails ``CREATE UNIQUE INDEX`` instead of its row: the same
+        IntegrityError, the same rollback.
+        """
+        if on:
+            self.db.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('automerge', 0)")
+            for name in _CHUNK_INDEXES:
+                self.db.execute(f"DROP INDEX IF EXISTS {name}")
+        else:
+            for statement in _CHUNK_INDEXES.values():
+                self.db.execute(statement)
+            self.db.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('automerge', 4)")  # FTS5's default
 
     def _pin_titles(self, doc_keys: list[str]) -> None:
         """Chunks that read their heading from their document's title (NULL) get it written out before that document
