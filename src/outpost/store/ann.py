@@ -36,9 +36,10 @@ _TMP = ".tmp"
 # 128 (100k chunks: 26 vs 54 CPU-s), so the graph stays sparse and the search widens instead. How wide depends on
 # the graph's size: HNSW's recall at a fixed expansion_search falls as the graph grows. Recall@10 against exact int8
 # search on the synthetic set (issue 12, P5): 30k chunks 0.98–0.99 at 128; 100k 0.975 / 0.991–0.995 / 0.998–1 at
-# 128 / 256 / 512; 1M 0.961 / 0.975 / 0.985 / 0.993 at 512 / 768 / 1024 / 1536. So the width is about one per 500
-# chunks (as a power of two) between 128 and 1024: ≥ 0.98 at every size measured, and a small collection does not
-# pay for a large one's width (1M at 1024 costs ≈ 2× the search CPU of 512: ≈ 7 ms on an idle core, estimated).
+# 128 / 256 / 512; 300k 0.968 / 0.989 at 256 / 512; 1M 0.961 / 0.975 / 0.985 / 0.993 at 512 / 768 / 1024 / 1536.
+# So the width is about one per 500 chunks (as a power of two) between 128 and 1024: ≥ 0.98 at every size measured,
+# and a small collection does not pay for a large one's width (1M at 1024 costs ≈ 2× the search CPU of 512: ≈ 7 ms
+# on an idle core, estimated).
 CONNECTIVITY = 16
 EXPANSION_ADD = 64
 EXPANSION_SEARCH_MIN = 128
