@@ -294,89 +294,12 @@ def query_latency(embedders: dict[str, Embedder]) -> list[dict[str, Any]]:
 # -- store size --------------------------------------------------------------------------------
 
 
-class SizeOnlyEmbedder(Embedder):
-    """MiniLM's identity and tokenizer (so chunks are exactly ingest's) with random vectors: a store's size does not
-    depend on the vector values (int8, 384 bytes + a float scale per chunk), and the full corpus then takes seconds."""
-
-    def __init__(self) -> None:
-        from outpost.embed.tokens import WordPieces
-
-        model = LocalModel.find(MODEL)
-        assert model is not None
-        self.model = model
-        self.pieces = WordPieces(model.tokenizer_file, model.max_seq_length)
-        self.rng = np.random.default_rng(0)
-
-    @property
-    def identity(self) -> Any:
-        return self.model.identity()
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return self.pieces.count(texts)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self.rng.standard_normal((len(texts), 384)).astype(np.float32)
-
-
-def _files_mb(folder: Path) -> dict[str, float]:
-    return {p.name: round(p.stat().st_size / 1e6, 2) for p in sorted(folder.iterdir()) if p.stat().st_size}
-
-
 def store_part(docs: int) -> dict[str, Any]:
-    """The whole NFCorpus through the real pipeline, with and without the end-of-ingest checkpoint; what the
-    database holds (``dbstat``) and what VACUUM, a 16 KiB page and per-chunk headings cost, measured on copies."""
-    import shutil
-    import sqlite3
+    """Before/after in one run: ``benchmarks/store_size.py`` (the baseline revision's ingest and the current one on
+    the whole NFCorpus, each in its own process; ``dbstat``; the baseline's store upgraded in place)."""
+    from store_size import measure
 
-    from outpost.ingest import discover, ingest
-    from outpost.ingest.limits import ReadLimits
-    from outpost.store import Store
-
-    out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="outpost-store-bench-") as tmp:
-        folder = Path(tmp) / "docs"
-        write_markdown(load_corpus(docs), folder)
-        embedder = SizeOnlyEmbedder()
-        chunker = Chunker(embedder.count_tokens, 200, 30, embedder.identity.name)
-        for label, checkpoint in (("before: no checkpoint", False), ("after: checkpoint(TRUNCATE)", True)):
-            store = Store.open(Path(tmp) / label[:5], "nf", create=True)
-            if not checkpoint:
-                store.checkpoint = lambda: None  # type: ignore[method-assign]  # the old ingest, on this instance
-            ingest(store, discover([folder]), embedder, chunker, limits=ReadLimits(10**9, 0))
-            after = _files_mb(store.folder)
-            store.close()
-            out[label] = {"right_after_ingest": after, "closed": _files_mb(store.folder)}
-        db_path = Path(tmp) / "after" / "nf" / "store.sqlite"
-        db = sqlite3.connect(db_path)
-        out["dbstat_mb"] = {
-            name: round(size / 1e6, 2)
-            for name, size in db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 6")
-        }
-        row = db.execute("SELECT COUNT(*), SUM(LENGTH(text)), SUM(LENGTH(heading)), SUM(LENGTH(vector)) FROM chunks")
-        out["chunks"], text, heading, vectors = row.fetchone()
-        out["payload_mb"] = {"text": text / 1e6, "heading": heading / 1e6, "vectors": vectors / 1e6}
-        db.close()
-        variants = {
-            "VACUUM": ["VACUUM"],
-            "page_size 16384 + VACUUM": ["PRAGMA journal_mode=DELETE", "PRAGMA page_size=16384", "VACUUM"],
-            "… + headings not repeated per chunk (upper bound: emptied)": [
-                "PRAGMA journal_mode=DELETE",
-                "PRAGMA page_size=16384",
-                "UPDATE chunks SET heading = ''",
-                "INSERT INTO chunks_fts(chunks_fts) VALUES('rebuild')",
-                "VACUUM",
-            ],
-        }
-        out["what_if_mb"] = {}
-        for label, statements in variants.items():
-            copy = Path(tmp) / "copy.sqlite"
-            shutil.copy(db_path, copy)
-            db = sqlite3.connect(copy, isolation_level=None)
-            for statement in statements:
-                db.execute(statement).fetchall()
-            db.close()
-            out["what_if_mb"][label] = round(copy.stat().st_size / 1e6, 2)
-    return out
+    return measure(docs)
 
 
 # -- PDF ---------------------------------------------------------------------------------------
