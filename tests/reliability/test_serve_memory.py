@@ -12,6 +12,8 @@ import gc
 import threading
 from pathlib import Path
 
+import ollama
+import openai
 from llama_cpp._internals import LlamaSampler
 
 from outpost.embed.factory import load_embedder
@@ -61,3 +63,28 @@ def test_a_generation_frees_its_sampler_when_it_ends_or_is_abandoned() -> None:
         model._lock.release()
     finally:
         gc.enable()
+
+
+def test_an_answer_abandoned_mid_stream_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    """A client that reads one chunk of a streamed answer and goes away (both dialects), against a real
+    ``outpost serve``: the next request to that model is answered at once. Before fix 15 the abandoned generation
+    kept the model's lock until a garbage collection, and the next request waited (the 16-client proof stalled)."""
+    from reliability.test_load import _log_tail, _serve  # the server helpers of the load proofs
+
+    server, port = _serve(tmp_path / "home", "serve")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        chat = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=120, max_retries=0)
+        local = ollama.Client(host=url, timeout=120)
+        long = [{"role": "user", "content": "Count from one to one hundred, in words."}]
+        for _ in range(2):
+            with chat.chat.completions.create(model="smollm2", messages=long, max_tokens=200, stream=True) as chunks:
+                next(iter(chunks))  # one chunk, then the connection closes
+            for _part in local.chat(model="smollm2", messages=long, stream=True, options={"num_predict": 200}):
+                break  # the NDJSON stream is dropped the same way
+            short = [{"role": "user", "content": "Say yes."}]
+            reply = chat.chat.completions.create(model="smollm2", messages=short, max_tokens=2, temperature=0)
+            assert reply.choices[0].message.content is not None, _log_tail(server)
+    finally:
+        server.kill()  # a stuck server (the old code) does not end on SIGTERM
+        server.wait(30)

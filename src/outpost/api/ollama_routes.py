@@ -21,6 +21,7 @@ from outpost.api.deps import Service
 from outpost.api.openai_routes import FeedbackRequest
 from outpost.api.sampling import MinP, StopList, TopK
 from outpost.api.service import RAG_PREFIX, Generation
+from outpost.api.streaming import GenerationStream
 from outpost.models.load import loaded_models
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.registry import ModelEntry
@@ -141,8 +142,8 @@ def _final(gen: Generation) -> dict[str, Any]:
     }
 
 
-def _ndjson(events: Iterator[dict[str, Any]]) -> StreamingResponse:
-    return StreamingResponse((json.dumps(e) + "\n" for e in events), media_type="application/x-ndjson")
+def _ndjson(events: Iterator[dict[str, Any]], gen: Generation) -> StreamingResponse:
+    return GenerationStream((json.dumps(e) + "\n" for e in events), gen, media_type="application/x-ndjson")
 
 
 router = APIRouter(prefix="/api")
@@ -197,7 +198,7 @@ def chat(request: ChatRequest, service: Service) -> dict[str, Any] | StreamingRe
                 }
             yield {**head, "created_at": _now(), "message": {"role": "assistant", "content": ""}, **_final(gen)}
 
-        return _ndjson(events())
+        return _ndjson(events(), gen)
     text = "".join(gen)
     return {**head, "created_at": _now(), "message": {"role": "assistant", "content": text}, **_final(gen)}
 
@@ -222,7 +223,7 @@ def generate(request: GenerateRequest, service: Service) -> dict[str, Any] | Str
                 yield {**head, "created_at": _now(), "response": piece, "done": False}
             yield {**head, "created_at": _now(), "response": "", **_final(gen)}
 
-        return _ndjson(events())
+        return _ndjson(events(), gen)
     text = "".join(gen)
     return {**head, "created_at": _now(), "response": text, **_final(gen)}
 

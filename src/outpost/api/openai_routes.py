@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from outpost.api.deps import Service
 from outpost.api.sampling import MinP, StopList, StopText, TopK, stop_list
 from outpost.api.service import Generation
+from outpost.api.streaming import GenerationStream
 
 __all__ = ["router"]
 
@@ -92,13 +93,13 @@ class FeedbackRequest(BaseModel):
     sources: dict[int, bool] = {}
 
 
-def _sse(events: Iterator[dict[str, Any]]) -> StreamingResponse:
+def _sse(events: Iterator[dict[str, Any]], gen: Generation) -> StreamingResponse:
     def body() -> Iterator[str]:
         for event in events:
             yield f"data: {json.dumps(event)}\n\n"
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream")
+    return GenerationStream(body(), gen, media_type="text/event-stream")
 
 
 router = APIRouter(prefix="/v1")
@@ -147,7 +148,7 @@ def chat(request: ChatRequest, service: Service) -> dict[str, Any] | StreamingRe
                 "grounding": gen.grounding(),
             }
 
-        return _sse(events())
+        return _sse(events(), gen)
     text = "".join(gen)
     return {
         **base,
@@ -192,7 +193,7 @@ def completions(request: CompletionRequest, service: Service) -> dict[str, Any] 
                 "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": gen.finish_reason}],
             }
 
-        return _sse(events())
+        return _sse(events(), gen)
     text = "".join(gen)
     return {
         **base,

@@ -70,6 +70,16 @@ class Generation:
     def finish_reason(self) -> str:
         return "length" if self.completion_tokens >= self.max_tokens else "stop"
 
+    def close(self) -> None:
+        """End the generation now, read to its end or not (``api/streaming.py``: a client that went away).
+
+        Why: a generation holds its model's lock while it runs (requests queue per model); left suspended, it kept
+        the lock until the garbage collector found it, and every later request to that model waited.
+        """
+        close = getattr(self.pieces, "close", None)
+        if close is not None:
+            close()
+
 
 class ApiService:
     def __init__(self, settings: Settings) -> None:
@@ -162,11 +172,23 @@ class ApiService:
         return embedder.embed(texts), sum(embedder.count_tokens(texts))
 
 
-def _primed(pieces: Iterator[str]) -> Iterator[str]:
-    """Start generating now, so a bad request fails before a streaming response has begun."""
-    iterator = iter(pieces)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        return iter(())
-    return itertools.chain([first], iterator)
+class _Primed(Iterator[str]):
+    """Pieces whose generation has started, so a bad request fails before a streaming response has begun; ``close``
+    ends that generation even if no piece was read (closing an unstarted wrapper generator would not)."""
+
+    def __init__(self, pieces: Iterator[str]) -> None:
+        self._pieces = pieces
+        self._first = list(itertools.islice(pieces, 1))
+
+    def __next__(self) -> str:
+        return self._first.pop() if self._first else next(self._pieces)
+
+    def close(self) -> None:
+        self._first.clear()
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
+
+def _primed(pieces: Iterator[str]) -> _Primed:
+    return _Primed(pieces)
