@@ -4,11 +4,18 @@ Parts (``--parts``, comma-separated; default all but ``gpu``):
 - ``throughput``: word pieces/s embedding the chunks Outpost's chunker cuts from the first ``--docs`` documents:
   *before* (sentence-transformers, batches of 64 in document order: what ``Embedder.embed`` did), *after*
   (the same, length-sorted: what it does now), plain ``SentenceTransformer.encode`` on the whole list (the
-  reference stack), ONNX Runtime fp32 and int8, and the fast torch path (the hub's GPU code, here on the CPU).
-  A word piece is what the model reads: ``min(pieces, 254) + 2`` special tokens per text.
+  reference stack: at batch 64, the baseline of every earlier run, at its own default of 32, and at the ONNX
+  backend's batch size, so a gain from the batch alone shows), ONNX Runtime fp32 (the plain traced graph and the
+  transformer optimiser's fused graph) and int8, and the fast torch path (the hub's GPU code, here on the CPU).
+  A word piece is what the model reads: ``min(pieces, 254) + 2`` special tokens per text. Each row also prints the
+  CPU seconds the process spent in it (all threads): less sensitive to other work on the machine than wall time.
 - ``quality``: dense nDCG@10 on the NFCorpus test queries (323) over all documents (``--quality-docs``), with the
   stored int8 vectors and best chunk per document, for the torch path, ONNX fp32 and int8; the per-chunk cosine to
   the torch path. The ONNX fp32 graph must stay within 0.5% of torch to be chosen automatically.
+- ``eval``: the product's own evaluation (``outpost.evaluate.run_eval``, what ``outpost eval`` runs) on the whole
+  NFCorpus (3,633 documents, 323 test queries), one home per ``embed_backend`` (``--eval-backends``) under
+  ``benchmarks/.cache/eval/`` so a rerun embeds nothing; then the mixed case: the int8 query encoder against the
+  collection embedded by ``auto`` (a laptop whose hub built the collection with the fp32 identity).
 - ``ingest``: a whole ``Outpost.ingest`` of the first ``--docs`` documents in a fresh process per backend: wall
   time, peak RSS, the store's size right after ingest (``store.sqlite`` + ``-wal`` + ``-shm``), then a cold
   ``outpost search`` (new process, ``--repeat`` times: median) and query-embedding latency in-process.
@@ -40,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from _common import (
+    NFCORPUS,
     REPO,
     best_chunk_per_doc,
     blas_one_thread,
@@ -57,8 +65,10 @@ from _common import (
 )
 from outpost.embed.base import Embedder
 from outpost.embed.local_model import LocalModel
+from outpost.embed.onnx import OnnxEmbedder, position_batches
+from outpost.embed.onnx_export import Variant, ensure_export
 from outpost.embed.quantize import quantize
-from outpost.embed.select import choose_embedder
+from outpost.embed.select import ONNX_BATCH_SIZE, choose_embedder
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.ingest.chunker import Chunker, embedding_text
 from outpost.records import Block, Chunk, Document
@@ -93,7 +103,9 @@ def load_avg() -> float:
 
 
 def backends() -> dict[str, Embedder]:
-    """Every backend on the CPU; the ONNX ones exported (once) into the benchmark's cache."""
+    """Every backend on the CPU; the ONNX ones exported (once) into the benchmark's cache. ``onnx-fp32`` is what
+    ``auto`` runs; ``onnx-fp32-opt`` the optimiser's fused graph with the same calls, ``onnx-fp32-16`` auto's
+    graph cut 16 texts a call (what auto did before ``POSITIONS_PER_CALL``)."""
     model = LocalModel.find(MODEL)
     assert model is not None
     reference = SentenceTransformerEmbedder(MODEL, device="cpu")
@@ -101,9 +113,19 @@ def backends() -> dict[str, Embedder]:
     int8 = choose_embedder(MODEL, "onnx-int8", "cpu", 64, ONNX_CACHE)
     fast = choose_embedder(MODEL, "gpu", "cpu", 64, ONNX_CACHE)
     onnx = getattr(auto, "backend", auto)
-    assert type(onnx).__name__ == "OnnxEmbedder", f"the fp32 export was refused: {onnx!r}"
-    assert type(int8).__name__ == "OnnxEmbedder", "the int8 export was refused"
-    return {"torch": reference, "onnx-fp32": onnx, "onnx-int8": int8, "fast-torch-cpu": fast}
+    assert isinstance(onnx, OnnxEmbedder), f"the fp32 export was refused: {onnx!r}"
+    assert isinstance(int8, OnnxEmbedder), "the int8 export was refused"
+    opt = fp32_graph(model, reference, "fp32-opt")
+    old = OnnxEmbedder(model, onnx.graph, onnx.identity, 16, positions=16 * 256)  # auto before: 16 texts a call
+    graphs = {"onnx-fp32-opt": opt, "onnx-fp32-16": old}
+    return {"torch": reference, "onnx-fp32": onnx, "onnx-int8": int8, "fast-torch-cpu": fast, **graphs}
+
+
+def fp32_graph(model: LocalModel, reference: Embedder, variant: Variant) -> OnnxEmbedder:
+    """One fp32 graph of the cache, cut into calls as auto cuts them."""
+    export = ensure_export(model, reference.identity.weights_sha256, ONNX_CACHE, variant)
+    assert export.accepted, f"the {variant} graph was refused: {export}"
+    return OnnxEmbedder(model, export.graph_path(ONNX_CACHE), reference.identity, ONNX_BATCH_SIZE)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -112,10 +134,26 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def timed_cpu(fn: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (every thread, user + system) for one call."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    wall = timed(fn)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
 def document_order(embedder: Embedder, texts: Sequence[str], batch: int = 64) -> None:
     """The old ``Embedder.embed``: batches cut in input order (long and short texts pad each other)."""
     for start in range(0, len(texts), batch):
         embedder._encode(list(texts[start : start + batch]))
+
+
+def onnx_batches(st: SentenceTransformerEmbedder, onnx: OnnxEmbedder, texts: Sequence[str]) -> None:
+    """sentence-transformers fed exactly the calls the ONNX backend makes (``position_batches``): so a gain that
+    comes from the batching alone shows on the reference path too, and is not credited to ONNX Runtime."""
+    lengths = [min(n, onnx.max_tokens) + 2 for n in onnx.count_tokens(list(texts))]
+    for index in position_batches(lengths, onnx.positions, onnx.batch_size):
+        st.model.encode([texts[i] for i in index], batch_size=len(index))
 
 
 def padding(embedder: Embedder, texts: list[str], batch: int = 64) -> dict[str, Any]:
@@ -142,31 +180,43 @@ def throughput(embedders: dict[str, Embedder], texts: list[str], rounds: int) ->
     it over all runs alike, so the ratios hold even when the absolute figures do not."""
     st = embedders["torch"]
     assert isinstance(st, SentenceTransformerEmbedder)
+    onnx = embedders["onnx-fp32"]
+    assert isinstance(onnx, OnnxEmbedder)
+    graph = "optimised" if onnx.graph == getattr(embedders["onnx-fp32-opt"], "graph", None) else "plain"
+    calls = f"≤ {onnx.positions} positions a call"
     runs: list[tuple[str, Callable[[list[str]], object]]] = [
         ("before: sentence-transformers, 64 in document order", lambda t: document_order(st, t)),
         ("after: sentence-transformers, length-sorted (Embedder.embed)", lambda t: st.embed(t)),
-        ("plain SentenceTransformer.encode (whole call)", lambda t: st.model.encode(t, batch_size=64)),
-        ("ONNX Runtime fp32 (length-sorted)", lambda t: embedders["onnx-fp32"].embed(t)),
-        ("ONNX Runtime int8 (length-sorted)", lambda t: embedders["onnx-int8"].embed(t)),
+        ("plain SentenceTransformer.encode, batch 64 (the baseline)", lambda t: st.model.encode(t, batch_size=64)),
+        ("plain SentenceTransformer.encode, its default batch 32", lambda t: st.model.encode(t)),
+        ("SentenceTransformer.encode in the ONNX backend's calls", lambda t: onnx_batches(st, onnx, t)),
+        (f"auto: ONNX Runtime fp32, {graph} graph, {calls}", lambda t: onnx.embed(t)),
+        (f"ONNX Runtime fp32, optimised graph, {calls}", lambda t: embedders["onnx-fp32-opt"].embed(t)),
+        ("ONNX Runtime fp32, plain graph, 16 a call (auto before)", lambda t: embedders["onnx-fp32-16"].embed(t)),
+        ("ONNX Runtime int8 (a different identity)", lambda t: embedders["onnx-int8"].embed(t)),
         ("fast torch path on the CPU, fp32", lambda t: embedders["fast-torch-cpu"].embed(t)),
     ]
     slices = [texts[i::rounds] for i in range(rounds)]
     seconds = [0.0] * len(runs)
+    cpu = [0.0] * len(runs)
     loads = []
     for r, part in enumerate(slices):
         log(f"throughput: round {r + 1}/{rounds} ({len(part)} chunks)")
         loads.append(load_avg())
         for k in range(len(runs)):
             index = (k + r) % len(runs)
-            seconds[index] += timed(lambda: runs[index][1](part))  # noqa: B023 - called at once, inside the loop
+            wall, used = timed_cpu(lambda: runs[index][1](part))  # noqa: B023 - called at once, inside the loop
+            seconds[index] += wall
+            cpu[index] += used
     pieces = word_pieces(st, texts)
     rows: list[dict[str, Any]] = [
-        {"run": name, "seconds": round(sec, 2), "word_pieces_s": round(pieces / sec)}
-        for (name, _), sec in zip(runs, seconds)
+        {"run": name, "seconds": round(sec, 2), "word_pieces_s": round(pieces / sec), "cpu_s": round(used, 2)}
+        for (name, _), sec, used in zip(runs, seconds, cpu)
     ]
     for row in rows:
         row["vs_before"] = round(row["word_pieces_s"] / rows[0]["word_pieces_s"], 2)
         row["vs_plain_st"] = round(row["word_pieces_s"] / rows[2]["word_pieces_s"], 2)
+        row["cpu_vs_plain_st"] = round(rows[2]["cpu_s"] / row["cpu_s"], 2)
     rows[0]["load_per_round"] = loads
     return rows
 
@@ -218,6 +268,55 @@ def quality(embedders: dict[str, Embedder], chunks: list[Chunk]) -> list[dict[st
     for row in rows:
         row["vs_torch_%"] = round(100 * (row["ndcg@10"] - base) / base, 2)
     return rows
+
+
+def percent(value: float, reference: float) -> float:
+    return round(100 * (value - reference) / reference, 2)
+
+
+# -- eval: the whole NFCorpus through outpost.evaluate ---------------------------------------------
+
+EVAL_HOMES = ensure_cache_dir() / "eval"
+
+
+def eval_part(backends: Sequence[str], split: str) -> dict[str, Any]:
+    """``run_eval`` per backend (bm25, dense, hybrid on every document), then int8 queries on auto's collection."""
+    from outpost import Outpost
+    from outpost.evaluate import _evaluate_mode, load_beir, run_eval
+
+    rows: list[dict[str, Any]] = []
+    ops: dict[str, Outpost] = {}
+    for backend in backends:
+        log(f"eval: NFCorpus {split} with embed_backend={backend} (home {EVAL_HOMES / backend})")
+        op = Outpost(home=EVAL_HOMES / backend, embed_backend=backend, embed_cache=ONNX_CACHE)
+        load, start = load_avg(), time.perf_counter()
+        report = run_eval(op, NFCORPUS, split)
+        ops[backend] = op
+        embedder = op.embedder()
+        runtime = type(getattr(embedder, "backend", embedder)).__name__
+        row = {"backend": backend, "runs": runtime, "identity": embedder.identity.name, "chunks": report.chunks}
+        row |= {f"{mode}_ndcg@10": round(m["ndcg@10"], 4) for mode, m in report.results.items()}
+        rows.append(row | {"seconds": round(time.perf_counter() - start), "load": load})
+    mixed: list[dict[str, Any]] = []
+    if {"auto", "onnx-int8"} <= set(ops):
+        _, queries, qrels = load_beir(NFCORPUS, split)
+        qrels = {q: judged for q, judged in qrels.items() if q in queries}
+        retriever = ops["auto"].retriever(f"eval-{NFCORPUS.name}")
+        retriever.depth = 300  # as run_eval
+        int8 = ops["onnx-int8"].embedder()
+        vectors = dict(zip(qrels, int8.embed([queries[q] for q in qrels])))
+        for mode in ("dense", "hybrid"):
+            found = _evaluate_mode(retriever, mode, queries, qrels, vectors)
+            mixed.append(
+                {"queries": "onnx-int8", "documents": "auto", "mode": mode, "ndcg@10": round(found["ndcg@10"], 4)}
+            )
+    first = rows[0]  # torch, the reference path, unless --eval-backends says otherwise
+    for row in rows:
+        for mode in ("dense", "hybrid"):
+            row[f"{mode}_vs_{first['backend']}_%"] = percent(row[f"{mode}_ndcg@10"], first[f"{mode}_ndcg@10"])
+    for row in mixed:
+        row[f"vs_{first['backend']}_%"] = percent(row["ndcg@10"], first[f"{row['mode']}_ndcg@10"])
+    return {"split": split, "documents": NFCORPUS.name, "backends": rows, "int8_queries_on_fp32_documents": mixed}
 
 
 # -- ingest, store, cold search ----------------------------------------------------------------
@@ -371,6 +470,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="cold searches per backend")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved throughput rounds")
     parser.add_argument("--ingest-backends", default="torch,auto", help="embed_backend values for the ingest part")
+    parser.add_argument("--eval-backends", default="torch,auto,onnx-int8", help="embed_backend values, eval part")
+    parser.add_argument("--eval-split", default="test", help="NFCorpus qrels split for the eval part")
     parser.add_argument("--gpu-chunks", type=int, default=50_000)
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
@@ -399,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "quality" in parts:
             result["quality"] = quality(embedders, corpus_chunks(args.quality_docs, embedders["torch"]))
             log(f"quality: {json.dumps(result['quality'])}")
+    if "eval" in parts:
+        result["eval"] = eval_part(args.eval_backends.split(","), args.eval_split)
+        log(f"eval: {json.dumps(result['eval'])}")
     if "store" in parts:
         result["store"] = store_part(args.store_docs)
         log(f"store: {json.dumps(result['store'])}")
@@ -424,6 +528,12 @@ def render(result: dict[str, Any]) -> str:
         rows = result["throughput"]["rows"]
         out += ["", f"throughput ({result['throughput']['chunks']} chunks)"]
         out.append(table([list(r.values()) for r in rows], list(rows[0])))
+    if "eval" in result:
+        for key in ("backends", "int8_queries_on_fp32_documents"):
+            rows = result["eval"][key]
+            if rows:
+                out += ["", f"eval ({result['eval']['documents']} {result['eval']['split']}): {key}"]
+                out.append(table([list(r.values()) for r in rows], list(rows[0])))
     for key in ("store", "pdf", "gpu"):
         if key in result:
             out += ["", f"{key}: {json.dumps(result[key])}"]

@@ -17,6 +17,7 @@ import pytest
 from outpost.embed.base import Embedder, length_batches
 from outpost.embed.gpu import TorchFastEmbedder
 from outpost.embed.local_model import LocalModel
+from outpost.embed.onnx import position_batches
 from outpost.embed.probe import PROBE_TEXTS, cosines
 from outpost.embed.select import Backend, CpuEmbedder, choose_embedder, cuda_present
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
@@ -62,6 +63,19 @@ def test_length_batches_cover_every_text_once_longest_first() -> None:
     assert [len(texts[i]) for i in order] == sorted(map(len, texts), reverse=True)
     by_pieces = np.concatenate(list(length_batches(texts, 3, lengths=[1, 1, 9, 1, 1, 1, 5]))).tolist()
     assert by_pieces[:2] == [2, 6]  # given word pieces, those order the batches, not characters
+
+
+def test_position_batches_run_long_texts_alone_and_group_short_ones() -> None:
+    """The ONNX backend's calls: longest first, each within the padded-position budget, capped in texts."""
+    lengths = [30, 200, 12, 130, 200, 60, 12, 12, 140]
+    batches = [list(b) for b in position_batches(lengths, 256, 4)]
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every text once
+    assert batches[:4] == [[1], [4], [8], [3]]  # over 128 positions: alone, longest first, ties in input order
+    assert batches[4:] == [[5, 0, 2, 6], [7]]  # 4 × 60 ≤ 256 (the cap of 4 texts), then what is left
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 256
+    assert [list(b) for b in position_batches([900], 256, 4)] == [[0]]  # longer than the budget: still embedded
+    assert list(position_batches([], 256, 4)) == []
 
 
 def test_embed_sorts_batches_by_length_and_returns_input_order() -> None:

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from test_embed import nfcorpus_texts
 
+from outpost.embed import select
 from outpost.embed.local_model import LocalModel
-from outpost.embed.onnx import OnnxEmbedder
-from outpost.embed.onnx_export import _check_and_store, ensure_export, find_export
-from outpost.embed.probe import FP32_MIN_COSINE, INT8_MIN_COSINE, cosines
+from outpost.embed.onnx import OnnxEmbedder, run_graph
+from outpost.embed.onnx_export import OnnxExport, _check_and_store, ensure_export, find_export
+from outpost.embed.probe import FP32_MIN_COSINE, INT8_MIN_COSINE, PROBE_TEXTS, cosines
 from outpost.embed.select import CpuEmbedder, choose_embedder
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.hashing import sha256_file
@@ -132,3 +133,137 @@ def test_ingest_and_search_on_a_laptop_never_import_torch(
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["OnnxEmbedder", "False"]
+
+
+@pytest.fixture(scope="module")
+def optimised(minilm: LocalModel, onnx_embedder: OnnxEmbedder, onnx_cache: Path) -> OnnxExport:
+    """The optimiser's fused fp32 graph, derived once from the plain graph already in the session's cache."""
+    export = ensure_export(minilm, onnx_embedder.identity.weights_sha256, onnx_cache, "fp32-opt")
+    assert export.accepted, export
+    return export
+
+
+def test_the_optimised_graph_is_fused_and_matches_the_reference_on_the_probe_set(
+    optimised: OnnxExport, minilm: LocalModel, onnx_cache: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """DESIGN.md §11: an export of the same weights keeps the identity only at cosine ≥ 0.999 on the probe set —
+    measured here again, independently of the export's own check, padded in one batch and one text at a time."""
+    import onnx
+
+    graph = optimised.graph_path(onnx_cache)
+    ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
+    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu"} <= ops
+    assert "Softmax" not in ops  # the attention is one kernel, not MatMul → Softmax → MatMul
+    assert graph.name == f"sha256-{sha256_file(graph)}.onnx" and optimised.min_cosine >= FP32_MIN_COSINE
+    assert "optimiser: Attention 6" in optimised.exporter  # MiniLM-L6: six layers, each fused
+    reference = embedder.embed(list(PROBE_TEXTS))
+    for batched in (True, False):
+        assert cosines(run_graph(graph, minilm, list(PROBE_TEXTS), batched), reference).min() >= FP32_MIN_COSINE
+    fused = OnnxEmbedder(minilm, graph, embedder.identity)
+    texts = nfcorpus_texts(24)
+    assert cosines(fused.embed(texts), embedder.embed(texts)).min() >= FP32_MIN_COSINE
+
+
+def test_the_optimised_graph_is_another_cached_file_made_once(
+    optimised: OnnxExport, onnx_embedder: OnnxEmbedder, minilm: LocalModel, onnx_cache: Path
+) -> None:
+    weights = onnx_embedder.identity.weights_sha256
+    plain = find_export(onnx_cache, weights, "fp32")
+    assert plain is not None and plain.graph_sha256 != optimised.graph_sha256  # both blobs stay, side by side
+    assert (onnx_cache / "exports" / f"{weights}-fp32-opt-v1.json").is_file()
+    before = optimised.graph_path(onnx_cache).stat().st_mtime_ns
+    assert ensure_export(minilm, weights, onnx_cache, "fp32-opt") == optimised  # read back, not made again
+    assert optimised.graph_path(onnx_cache).stat().st_mtime_ns == before
+    assert not [p for p in onnx_cache.iterdir() if p.name.startswith(".export-")]
+
+
+def _plain_only_cache(onnx_embedder: OnnxEmbedder, onnx_cache: Path, target: Path) -> Path:
+    """A copy of the session cache holding the plain fp32 export only (as a cache made before the optimiser)."""
+    weights = onnx_embedder.identity.weights_sha256
+    plain = find_export(onnx_cache, weights, "fp32")
+    assert plain is not None
+    (target / "exports").mkdir(parents=True)
+    (target / "blobs").mkdir()
+    shutil.copy(onnx_cache / "weights-sha256.json", target / "weights-sha256.json")
+    shutil.copy(onnx_cache / "exports" / f"{weights}-fp32-v1.json", target / "exports")
+    shutil.copy(plain.graph_path(onnx_cache), plain.graph_path(target))
+    return target
+
+
+def test_thread_settings_reach_the_session(onnx_embedder: OnnxEmbedder, minilm: LocalModel) -> None:
+    import onnxruntime as ort
+
+    from outpost.cpus import physical_cores
+
+    assert onnx_embedder.threads == physical_cores()  # the default: real cores, not the host's logical CPUs
+    one = OnnxEmbedder(minilm, onnx_embedder.graph, onnx_embedder.identity, threads=1)
+    options = one.session.get_session_options()
+    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    texts = nfcorpus_texts(4)
+    assert cosines(one.embed(texts), onnx_embedder.embed(texts)).min() >= 0.99999  # threads change no vector
+
+
+def test_without_the_optimiser_no_fused_graph_is_recorded_and_auto_steps_down_to_the_plain_graph(
+    onnx_embedder: OnnxEmbedder,
+    minilm: LocalModel,
+    onnx_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An install whose onnxruntime lacks ``onnxruntime.transformers`` (a ``None`` entry in ``sys.modules`` makes
+    the real import fail): the fused export raises and records nothing (a repaired install tries again), and
+    ``auto`` told to try the fused graph first runs the plain one, saying so."""
+    cache = _plain_only_cache(onnx_embedder, onnx_cache, tmp_path / "cache")
+    weights = onnx_embedder.identity.weights_sha256
+    monkeypatch.setitem(sys.modules, "onnxruntime.transformers.optimizer", None)
+    with pytest.raises(ImportError):
+        ensure_export(minilm, weights, cache, "fp32-opt")
+    assert find_export(cache, weights, "fp32-opt") is None
+    assert not [p for p in cache.iterdir() if p.name.startswith(".export-")]
+    monkeypatch.setattr(select, "CPU_GRAPHS", ("fp32-opt", "fp32"))
+    with caplog.at_level(logging.WARNING, logger="outpost.embed.select"):
+        chosen = choose_embedder("all-MiniLM-L6-v2", "auto", "cpu", 64, cache)
+        assert isinstance(chosen, CpuEmbedder) and isinstance(chosen.backend, OnnxEmbedder)
+    assert chosen.backend.graph.name == onnx_embedder.graph.name and chosen.identity == onnx_embedder.identity
+    assert "ONNX fp32-opt embedding unavailable (ModuleNotFoundError: import of onnxruntime.transformers" in caplog.text
+    assert "using the ONNX fp32 graph" in caplog.text
+
+
+def test_a_fused_graph_that_fails_the_probe_check_is_refused_and_auto_steps_down(
+    optimised: OnnxExport,
+    onnx_embedder: OnnxEmbedder,
+    minilm: LocalModel,
+    onnx_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Real damage, really measured: the fused graph with its feed-forward weights scaled is refused and never
+    stored; ``auto`` (fused graph first) then runs the plain graph, which passed, under the same identity."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(optimised.graph_path(onnx_cache)))
+    hidden = int(onnx_embedder.identity.dimension)
+    scaled = [t for t in graph.graph.initializer if list(t.dims) == [hidden, 4 * hidden]]
+    assert len(scaled) == 6  # one feed-forward up-projection per layer
+    for tensor in scaled:
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * np.float32(0.2), tensor.name))
+    damaged = tmp_path / "damaged.onnx"
+    onnx.save(graph, str(damaged))
+    cache = _plain_only_cache(onnx_embedder, onnx_cache, tmp_path / "cache")
+    weights = onnx_embedder.identity.weights_sha256
+    record = _check_and_store(minilm, weights, cache, "fp32-opt", damaged)
+    assert not record.accepted and record.min_cosine < FP32_MIN_COSINE
+    assert [p.name for p in (cache / "blobs").iterdir()] == [onnx_embedder.graph.name]  # only the plain graph
+    assert ensure_export(minilm, weights, cache, "fp32-opt") == record  # the verdict is remembered
+    monkeypatch.setattr(select, "CPU_GRAPHS", ("fp32-opt", "fp32"))
+    with caplog.at_level(logging.WARNING, logger="outpost.embed.select"):
+        chosen = choose_embedder("all-MiniLM-L6-v2", "auto", "cpu", 64, cache)
+        assert isinstance(chosen, CpuEmbedder) and isinstance(chosen.backend, OnnxEmbedder)
+    assert chosen.backend.graph.name == onnx_embedder.graph.name
+    assert "fp32-opt graph of sentence-transformers/all-MiniLM-L6-v2 differs" in caplog.text

@@ -9,7 +9,7 @@ torch is searched here, and one built here is searched there. The int8 graph is 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -21,16 +21,29 @@ from outpost.embed.local_model import LocalModel
 from outpost.embed.tokens import WordPieces
 from outpost.records import EmbeddingIdentity
 
-__all__ = ["OnnxEmbedder", "run_graph"]
+__all__ = ["POSITIONS_PER_CALL", "OnnxEmbedder", "position_batches", "run_graph"]
+
+POSITIONS_PER_CALL = 256
+"""Padded positions (texts × longest) per ``session.run``: a chunk of ~200 word pieces runs alone, short texts
+(queries, headings) share a call. On a CPU one long text at a time is the fastest (its activations, 200 × 1,536
+floats in the feed-forward layer and 12 × 200² attention scores, stay in a core's L2 cache; a batch of 16 streams
+through memory): measured on 2 cores against batches of 2, 4, 8 and 16, interleaved with sentence-transformers
+(docs/benchmarks.md, "Embedding"). Batching the short ones keeps the per-call overhead off them."""
 
 
-def _session(graph: Path, threads: int | None) -> Any:
+def _session(graph: Path, threads: int) -> Any:
+    """One session per embedder: ``threads`` for the operators, one inter-op thread, operators run in order.
+
+    A BERT encoder is a chain (each op needs the previous one's output), so a parallel executor has nothing to
+    overlap and only adds a second pool; the intra-op pool gets the real cores (hyper-threads share a core's
+    vector units, and on a loaded machine extra threads only wait on each other at every barrier).
+    """
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Idle pool threads sleep instead of spinning: on a laptop (or 2 cores shared by many) spinning threads steal
     # the cores the next batch needs; measured at load ~15 on 2 cores, query p50 150 ms spinning, 82 ms not.
@@ -50,12 +63,14 @@ class OnnxEmbedder(Embedder):
         identity: EmbeddingIdentity,
         batch_size: int = 64,
         threads: int | None = None,
+        positions: int = POSITIONS_PER_CALL,
     ) -> None:
         self.model = model
         self.graph = graph
         self._identity = identity
         self.batch_size = batch_size
         self.threads = threads or _default_threads()
+        self.positions = positions
 
     @property
     def identity(self) -> EmbeddingIdentity:
@@ -76,6 +91,13 @@ class OnnxEmbedder(Embedder):
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self.pieces.count(texts)
 
+    def _encode_all(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Length-sorted calls of at most ``positions`` padded positions and ``batch_size`` texts."""
+        limit = self.model.max_seq_length - 2
+        lengths = [min(n, limit) + 2 for n in self.count_tokens(list(texts))]  # what the model reads
+        for index in position_batches(lengths, self.positions, self.batch_size):
+            yield index, self._encode([texts[i] for i in index])
+
     def _encode(self, texts: list[str]) -> np.ndarray:
         batch = self.pieces.encode(texts)
         feeds = {
@@ -84,6 +106,18 @@ class OnnxEmbedder(Embedder):
             "token_type_ids": batch.token_type_ids,
         }
         return np.asarray(self.session.run(None, {name: feeds[name] for name in self._input_names})[0])
+
+
+def position_batches(lengths: Sequence[int], positions: int, most: int) -> Iterator[np.ndarray]:
+    """Index arrays of the texts, longest first (ties in input order, as ``base.length_batches``), each as many
+    texts as fit ``positions`` once padded to the batch's longest — at least one, at most ``most``."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)  # sorted: the first text of a batch is its longest
+        count = max(1, min(most, positions // longest))
+        yield order[start : start + count]
+        start += count
 
 
 def run_graph(graph: Path, model: LocalModel, texts: list[str], batched: bool) -> np.ndarray:
@@ -95,8 +129,8 @@ def run_graph(graph: Path, model: LocalModel, texts: list[str], batched: bool) -
 
 
 def _default_threads() -> int:
-    """Cores this process may use (ONNX Runtime's default counts the machine's, ignoring affinity masks)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """Physical cores this process may use (ONNX Runtime's default counts the machine's logical CPUs, ignoring
+    affinity masks and cgroup quotas): ``outpost.cpus``, the one answer for thread counts."""
+    from outpost.cpus import physical_cores
+
+    return physical_cores()

@@ -5,7 +5,7 @@
 - otherwise :class:`CpuEmbedder`: ONNX Runtime with the fp32 graph, exported and probe-checked at the first
   embedding (``outpost.embed.onnx_export``), so a laptop never imports torch after that first time; or
   sentence-transformers when the export is missing a piece or failed its check (said in a warning, with the
-  measured cosine);
+  measured cosine). The graphs tried are :data:`CPU_GRAPHS`, in order, each failure a warning and a step down;
 - sentence-transformers when the model is not a plain mean-pooling one.
 
 ``onnx-int8`` is never chosen automatically: its vectors differ (a different identity), so a collection built
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.embed.tokens import WordPieces
 from outpost.records import EmbeddingIdentity
 
+if TYPE_CHECKING:
+    from outpost.embed.onnx_export import Variant
+
 __all__ = ["Backend", "CpuEmbedder", "choose_embedder", "cuda_present"]
 
 log = logging.getLogger(__name__)
@@ -36,9 +39,16 @@ log = logging.getLogger(__name__)
 Backend = Literal["auto", "torch", "gpu", "onnx", "onnx-int8"]
 
 ONNX_BATCH_SIZE = 16
-"""The exported graph materialises attention scores (batch × 12 heads × 256²): at 64 texts a batch the ingest
-process peaked at 665 MB, at 16 it stays under 600 MB, and ONNX Runtime on a CPU is no slower for it (measured,
-interleaved: 20.9 s at 16 against 23.6 s at 64 for the same 322 chunks; docs/benchmarks.md)."""
+"""The most texts per ONNX Runtime call; how many a call really takes is set by padded positions
+(``outpost.embed.onnx.POSITIONS_PER_CALL``: a 200-piece chunk runs alone, short texts share a call). Large batches
+are slower on a CPU and the graph materialises attention scores (batch × 12 heads × n²): at 64 texts a batch the
+ingest peaked at 665 MB (docs/benchmarks.md, "Embedding")."""
+
+CPU_GRAPHS: tuple[Variant, ...] = ("fp32",)
+"""The fp32 graphs ``auto`` tries on a CPU, in order (each keeps the model's identity only once it passed the probe
+check). The transformer optimiser's fused graph (``fp32-opt``) measured no faster than the plain graph, at one text
+per call as at 2–16 (docs/benchmarks.md, "Embedding"), so it is not tried: one export and one 90 MB file fewer.
+Putting it first here makes ``auto`` run it, the plain graph being the step down."""
 
 
 def cuda_present(device: str | None) -> bool:
@@ -104,8 +114,13 @@ class CpuEmbedder(Embedder):
 
     @cached_property
     def backend(self) -> Embedder:
-        """What actually runs (exports the graph on first use; see ``outpost.embed.onnx_export``)."""
-        return _onnx(self.model, "fp32", self.batch_size, self.cache, self.memo) or self.fallback
+        """What actually runs (exports the graphs on first use; see ``outpost.embed.onnx_export``)."""
+        steps_down = [f"the ONNX {v} graph" for v in CPU_GRAPHS[1:]] + ["sentence-transformers"]
+        for variant, instead in zip(CPU_GRAPHS, steps_down):
+            found = _onnx(self.model, variant, self.batch_size, self.cache, self.memo, instead)
+            if found is not None:
+                return found
+        return self.fallback
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return self.pieces.count(texts)
@@ -118,29 +133,35 @@ class CpuEmbedder(Embedder):
 
 
 def _onnx(
-    model: LocalModel, variant: Literal["fp32", "int8"], batch_size: int, cache: Path, memo: Path
+    model: LocalModel,
+    variant: Variant,
+    batch_size: int,
+    cache: Path,
+    memo: Path,
+    instead: str = "sentence-transformers",
 ) -> Embedder | None:
-    """The ONNX embedder when its graph exists or exports and passes the probe check; else ``None`` and a warning."""
+    """The ONNX embedder when its graph exists or exports and passes the probe check; else ``None`` and a warning
+    naming what runs ``instead``."""
     try:
         from outpost.embed.onnx import OnnxEmbedder
         from outpost.embed.onnx_export import ensure_export
 
         reference = model.identity(memo)
         export = ensure_export(model, reference.weights_sha256, cache, variant)
-    except Exception as exc:  # any failure to export leaves the reference path, which still works
-        log.warning("ONNX embedding unavailable (%s: %s); using sentence-transformers", type(exc).__name__, exc)
+    except Exception as exc:  # any failure to export leaves the next path down, which still works
+        log.warning("ONNX %s embedding unavailable (%s: %s); using %s", variant, type(exc).__name__, exc, instead)
         return None
     if not export.accepted:
         log.warning(
-            "ONNX %s graph of %s differs from sentence-transformers (probe cosine %.4f < %.3f); using "
-            "sentence-transformers",
-            variant,
+            "ONNX %s graph of %s differs from sentence-transformers (probe cosine %.4f < %.3f); using %s",
+            export.variant,
             model.name,
             export.min_cosine,
             export.threshold,
+            instead,
         )
         return None
-    identity = reference if variant == "fp32" else _int8_identity(reference, export.graph_sha256)
+    identity = reference if variant != "int8" else _int8_identity(reference, export.graph_sha256)
     return OnnxEmbedder(model, export.graph_path(cache), identity, min(batch_size, ONNX_BATCH_SIZE))
 
 
