@@ -229,3 +229,22 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def rss_figures(samples: list[tuple[float, int]], warm: float) -> dict[str, object]:
+    """RSS over a load run (``samples``: seconds since start, kB, one a second) summed up: at the start, once warm
+    (``warm`` s: models loaded, every client answered once), at the end, the peak, and the least-squares slope of
+    the samples after warm-up in MB per minute (flat memory: near 0)."""
+    after = [(t, kb / 1024) for t, kb in samples if t >= warm]
+    slope = 0.0
+    if len(after) >= 2:
+        ts, ms = np.array([t for t, _ in after]), np.array([m for _, m in after])
+        slope = float(np.polyfit(ts, ms, 1)[0]) * 60
+    return {
+        "rss_mb_start": round(samples[0][1] / 1024),
+        "rss_mb_warm": round(after[0][1]) if after else None,
+        "rss_mb_end": round(samples[-1][1] / 1024),
+        "rss_mb_peak": round(max(kb for _, kb in samples) / 1024),
+        "rss_mb_per_min_after_warmup": round(slope, 1),
+        "rss_mb_every_5s": [round(kb / 1024) for t, kb in samples[::5]],
+    }
