@@ -248,7 +248,7 @@ def _reference_vectors(model: LocalModel) -> np.ndarray:
 
 
 def _exporter_versions() -> str:
-    import onnxruntime  # type: ignore[import-untyped]
+    import onnxruntime
     import torch
 
     return f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, opset {OPSET}"
