@@ -285,7 +285,8 @@ def test_ingest_after_the_switch_then_rollback(world: World, embedder, tmp_path:
 
     with pytest.raises(ModelMismatchError, match="needs the embedder"):
         rollback_embedder(world.hub, "docs")  # the base model is not an encoder the hub shipped: say what to pass
-    assert rollback_embedder(world.hub, "docs", embedder, {"reason": "test"}) == 4
+    done = outpost_cli("hub", "rollback-embedder", "-c", "docs", home=world.home)  # with the settings' base model
+    assert done.returncode == 0 and "docs v4 embeds with sentence-transformers/all-MiniLM-L6-v2 " in done.stdout
     assert (encoders_dir(laptop) / world.sha / ENCODER_JSON).is_file()
     assert sync(laptop, world.url, world.token).updated["docs"] == (3, 4, "delta-3-4")
     assert identity(laptop) == world.base

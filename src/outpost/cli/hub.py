@@ -133,6 +133,23 @@ def rollback_cmd(
     out.print(f"{collection} v{version} now carries adapter v{adapter}" + (" (identity)" if adapter == 0 else ""))
 
 
+@hub_app.command("rollback-embedder")
+@guarded
+def rollback_embedder_cmd(
+    ctx: typer.Context, collection: Annotated[str, typer.Option("--collection", "-c", help="Hub collection.")]
+) -> None:
+    """Go back to the embedder the collection had before its latest switch (a fine-tune's predecessor): every chunk
+    is re-embedded with it in one new version, and laptops switch back at their next sync."""
+    from outpost.hub.embedder import rollback_embedder
+
+    settings = _settings(ctx)
+    hub = Hub(HubHome.at(settings.home, settings.hub_db))
+    with progress_bars(True) as progress:
+        version = rollback_embedder(hub, collection, Outpost(settings=settings).embedder(), progress=progress)
+    identity = hub.info(collection).embedding
+    out.print(f"{collection} v{version} embeds with {identity.short() if identity else '?'}")
+
+
 @hub_app.command("finetune")
 @guarded
 def finetune_cmd(
