@@ -6,6 +6,7 @@ proof's figures as JSON lines (collected through ``OUTPOST_RELIABILITY_RESULTS``
 
     .venv/bin/python benchmarks/reliability.py                  # everything (long: the kill proofs dominate)
     .venv/bin/python benchmarks/reliability.py -k r1 --trials 50 # one proof
+    .venv/bin/python benchmarks/reliability.py -k 16_api --api-clients 16 --seconds 60   # serve under 16 clients
 """
 
 from __future__ import annotations
