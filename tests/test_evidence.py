@@ -73,13 +73,16 @@ def test_a_faithful_answer_passes(sources: list[Source], embedder: SentenceTrans
 @pytest.mark.parametrize(
     ("reply", "because"),
     [
-        ("New hires get 30 vacation days per year [1].", "'30' is not in source [1]"),
-        ("New hires get 25 vacation days per year [1].", "not in source [1]"),  # a real number, misplaced
-        ("Requests are approved by Maria Lopez [1].", "'Maria', 'Lopez' is not in source [1]"),
-        ("New hires get 20 vacation days per year [2].", "not in source [2]"),  # right fact, wrong citation
-        ("The answer is: 2", "not where it speaks to this"),  # SmolLM2's reply in issue 16
-        ("How many vacation days do new hires get?", "repeats the question"),  # a question is no answer
-        ("New hires get vacation days.", "repeats the question"),  # nothing beyond the question's own terms
+        ("New hires get 30 vacation days per year [1].", "Source [1] does not mention “30”."),
+        (
+            "New hires get 25 vacation days per year [1].",
+            "Source [1] mentions “25”, but not in what it says about this.",
+        ),
+        ("Requests are approved by Maria Lopez [1].", "Source [1] does not mention “Maria” or “Lopez”."),
+        ("New hires get 20 vacation days per year [2].", "Source [2] does not mention “20”."),  # wrong citation
+        ("The answer is: 2", "Sources [1], [2] mention “2”, but not in what they say about this."),  # issue 16
+        ("How many vacation days do new hires get?", "It repeats the question instead of answering it."),
+        ("New hires get vacation days.", "It repeats the question instead of answering it."),  # nothing new
         ("Sick leave is separate from vacation and is not capped [1].", "does not answer the question"),  # true
     ],
 )
@@ -90,6 +93,7 @@ def test_a_planted_wrong_number_or_name_is_flagged(
     assert result.status == "unsupported"
     assert [c.supported for c in result.claims] == [False]
     assert because in result.claims[0].reason
+    assert result.claims[0].reason[0].isupper() and result.claims[0].reason.endswith(".")  # a plain sentence
     assert result.evidence[0].text.startswith("New hires get 20")  # the evidence is still the right sentence
 
 
@@ -108,7 +112,52 @@ def test_an_answer_of_the_wrong_kind_is_flagged(
     result = ground(question, reply, sources, embedder)
     assert (result.status == "supported") is supported, result.claims
     if not supported:
-        assert "the question asks for a" in result.claims[0].reason
+        assert "The question asks for a" in result.claims[0].reason
+
+
+def test_the_questions_own_names_need_not_be_in_the_answering_sentence(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """ "… in Victoria" restates the question: the source that answers may leave Victoria implicit."""
+    text = (
+        "Private fee-paying schools include parish schools run by the Roman Catholic Church. Independent "
+        "schools are similar to British public schools."
+    )
+    question = "What church runs some private schools in Victoria?"
+    reply = "The Roman Catholic Church runs some private schools in Victoria."
+    result = ground(question, reply, [Source(1, "schools.md", "c1", 0.9, text)], embedder)
+    assert result.status == "supported", result.claims
+    assert result.claims[0].reason == "Supported by source [1]."
+
+
+@pytest.mark.parametrize(
+    ("question", "reply", "text", "supported"),
+    [  # replies of Gemma 3 270M on SQuAD dev, on shortened sources
+        (  # the model's own shorthand is no fact the sources must hold
+            "What organization runs the public schools in Victoria?",
+            "The Victoria Department of Education (VDE) runs them.",
+            "Public schools are funded and run directly by the Victoria Department of Education.",
+            True,
+        ),
+        (  # "the United States" spells out the question's "US": it restates the question
+            "Who does Edward Said say is being attacked by US imperialism?",
+            "The United States.",
+            "Edward Said described the United States as attacking the contemporary Orient.",
+            False,
+        ),
+        (  # a one-letter name is a name
+            "What kind of cell identifies pathogens?",
+            "The B cell.",
+            "The B cell identifies pathogens when antibodies on its surface bind a specific foreign antigen.",
+            True,
+        ),
+    ],
+)
+def test_initialisms_and_one_letter_names(
+    question: str, reply: str, text: str, supported: bool, embedder: SentenceTransformerEmbedder
+) -> None:
+    result = ground(question, reply, [Source(1, "s.md", "c1", 0.9, text)], embedder)
+    assert (result.status == "supported") is supported, result.claims
 
 
 def test_only_the_unsupported_sentence_of_an_answer_is_marked(
@@ -118,7 +167,7 @@ def test_only_the_unsupported_sentence_of_an_answer_is_marked(
     result = ground(QUESTION, reply, sources, embedder)
     assert result.status == "partial"
     assert [c.supported for c in result.claims] == [True, False]
-    assert result.claims[1].sources == (2,) and "'60' is not in source [2]" in result.claims[1].reason
+    assert result.claims[1].sources == (2,) and result.claims[1].reason == "Source [2] does not mention “60”."
     assert result.ms > 0
 
 

@@ -66,6 +66,7 @@ _ASKS_TIME = re.compile(r"^\W*when\b", re.I)
 _TIME_TEXT = """century centuries decade decades year years month months week weeks day days ago age era period
     season spring summer autumn fall winter morning evening night"""
 _TIME_WORDS = frozenset(_TIME_TEXT.split())
+_KIND_WORDS = {"number": "a number", "name": "a name", "time": "a date or time"}
 
 _CITATION = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,:]\d+)*%?")
@@ -113,6 +114,7 @@ class _Sentence:
     index: int  # position within that source
     text: str
     terms: frozenset[str]  # stemmed key terms, numbers and lowercased names: what lexical matching reads
+    facts: frozenset[str]  # the terms a claim may rest on: a compound's parts too ("Roman-era" holds "Roman")
 
 
 class _VectorCache:
@@ -217,11 +219,13 @@ def _terms(text: str) -> frozenset[str]:
 
 
 def _sentences(sources: list[Source]) -> list[_Sentence]:
-    return [
-        _Sentence(source.number, index, text, _terms(text))
-        for source in sources
-        for index, text in enumerate(split_sentences(source.text))
-    ]
+    out = []
+    for source in sources:
+        for index, text in enumerate(split_sentences(source.text)):
+            terms = _terms(text)
+            letters = {t.lower() for t in _tokens(text) if len(t) == 1 and t.isupper()}  # "B cells"
+            out.append(_Sentence(source.number, index, text, terms, terms | _terms(text.replace("-", " ")) | letters))
+    return out
 
 
 def _coverage(wanted: frozenset[str] | list[str], have: frozenset[str]) -> float:
@@ -264,6 +268,29 @@ def _rank(
 # -- grounding ----------------------------------------------------------------------------------------
 
 
+def _initialisms(short: list[str], long: list[str]) -> dict[str, set[str]]:
+    """The capitals-only tokens of ``short`` that words of ``long`` spell out, with those words' keys.
+
+    ``(["US"], ["The", "United", "States"])`` → ``{"us": {"united", "states"}}``: an answer that spells out the
+    question's "US" restates it, and an answer's own "(VDE)" after "Victoria Department of Education" is
+    shorthand, not a fact that the sources must hold.
+    """
+    wanted = {t for t in short if 2 <= len(t) <= 6 and t.isalpha() and t.isupper()}
+    found: dict[str, set[str]] = {}
+    for start, token in enumerate(long):
+        if not wanted or not token[0].isupper():
+            continue
+        letters, keys = "", set[str]()
+        for word in long[start : start + 8]:
+            if word[0].isupper() and not word.isupper():
+                letters, keys = letters + word[0], keys | {_stem(word.lower())}
+            elif word.lower() not in _STOPWORDS:
+                break
+            if letters in wanted:
+                found[letters.lower()] = keys
+    return found
+
+
 @dataclass(frozen=True)
 class _Facts:
     """What one answer sentence asserts: exact items (numbers, names) and other key terms (stems)."""
@@ -277,19 +304,28 @@ class _Facts:
     def of(cls, text: str, question: str) -> _Facts:
         exact: dict[str, str] = {}
         words: set[str] = set()
-        for position, token in enumerate(_tokens(text)):
+        tokens = _tokens(text)
+        own = _initialisms(tokens, tokens)  # "… Department of Education (VDE)": the model's shorthand, no fact
+        spelled = _initialisms(_tokens(question), tokens)  # "United States" for the question's "US"
+        asked = _terms(question).union(*spelled.values())
+        for position, token in enumerate(tokens):
             low = token.lower()
+            letter = len(token) == 1 and token.isupper() and token not in "AI"  # "the B cell"
             if token[0].isdigit() or low in _NUMBER_WORDS:
-                exact.setdefault(_NUMBER_WORDS.get(low) or _number(token), token)
-            elif low in _STOPWORDS or len(low) < 2:
+                key = _NUMBER_WORDS.get(low) or _number(token)
+            elif (low in _STOPWORDS or len(low) < 2 or low in own) and not letter:
                 continue
-            elif token[0].isupper() and (position > 0 or token.isupper()):  # a sentence's first word is no name
-                exact.setdefault(_stem(low.removesuffix("'s")), token)
             else:
-                words.add(_stem(low.removesuffix("'s")))
+                key = _stem(low.removesuffix("'s"))
+            # a number or name is a fact to find in one place, unless the question gave it: then it is context
+            # ("… in Poland" answering "… in Poland?"), which the source sentence may leave implicit
+            name = token[0].isupper() and (position > 0 or token.isupper())  # a sentence's first word is no name
+            if (token[0].isdigit() or low in _NUMBER_WORDS or name) and key not in asked:
+                exact.setdefault(key, token)
+            else:
+                words.add(key)
         if not exact and not words:
             return cls(exact, frozenset())
-        asked = _terms(question)
         if text.rstrip().endswith("?") or {*exact, *words} <= asked:
             return cls(exact, frozenset(words), echo=True)
         # A fragment ("20 days", "Denver Broncos") only means something as the answer to its question, so
@@ -322,17 +358,17 @@ def _check(
     allowed = set(cites) or set(numbers)
     checked = tuple(sorted(allowed))
     if facts.is_empty:
-        return Claim(text, False, 0.0, "states nothing that the sources could support", checked)
+        return Claim(text, False, 0.0, "It states nothing that the sources could confirm.", checked)
     if facts.echo:
-        return Claim(text, False, 0.0, "repeats the question instead of answering it", checked)
+        return Claim(text, False, 0.0, "It repeats the question instead of answering it.", checked)
     pool = [i for i, s in enumerate(sentences) if s.source in allowed]
     if not pool:
-        return Claim(text, False, 0.0, f"cites {_labels(checked)}, which has no text to check", checked)
+        return Claim(text, False, 0.0, f"It cites {_labels(checked)}, which has no text to check.", checked)
     sims = vectors[pool] @ vector
     closest = float(sims.max())
     best: tuple[tuple[float, float], int, list[str], float] | None = None
     for j, i in enumerate(pool):
-        terms = sentences[i].terms
+        terms = sentences[i].facts
         missing = [shown for key, shown in facts.exact.items() if key not in terms]
         coverage = _coverage(facts.words, terms) if facts.words else 1.0
         rank = (-float(len(missing)), 0.5 * float(sims[j]) + 0.5 * coverage)
@@ -343,7 +379,8 @@ def _check(
     where = sentences[pool[j]]
     reason = _verdict(facts, missing, coverage, float(sims[j]), closest, sentences, pool, checked)
     evidence = Evidence(where.source, where.text, round(score, 4))
-    return Claim(text, reason == "", round(score, 4), reason or f"supported by [{where.source}]", checked, evidence)
+    supported = reason or f"Supported by source [{where.source}]."
+    return Claim(text, reason == "", round(score, 4), supported, checked, evidence)
 
 
 def _verdict(
@@ -356,27 +393,39 @@ def _verdict(
     pool: list[int],
     checked: tuple[int, ...],
 ) -> str:
-    """Why a claim is not supported ("" when it is), in words a reader can act on."""
+    """Why a claim is not supported ("" when it is): one plain sentence a reader can act on."""
     if missing:
-        anywhere = frozenset().union(*(sentences[i].terms for i in pool))
+        anywhere = frozenset().union(*(sentences[i].facts for i in pool))
         absent = [m for m in missing if _number(m.lower()) not in anywhere and _stem(m.lower()) not in anywhere]
         if absent:
-            return f"{', '.join(repr(m) for m in absent)} is not in {_labels(checked)}"
+            verb = "does" if len(checked) == 1 else "do"
+            return f"{_capital(_labels(checked))} {verb} not mention {_quoted(absent, 'or')}."
         return _misplaced(missing, checked)
-    if coverage < MIN_TERM_COVERAGE and facts.fragment and facts.exact:
-        # the fragment's own facts are there, but the sentence that holds them is not about the question
+    if coverage < MIN_TERM_COVERAGE and facts.exact:
+        # its numbers and names are there, but the sentence that holds them is about something else
         return _misplaced(list(facts.exact.values()), checked)
     if coverage < MIN_TERM_COVERAGE:
-        return f"most of its key terms are not in {_labels(checked)} ({coverage:.0%} found together)"
+        return f"Most of its words are not found together in {_labels(checked)}."
     if sim < MIN_SIMILARITY:
-        return f"no sentence of {_labels(checked)} says this (best similarity {sim:.2f})"
+        return f"No sentence of {_labels(checked)} says this."
     if sim < closest - MARGIN:
-        return f"its facts are in {_labels(checked)}, but not where it speaks to this"
+        return f"Its facts are in {_labels(checked)}, but not in what it says about this."
     return ""
 
 
 def _misplaced(items: list[str], checked: tuple[int, ...]) -> str:
-    return f"{', '.join(repr(m) for m in items)} is in {_labels(checked)}, but not where it speaks to this"
+    verb, says = ("mentions", "it says") if len(checked) == 1 else ("mention", "they say")
+    return f"{_capital(_labels(checked))} {verb} {_quoted(items, 'and')}, but not in what {says} about this."
+
+
+def _quoted(items: list[str], last: str) -> str:
+    """``["Maria", "Lopez"]`` → ``“Maria” or “Lopez”``: the items a reason names, as a reader would list them."""
+    shown = [f"“{item}”" for item in dict.fromkeys(items)]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} {last} {shown[-1]}"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _labels(numbers: tuple[int, ...]) -> str:
@@ -436,7 +485,9 @@ def _on_topic(claims: list[Claim], asked: list[Evidence]) -> list[Claim]:
     if not supported or any((c.evidence.source, c.evidence.text) in near for c in supported if c.evidence):
         return claims
     return [
-        replace(c, supported=False, reason=f"is in [{c.evidence.source}], but does not answer the question")
+        replace(
+            c, supported=False, reason=f"Source [{c.evidence.source}] says this, but it does not answer the question."
+        )
         if c in supported and c.evidence is not None
         else c
         for c in claims
@@ -481,7 +532,7 @@ def _of_the_kind_asked(claims: list[Claim], question: str) -> list[Claim]:
     kind = _asked_kind(question)
     if not kind or any(_gives(kind, c.text, question) for c in claims):
         return claims
-    reason = f"the question asks for a {kind}, and this gives none"
+    reason = f"The question asks for {_KIND_WORDS[kind]}, and this answer gives none."
     return [replace(c, supported=False, reason=reason) if c.supported else c for c in claims]
 
 

@@ -105,12 +105,14 @@ def _print_grounding(answer: Answer) -> None:
     if answer.notice and answer.grounding == "extractive":
         out.print(f"({answer.notice})")
     elif answer.grounding == "unsupported":
-        reasons = "; ".join(f"{c.text!r}: {c.reason}" for c in answer.claims)
-        out.print(f"\n✗ NOT SUPPORTED by the sources ({reasons}).\n{answer.text}")
+        out.print("")
+        for claim in answer.claims:
+            out.print(f"✗ “{claim.text}” — {claim.reason}")
+        out.print(answer.text)
     elif answer.grounding == "partial":
         for claim in answer.claims:
             if not claim.supported:
-                out.print(f"✗ unsupported: {claim.text!r} ({claim.reason})")
+                out.print(f"✗ “{claim.text}” — {claim.reason}")
     elif answer.grounding == "supported":
         out.print("✓ every sentence is supported by the sources")
     if answer.evidence:
