@@ -219,3 +219,19 @@ def test_a_snapshot_builds_the_chunk_indexes_once_and_a_failed_one_keeps_them(tm
     store.apply(_changeset(store, [], [], deletes=[again[0].id]))
     _fts_ok(store.db)
     assert store.counts() == (5, 14) and store.chunk_ids(["doc0.md"]) == [c.id for c in again[1:3]]
+
+
+def test_an_upgrade_beside_a_reader_migrates_and_compacts_and_the_reader_keeps_its_snapshot(tmp_path: Path) -> None:
+    _old_store(tmp_path / "busy")
+    reader = sqlite3.connect(tmp_path / "busy" / "store.sqlite", isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM chunks").fetchone()[0] == 1200  # holds a read snapshot open
+    store = Store.open(tmp_path, "busy")  # a WAL reader blocks neither the migration nor VACUUM
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert store.counts()[1] == 1200 and store.bm25("statin", 5)
+    assert reader.execute("SELECT count(*) FROM chunks WHERE heading IS NULL").fetchone()[0] == 0  # the old schema
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT count(*) FROM chunks WHERE heading IS NULL").fetchone()[0] == 900  # the new one
+    reader.close()
+    _fts_ok(store.db)
