@@ -225,31 +225,31 @@ def cmd_run(args: argparse.Namespace) -> None:
     mined = mine_pairs(cached, chunk_doc, plain.search, k=args.consistency_k, negatives=3)
     log(f"generated: {len(cached)} questions, {len(mined.pairs)} kept (own chunk in top {args.consistency_k})")
 
-    # the linear adapter, trained exactly as `outpost eval --adapter-from train` trains it
-    log("fitting the linear adapter ...")
-    started = time.monotonic()
-    fitted = fit(examples, ids, vectors, None, min_gain=0.0)
-    adapter_s = time.monotonic() - started
-    matrix = fitted.matrix
+    variants: dict[str, Any] = {"plain hybrid": plain}
+    facts: dict[str, Any] = {}
+    if not args.skip_adapter:
+        # the linear adapter, trained exactly as `outpost eval --adapter-from train` trains it
+        log("fitting the linear adapter ...")
+        started = time.monotonic()
+        fitted = fit(examples, ids, vectors, None, min_gain=0.0)
+        facts["linear adapter"] = {"train_s": round(time.monotonic() - started, 1), "examples": fitted.train_examples}
+        matrix = fitted.matrix
 
-    def adapted(texts_: list[str]) -> np.ndarray:
-        q = base.embed(texts_) @ matrix.T
-        return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        def adapted(texts_: list[str]) -> np.ndarray:
+            q = base.embed(texts_) @ matrix.T
+            return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
 
-    variants: dict[str, Any] = {
-        "plain hybrid": plain,
-        "hybrid + linear adapter": HybridIndex(ids, vectors, adapted, bm25),
-    }
-    facts: dict[str, Any] = {"linear adapter": {"train_s": round(adapter_s, 1), "examples": fitted.train_examples}}
+        variants["hybrid + linear adapter"] = HybridIndex(ids, vectors, adapted, bm25)
     config = EmbedderTrainConfig(
         max_steps=args.steps,
         batch_size=args.batch,
         max_seq_length=args.max_seq_length,
         learning_rate=args.lr,
         negatives_per_pair=args.negatives,
+        freeze_embeddings=args.freeze_embeddings,
     )
     runs = {"fine-tuned (qrels + generated)": labelled + mined.pairs, "fine-tuned (generated only)": mined.pairs}
-    for name in args.variants.split(","):
+    for name in filter(None, args.variants.split(",")):
         label = list(runs)[int(name)]
         variants[label] = _fine_tuned(
             label.split()[1].strip("()").replace("+", ""), runs[label], texts, config, passages, bm25, facts
@@ -327,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--max-seq-length", type=int, default=128)
     run.add_argument("--lr", type=float, default=2e-5)
     run.add_argument("--negatives", type=int, default=1)
+    run.add_argument("--freeze-embeddings", action="store_true")
+    run.add_argument("--skip-adapter", action="store_true", help="leave the linear adapter out (measured elsewhere)")
     run.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     {"generate": cmd_generate, "run": cmd_run}[args.cmd](args)

@@ -271,6 +271,24 @@ class EmbedderTrainConfig:
     freeze_embeddings: bool = False  # keep the word-piece table (half of MiniLM's weights): much cheaper steps
     seed: int = 0
     device: str | None = None  # None: cuda when present, else cpu
+    threads: int | None = None  # CPU threads; None: see ``_cpu_threads``
+
+
+def _cpu_threads(requested: int | None) -> int:
+    """Torch's CPU threads for training: the usable cores, but one when the machine is already oversubscribed.
+
+    Why: each of the thousands of small ops per step ends at an OpenMP barrier, and with more runnable threads
+    than cores a barrier waits for a descheduled sibling's next time slice. Measured on 2 cores at load ~25:
+    30 steps of 4 pairs took 674 s with two threads (most of it spinning at barriers).
+    """
+    import os
+
+    from outpost.cpus import usable_cpus
+
+    cores = usable_cpus()
+    if requested:
+        return max(1, requested)
+    return 1 if os.getloadavg()[0] > cores else cores
 
 
 @dataclass
@@ -340,6 +358,24 @@ def train_embedder(
     usable = [p for p in pairs if p.positive in texts and p.query.strip()]
     if not usable:
         raise ConfigError("No training pairs: no generated question passed the consistency filter and no judged query")
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(_cpu_threads(config.threads))
+    try:
+        return _train(base, usable, texts, out, config, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    base: str | Path,
+    usable: list[Pair],
+    texts: dict[str, str],
+    out: Path,
+    config: EmbedderTrainConfig,
+    progress: Progress | None,
+) -> TrainedEmbedder:
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
