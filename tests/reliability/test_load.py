@@ -198,6 +198,7 @@ def test_serve_answers_concurrent_clients_correctly_while_another_process_applie
     store = Store.open(home / "collections", "rules", create=True)
     store.apply(first)
     store.close()
+    load_embedder(Settings(home=home)).embed(["warm"])  # the ONNX export, here (see the 16-client proof)
     server, port = _serve(home, "serve")
     writer = python_process(
         "from reliability._kit import apply_loop; "
