@@ -45,6 +45,7 @@ from reliability._kit import (
     record,
     rss_figures,
     rss_kb,
+    run_outpost,
     seconds,
 )
 
@@ -412,3 +413,69 @@ def test_serve_under_16_api_clients_answers_every_request_in_flat_memory(tmp_pat
     grown = memory["rss_mb_end"] - memory["rss_mb_warm"]  # type: ignore[operator]
     assert grown < 64, f"RSS grew {grown} MB after warm-up over {len(measured)} answers: {memory}"
     assert memory["rss_mb_peak"] < 1536, memory  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_serve_answers_while_outpost_ingest_rewrites_the_collection_it_reads(tmp_path: Path) -> None:
+    """Two writers of different kinds on one collection: ``outpost ingest`` (the real CLI, another process) rewrites
+    the documents ``outpost serve`` is answering from, three times. Every request is answered, every cited text is
+    one the ingests wrote, every ingest completes, and the server then answers from the last edition."""
+    home, docs = tmp_path / "home", tmp_path / "docs"
+    docs.mkdir()
+    written: set[str] = set()
+
+    def write(edition: int) -> None:
+        for i in range(8):
+            line = f"Rule {i}, edition {edition}: requests for item {i} go to desk {(i + edition) % 5}."
+            (docs / f"rule{i}.txt").write_text(line + "\n")
+            written.add(line)
+
+    write(0)
+    first = run_outpost("ingest", str(docs), "-c", "rules", home=home)
+    assert first.returncode == 0, first.stderr
+    server, port = _serve(home, "serve")
+    errors: list[str] = []
+    cited: list[str] = []
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+            while not stop.is_set():
+                question = f"Where do requests for item {random.randrange(8)} go?"
+                body = {"model": "rag:rules", "messages": [{"role": "user", "content": question}], "max_tokens": 2}
+                try:
+                    cited.extend(s["text"] for s in _ask(http, {**body, "stream": i % 2 == 1}))
+                except Exception as exc:  # any failure is an error of the proof
+                    errors.append(f"client {i}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for edition in (1, 2, 3):
+            write(edition)
+            done = run_outpost("ingest", "--sync", str(docs), "-c", "rules", home=home)
+            assert done.returncode == 0, done.stderr
+        stop.set()
+        for thread in threads:
+            thread.join(300)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+            last = _ask(
+                http,
+                {
+                    "model": "rag:rules",
+                    "messages": [{"role": "user", "content": "Rule 3?"}],
+                    "max_tokens": 2,
+                    "stream": False,
+                },
+            )
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+    assert errors == [], _log_tail(server)
+    assert cited, "no source was cited while the ingests ran"
+    strays = [text for text in cited if not any(line in text for line in written)]
+    assert strays == [], f"cited text no ingest wrote: {strays[:3]}"
+    assert last and all("edition 3" in s["text"] for s in last), "the server did not answer from the last edition"
+    record("serve while outpost ingest writes", ingests=3, answers_cited=len(cited), errors=len(errors))
