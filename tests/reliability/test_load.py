@@ -29,6 +29,7 @@ import pytest
 from hubkit import free_port
 from outpost import Outpost, OutpostError
 from outpost.embed.factory import load_embedder
+from outpost.hub.home import HubHome
 from outpost.hub.tokens import Tokens
 from outpost.hubs import HubConfig, hub_name
 from outpost.ingest import pipeline
@@ -47,6 +48,7 @@ from reliability._kit import (
     rss_kb,
     run_outpost,
     seconds,
+    store_state,
 )
 
 ROWS = 400
@@ -479,3 +481,60 @@ def test_serve_answers_while_outpost_ingest_rewrites_the_collection_it_reads(tmp
     assert strays == [], f"cited text no ingest wrote: {strays[:3]}"
     assert last and all("edition 3" in s["text"] for s in last), "the server did not answer from the last edition"
     record("serve while outpost ingest writes", ingests=3, answers_cited=len(cited), errors=len(errors))
+
+
+@pytest.mark.slow
+def test_hub_serves_syncing_clients_while_hub_ingest_publishes(tmp_path: Path) -> None:
+    """``outpost hub ingest`` (the CLI, another process) publishes two new editions while ``outpost hub serve``
+    serves 4 clients syncing in a loop: no sync fails, every ingest completes, and each client ends with exactly
+    the hub's rows (ids, texts, vectors) at its latest version."""
+    from reliability.test_kill import _write_docs  # the R2 proof's documents, one edition at a time
+
+    docs, home = tmp_path / "docs", tmp_path / "hub"
+    _write_docs(docs, 1)
+    assert run_outpost("hub", "init", home=home).returncode == 0
+    first = run_outpost("hub", "ingest", str(docs), "-c", "notes", "-q", home=home)
+    assert first.returncode == 0, first.stderr
+    hub = HubHome.at(home)
+    token = Tokens(hub).create("load", ["notes"])[0]
+    server, port = _serve(home, "hub", "serve")
+    url = f"http://127.0.0.1:{port}"
+    errors: list[str] = []
+    syncs = [0]
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        config = HubConfig(hub_name(url), url, token, hub.public_key)
+        while not stop.is_set():
+            try:
+                report = sync_hub(tmp_path / f"client-{i}", config)
+            except Exception as exc:  # every failure counts, whatever it is
+                errors.append(f"client {i}: {type(exc).__name__}: {exc}")
+                continue
+            syncs[0] += 1
+            errors.extend(f"client {i}: {name}: {why}" for name, why in report.failed.items())
+            time.sleep(0.2)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for edition in (2, 3):
+            _write_docs(docs, edition)
+            done = run_outpost("hub", "ingest", str(docs), "-c", "notes", "--sync", "-q", home=home)
+            assert done.returncode == 0, done.stderr
+        stop.set()
+        for thread in threads:
+            thread.join(300)
+        for i in range(4):  # one last sync each, after the last publish
+            assert not sync_hub(tmp_path / f"client-{i}", HubConfig(hub_name(url), url, token, hub.public_key)).failed
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+    assert errors == [], _log_tail(server)
+    latest = store_state(hub.collections_dir, "notes")
+    assert latest[0] == 3
+    for i in range(4):
+        assert store_state(tmp_path / f"client-{i}" / "collections", "notes") == latest
+    record("hub serves while hub ingest publishes", clients=4, ingests=2, syncs=syncs[0], errors=len(errors))
