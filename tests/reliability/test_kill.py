@@ -275,3 +275,21 @@ def test_a_publish_killed_between_its_apply_and_its_versions_row_loses_no_row(tm
     rows = _version_rows(root, "docs")
     assert sorted(rows) == [1, 2, 3]
     assert rows[2] == published_at
+
+
+def test_where_a_hub_assigns_version_numbers_sqlite_syncs_fully(tmp_path: Path) -> None:
+    """A power loss must never reuse a published version number: the hub's collection stores and every
+    ``hub.sqlite`` connection run at ``synchronous=FULL`` (2), where a client's store may run at NORMAL (1)."""
+    hub = make_hub(tmp_path / "hub-home", "docs", 50, versions=1)
+    store = hub.store("docs")
+    try:
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        store.close()
+    with hub.home.metadata().write() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    client = Store.open(tmp_path / "client", "docs", create=True)
+    try:
+        assert client.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # the check can tell the two apart
+    finally:
+        client.close()
