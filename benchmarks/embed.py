@@ -280,8 +280,11 @@ def percent(value: float, reference: float) -> float:
 EVAL_HOMES = ensure_cache_dir() / "eval"
 
 
-def eval_part(backends: Sequence[str], split: str) -> dict[str, Any]:
-    """``run_eval`` per backend (bm25, dense, hybrid on every document), then int8 queries on auto's collection."""
+def eval_part(backends: Sequence[str], split: str, exact: bool = False) -> dict[str, Any]:
+    """``run_eval`` per backend (bm25, dense, hybrid on every document), then other runtimes' queries on torch's
+    collection. ``exact``: dense search by brute force over the int8 vectors instead of the HNSW index, whose
+    approximate neighbours differ from one index build to the next (the control for collection-to-collection
+    differences that are the index's, not the embedder's)."""
     from outpost import Outpost
     from outpost.evaluate import _evaluate_mode, load_beir, run_eval
 
@@ -290,6 +293,8 @@ def eval_part(backends: Sequence[str], split: str) -> dict[str, Any]:
     for backend in backends:
         log(f"eval: NFCorpus {split} with embed_backend={backend} (home {EVAL_HOMES / backend})")
         op = Outpost(home=EVAL_HOMES / backend, embed_backend=backend, embed_cache=ONNX_CACHE)
+        if exact:
+            op = Outpost(settings=op.settings.with_overrides(exact_search_below=10**9))
         load, start = load_avg(), time.perf_counter()
         report = run_eval(op, NFCORPUS, split)
         ops[backend] = op
@@ -317,7 +322,13 @@ def eval_part(backends: Sequence[str], split: str) -> dict[str, Any]:
             row[f"{mode}_vs_{first['backend']}_%"] = percent(row[f"{mode}_ndcg@10"], first[f"{mode}_ndcg@10"])
     for row in mixed:
         row[f"vs_{first['backend']}_%"] = percent(row["ndcg@10"], first[f"{row['mode']}_ndcg@10"])
-    return {"split": split, "documents": NFCORPUS.name, "backends": rows, "queries_on_torch_documents": mixed}
+    return {
+        "split": split,
+        "documents": NFCORPUS.name,
+        "dense_search": "exact" if exact else "hnsw",
+        "backends": rows,
+        "queries_on_torch_documents": mixed,
+    }
 
 
 # -- ingest, store, cold search ----------------------------------------------------------------
@@ -473,6 +484,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ingest-backends", default="torch,auto", help="embed_backend values for the ingest part")
     parser.add_argument("--eval-backends", default="torch,auto,onnx-int8", help="embed_backend values, eval part")
     parser.add_argument("--eval-split", default="test", help="NFCorpus qrels split for the eval part")
+    parser.add_argument("--eval-exact", action="store_true", help="eval part: exact dense search, not HNSW")
     parser.add_argument("--gpu-chunks", type=int, default=50_000)
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
@@ -502,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["quality"] = quality(embedders, corpus_chunks(args.quality_docs, embedders["torch"]))
             log(f"quality: {json.dumps(result['quality'])}")
     if "eval" in parts:
-        result["eval"] = eval_part(args.eval_backends.split(","), args.eval_split)
+        result["eval"] = eval_part(args.eval_backends.split(","), args.eval_split, args.eval_exact)
         log(f"eval: {json.dumps(result['eval'])}")
     if "store" in parts:
         result["store"] = store_part(args.store_docs)
