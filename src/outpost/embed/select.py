@@ -9,8 +9,10 @@
 - sentence-transformers when the model is not a plain mean-pooling one.
 
 ``onnx-int8`` is never chosen automatically: its vectors differ (a different identity), so a collection built
-with it cannot be searched by a hub's torch path or another laptop's fp32 graph. ``torch`` forces
-sentence-transformers; ``gpu`` forces the fast torch path (also on the CPU, in fp32).
+with it cannot be searched by a hub's torch path or another laptop's fp32 graph; they even depend on which texts
+share a call (dynamic quantisation scales activations by the whole batch: cosine 0.988–0.995 between a query
+embedded alone and in a batch); and on the whole NFCorpus it lost 0.61% dense nDCG@10 (docs/benchmarks.md).
+``torch`` forces sentence-transformers; ``gpu`` forces the fast torch path (also on the CPU, in fp32).
 """
 
 from __future__ import annotations
