@@ -9,6 +9,8 @@ entry: 3 MB on Gemma 3) for Python's cyclic GC.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from outpost.llm.base import GenerationParams
 from outpost.llm.bundled import resolve_gguf
 from outpost.llm.llamacpp import LlamaCppModel
 from outpost.settings import Settings
+from reliability._kit import outpost_env
 
 
 def test_threads_asking_for_the_embedder_at_once_share_one(tmp_path: Path) -> None:
@@ -87,4 +90,46 @@ def test_an_answer_abandoned_mid_stream_does_not_hold_up_the_next(tmp_path: Path
             assert reply.choices[0].message.content is not None, _log_tail(server)
     finally:
         server.kill()  # a stuck server (the old code) does not end on SIGTERM
+        server.wait(30)
+
+
+def test_an_ask_abandoned_in_the_dashboard_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    """The dashboard's Ask streams an answer too: a page closed mid-answer must free the model at once (fix 15's
+    ``GenerationStream``), or the next request to that model waits for a garbage collection (times out on the
+    old plain ``StreamingResponse``)."""
+    import httpx
+
+    from reliability.test_load import _log_tail, _serve
+
+    home = tmp_path / "home"
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Counting\n\nThe numbers from one to one hundred are written out in words here.\n")
+    ingest = subprocess.run(
+        [sys.executable, "-m", "outpost", "ingest", str(folder), "-c", "notes"],
+        env=outpost_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ingest.returncode == 0, ingest.stderr
+    server, port = _serve(home, "serve")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=120) as browser:
+            browser.get("/ui/collections", headers={"Accept": "text/html"})
+            csrf = {"X-Outpost-CSRF": browser.cookies["outpost_csrf"]}
+            question = "Count from one to one hundred, in words."
+            body = {"question": question, "collections": ["notes"], "model": "smollm2"}
+            for _ in range(2):
+                with browser.stream("POST", "/ui/api/ask", json=body, headers=csrf) as events:
+                    for line in events.iter_lines():
+                        if line.startswith("event: token"):
+                            break  # the page goes away mid-answer
+        chat = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=60, max_retries=0)
+        short = [{"role": "user", "content": "Say yes."}]
+        reply = chat.chat.completions.create(model="smollm2", messages=short, max_tokens=2, temperature=0)
+        assert reply.choices[0].message.content is not None, _log_tail(server)
+    finally:
+        server.kill()
         server.wait(30)

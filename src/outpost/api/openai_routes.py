@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from outpost.api.deps import Service
 from outpost.api.sampling import MinP, StopList, StopText, TopK, stop_list
 from outpost.api.service import Generation
-from outpost.api.streaming import GenerationStream
+from outpost.streaming import GenerationStream
 
 __all__ = ["router"]
 

@@ -71,7 +71,7 @@ class Generation:
         return "length" if self.completion_tokens >= self.max_tokens else "stop"
 
     def close(self) -> None:
-        """End the generation now, read to its end or not (``api/streaming.py``: a client that went away).
+        """End the generation now, read to its end or not (``outpost/streaming.py``: a client that went away).
 
         Why: a generation holds its model's lock while it runs (requests queue per model); left suspended, it kept
         the lock until the garbage collector found it, and every later request to that model waited.

@@ -42,6 +42,7 @@ from outpost.models.modelfile import parse_modelfile
 from outpost.models.pull import pull
 from outpost.models.registry import Registry
 from outpost.settings import Settings
+from outpost.streaming import GenerationStream
 from outpost.sync import sync_hub
 
 __all__ = ["Dashboard", "Host", "get_dashboard", "mount_static", "render_ask", "router"]
@@ -334,10 +335,10 @@ def ask(body: AskRequest, d: Board) -> StreamingResponse:
         raise _bad("Type a question first")
     if not body.collections:
         raise _bad("Choose at least one collection to answer from")
-    return StreamingResponse(
-        d.ask_events(question, body.collections, body.model),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    events = d.ask_events(question, body.collections, body.model)
+    # Closed however the response ends: an abandoned answer would otherwise keep its model's lock (reliability fix 15)
+    return GenerationStream(
+        events, events, media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 
