@@ -12,6 +12,7 @@ It holds one settings object and caches open stores and loaded models, so repeat
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -55,6 +56,7 @@ class Outpost:
         else:
             self.settings = settings.with_overrides(**overrides)
         self._stores: dict[str, Store] = {}
+        self._stores_lock = threading.Lock()  # a server's first concurrent requests open one store, not one each
         self._collections = Collections(self.settings.collections_dir, exact_below=self.settings.exact_search_below)
 
     # -- collections --------------------------------------------------------------------------
@@ -62,9 +64,10 @@ class Outpost:
     def store(self, name: str, create: bool = False) -> Store:
         """The open store of a collection; a missing one raises ``CollectionNotFoundError`` unless ``create``."""
         check_collection_name(name)
-        if name not in self._stores:
-            self._stores[name] = self._collections.open(name, create=create)
-        return self._stores[name]
+        with self._stores_lock:
+            if name not in self._stores:
+                self._stores[name] = self._collections.open(name, create=create)
+            return self._stores[name]
 
     def collections(self) -> list[CollectionInfo]:
         return [self.store(name).info() for name in self._collections.names()]
@@ -87,7 +90,8 @@ class Outpost:
         return label_of(store)
 
     def delete_collection(self, name: str) -> None:
-        store = self._stores.pop(name, None)
+        with self._stores_lock:
+            store = self._stores.pop(name, None)
         if store is not None:
             store.close()
         self._collections.delete(name)

@@ -133,3 +133,26 @@ def test_an_ask_abandoned_in_the_dashboard_does_not_hold_up_the_next(tmp_path: P
     finally:
         server.kill()
         server.wait(30)
+
+
+def test_threads_opening_a_collection_at_once_share_one_store(tmp_path: Path) -> None:
+    """A server's first concurrent requests to a collection: one open store, not one per thread (each its own
+    SQLite connections and ANN index in memory)."""
+    from outpost.app import Outpost
+
+    op = Outpost(home=tmp_path / "home")
+    op.store("notes", create=True)
+    fresh = Outpost(home=tmp_path / "home")
+    start = threading.Barrier(16)
+    got: list[int] = []
+
+    def open_it() -> None:
+        start.wait()
+        got.append(id(fresh.store("notes")))
+
+    threads = [threading.Thread(target=open_it) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(got) == 16 and len(set(got)) == 1
