@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -387,7 +387,7 @@ def _train(
     rng = random.Random(config.seed)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = SentenceTransformer(str(resolve_model_dir(str(base)) or base), device=device, local_files_only=True)
-    full_length = model.max_seq_length
+    full_length = int(model.max_seq_length or config.max_seq_length)
     model.max_seq_length = min(config.max_seq_length, full_length)
     loss_fn = MultipleNegativesRankingLoss(model, scale=config.scale)
     per_epoch = _batches(usable, config.batch_size, rng)
@@ -470,7 +470,11 @@ class HybridIndex:
         if self.bm25 is None:
             return dense[:k]
         lexical = self.bm25(text, depth)
-        return [cid for cid, _ in rrf([(lexical, self.bm25_weight), (dense, self.dense_weight)], self.rrf_k)[:k]]
+        # ``rrf`` is typed for the store's integer row ids; any hashable key fuses the same way
+        fused = rrf(
+            [(cast(list[int], lexical), self.bm25_weight), (cast(list[int], dense), self.dense_weight)], self.rrf_k
+        )
+        return [str(cid) for cid, _ in fused[:k]]
 
 
 def _int8_rounded(vectors: np.ndarray) -> np.ndarray:
@@ -479,7 +483,8 @@ def _int8_rounded(vectors: np.ndarray) -> np.ndarray:
 
     q, scale = quantize(np.asarray(vectors, dtype=np.float32))
     out = dequantize(q, scale)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    normed: np.ndarray = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return normed
 
 
 def candidate_index(
