@@ -84,7 +84,7 @@ def base_store() -> Store:
         home = work_dir() / "home"
         op = Outpost(home=home)
         op.ingest(str(docs), collection=COLLECTION)
-        op.close()
+        op.store(COLLECTION).close()  # release it before the folder moves
         (collections).mkdir(parents=True, exist_ok=True)
         (home / "collections" / COLLECTION).rename(collections / COLLECTION)
     store = Store.open(collections, COLLECTION)
