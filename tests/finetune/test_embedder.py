@@ -120,3 +120,27 @@ def test_sampling_spreads_over_documents(budget: int) -> None:
         Pair("q", "x", ("n",), "qrels"),
         Pair("q", "y", ("n",), "qrels"),
     ]
+
+
+def test_store_passages_are_what_the_stored_vectors_embed(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Training and the gate read chunks as the ingest embedded them: heading path (title first) + body. Since
+    store migration 4 a heading equal to its document's title is stored as NULL; reading the raw column dropped the
+    title, and a stored vector matched its passage only to cosine 0.85 (NFCorpus)."""
+    from outpost.app import Outpost
+    from outpost.finetune.embedder import store_passages
+    from outpost.learn import collection_vectors
+
+    (tmp_path / "docs").mkdir()
+    body = "Zorbex forms are due on Friday and go to the finance office before noon."
+    (tmp_path / "docs" / "zorbex.md").write_text(f"# Zorbex handbook\n\n{body}\n")
+    op = Outpost(home=tmp_path / "home", embed_backend="torch")
+    op.ingest(tmp_path / "docs", collection="notes")
+    store = op.store("notes")
+    passages = store_passages(store)
+    assert [p.text for p in passages] == [f"Zorbex handbook\n{body}"]
+    ids, vectors = collection_vectors(store)
+    fresh = embedder.embed([passages[0].text])[0]
+    stored = vectors[ids.index(passages[0].id)]
+    assert float(fresh @ stored / np.linalg.norm(stored)) > 0.99
