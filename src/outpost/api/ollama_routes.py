@@ -21,10 +21,10 @@ from outpost.api.deps import Service
 from outpost.api.openai_routes import FeedbackRequest
 from outpost.api.sampling import MinP, StopList, TopK
 from outpost.api.service import RAG_PREFIX, Generation
-from outpost.streaming import GenerationStream
 from outpost.models.load import loaded_models
 from outpost.models.modelfile import parse_modelfile
 from outpost.models.registry import ModelEntry
+from outpost.streaming import GenerationStream
 
 __all__ = ["router"]
 

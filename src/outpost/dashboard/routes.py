@@ -10,7 +10,7 @@ a CSRF token (``security.check_csrf``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
@@ -150,7 +150,7 @@ class Dashboard:
 
     # -- ask ----------------------------------------------------------------------------------
 
-    def ask_events(self, question: str, collections: list[str], model: str | None) -> Iterator[str]:
+    def ask_events(self, question: str, collections: list[str], model: str | None) -> Generator[str, None, None]:
         """Answer from each chosen collection in turn, streaming; one collection's error never stops the rest."""
         for name in collections:
             yield sse("start", {"collection": name})
