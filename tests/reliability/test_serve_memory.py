@@ -12,6 +12,7 @@ import gc
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import ollama
@@ -26,20 +27,26 @@ from outpost.settings import Settings
 from reliability._kit import outpost_env
 
 
-def test_threads_asking_for_the_embedder_at_once_share_one(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", embed_batch_size=7)  # a key no other test has filled
-    start = threading.Barrier(16)
+def _objects_got_at_once(get: Callable[[], object], threads: int = 16, wait_s: float = 120) -> list[int]:
+    """The ids of what ``get`` returned to ``threads`` threads released together (a server's first requests)."""
+    start = threading.Barrier(threads)
     got: list[int] = []
 
-    def ask() -> None:
+    def one() -> None:
         start.wait()
-        got.append(id(load_embedder(settings)))
+        got.append(id(get()))
 
-    threads = [threading.Thread(target=ask) for _ in range(16)]
-    for thread in threads:
+    running = [threading.Thread(target=one) for _ in range(threads)]
+    for thread in running:
         thread.start()
-    for thread in threads:
-        thread.join(120)
+    for thread in running:
+        thread.join(wait_s)
+    return got
+
+
+def test_threads_asking_for_the_embedder_at_once_share_one(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", embed_batch_size=7)  # a key no other test has filled
+    got = _objects_got_at_once(lambda: load_embedder(settings))
     assert len(got) == 16 and len(set(got)) == 1
 
 
@@ -143,16 +150,5 @@ def test_threads_opening_a_collection_at_once_share_one_store(tmp_path: Path) ->
     op = Outpost(home=tmp_path / "home")
     op.store("notes", create=True)
     fresh = Outpost(home=tmp_path / "home")
-    start = threading.Barrier(16)
-    got: list[int] = []
-
-    def open_it() -> None:
-        start.wait()
-        got.append(id(fresh.store("notes")))
-
-    threads = [threading.Thread(target=open_it) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    got = _objects_got_at_once(lambda: fresh.store("notes"), wait_s=60)
     assert len(got) == 16 and len(set(got)) == 1
