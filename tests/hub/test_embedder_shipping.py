@@ -2,9 +2,9 @@
 
 The model is the bundled all-MiniLM-L6-v2 after 10 steps of sentence-transformers' MultipleNegativesRankingLoss on
 a few (question, passage) pairs, saved with ``SentenceTransformer.save``: a real fine-tuned folder, made in the
-test because nothing may be downloaded. The hub exports it to the laptops' ONNX encoder, re-embeds the collection
-and publishes one version; laptops sync it (encoder first, then the vectors), search with it, survive a cut and a
-tampered download, and roll back.
+test because nothing may be downloaded (``tuned_model`` in ``conftest.py``, shared with the Ray ingest test). The
+hub exports it to the laptops' ONNX encoder, re-embeds the collection and publishes one version; laptops sync it
+(encoder first, then the vectors), search with it, survive a cut and a tampered download, and roll back.
 
 The fast tests at the bottom check the pack format, squash and ``Store.apply`` on synthetic vectors (no model).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +27,9 @@ from hubkit import CuttingProxy, HubServer, outpost_cli
 from outpost import Outpost
 from outpost.embed.base import Embedder
 from outpost.embed.encoders import ENCODER_JSON, encoder_for, encoders_dir, load_encoder
-from outpost.embed.local_model import resolve_model_dir
 from outpost.embed.onnx import OnnxEmbedder
 from outpost.embed.quantize import quantize
-from outpost.errors import ModelMismatchError, PackError
+from outpost.errors import ModelMismatchError, PackError, ReadOnlyError
 from outpost.hub.embedder import embedder_history, publish_embedder, rollback_embedder, switch_embedder
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
@@ -47,38 +46,7 @@ from outpost.store import Store
 from outpost.sync import SyncReport, sync_hub
 from security.hubworld import synthetic_hub
 
-PAIRS = [
-    ("when does the alpha project launch", "The alpha project launches on 3 March."),
-    ("who is on call this week", "On call this week: Ada. Escalate to Grace after one hour."),
-    ("how often is the coffee machine cleaned", "The coffee machine is descaled every Friday."),
-    ("when does beta ship", "Beta ships in June."),
-]
 METRICS = {"ndcg@10": {"before": 0.31, "after": 0.35}, "mrr@10": {"before": 0.40, "after": 0.44}}
-
-
-@pytest.fixture(scope="session")
-def tuned_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled MiniLM after 10 MNRL steps (a plain torch loop: `model.fit` needs `datasets`, not installed)."""
-    import torch
-
-    with warnings.catch_warnings():  # 6.x moved `losses`; pyproject allows >= 3.0, where only this path exists
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from sentence_transformers import SentenceTransformer, losses
-
-    torch.manual_seed(0)
-    model = SentenceTransformer(str(resolve_model_dir("all-MiniLM-L6-v2")), device="cpu")
-    loss = losses.MultipleNegativesRankingLoss(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
-    model.train()
-    for _ in range(10):
-        value = loss([model.tokenize([q for q, _ in PAIRS]), model.tokenize([d for _, d in PAIRS])], None)
-        value.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
-    folder = tmp_path_factory.mktemp("tuned") / "minilm-tuned"
-    model.save(str(folder))
-    return folder
 
 
 def write_docs(root: Path) -> Path:
@@ -151,7 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, embedder, tuned_model: Path)
 
 
 @pytest.mark.slow
-def test_a_synced_laptop_searches_with_the_hubs_new_encoder(world: World) -> None:
+def test_a_synced_laptop_searches_with_the_hubs_new_encoder(world: World, tmp_path: Path) -> None:
     laptop = world.laptops["switch"]
     assert identity(laptop) == world.base
     report = sync(laptop, world.url, world.token)
@@ -168,6 +136,7 @@ def test_a_synced_laptop_searches_with_the_hubs_new_encoder(world: World) -> Non
         "tokenizer.json": 0o600,
     }
 
+    shutil.copytree(laptop / "collections" / "docs", laptop / "collections" / "mine")  # for the ingest below
     op = Outpost(home=laptop)
     retriever = op.retriever("docs")
     assert isinstance(retriever.embedder, OnnxEmbedder) and retriever.embedder.identity == tuned
@@ -189,6 +158,21 @@ def test_a_synced_laptop_searches_with_the_hubs_new_encoder(world: World) -> Non
     manifest = json.loads((delta / "manifest.json").read_bytes())
     assert manifest["format_version"] == 2 and manifest["encoder"]["sha256"] == world.sha
     assert manifest["counts"]["chunks"] == 0 and manifest["revectors"] == len(now)
+
+    # A local ingest into the synced collection is refused (the hub is its only writer), encoder or not; one
+    # into a local collection with the encoder's identity embeds with that encoder, as search does.
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "gamma.md").write_text("# Gamma\n\nGamma is a new research track on retrieval.\n")
+    with pytest.raises(ReadOnlyError, match="synced from .* read-only here; ingest on the hub"):
+        op.ingest(more, collection="docs")
+    mine = op.store("mine")
+    mine.set_meta(hub="")  # a copy of the synced collection, no longer tied to the hub
+    assert op.collection_embedder(mine) is retriever.embedder
+    assert op.ingest(more, collection="mine").chunks_embedded == 1
+    gamma = next(c for c in mine.snapshot().upserts if c.doc_key == "gamma.md")
+    stored = dict(mine.db.execute("SELECT id, vector FROM chunks").fetchall())[gamma.id]
+    assert mine.embedding == tuned and stored == quantize(hub_encoder.embed([embedding_text(gamma)]))[0][0].tobytes()
 
     # The gate's figures are kept per version and shown by `outpost hub collections --json`.
     shown = json.loads(outpost_cli("hub", "collections", "--json", home=world.home).stdout)

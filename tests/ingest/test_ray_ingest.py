@@ -24,8 +24,13 @@ import pytest
 
 from hubkit import free_port, outpost_cli
 from outpost.app import Outpost
+from outpost.embed.encoders import encoders_dir, load_encoder
+from outpost.embed.quantize import quantize
+from outpost.hub.embedder import publish_embedder
 from outpost.hub.home import HubHome
 from outpost.hub.service import Hub
+from outpost.ingest.chunker import embedding_text
+from outpost.records import EmbeddingIdentity
 from outpost.settings import Settings
 from outpost.store.sqlite import Store
 
@@ -159,6 +164,57 @@ def test_ray_ingest_matches_local(
     assert "INFO" not in result.stderr  # Ray's own chatter stays out of the CLI's output
     _assert_same(local, on_ray)
     assert _state(on_ray)[0] == 2
+
+
+def _identity(home: Path) -> EmbeddingIdentity | None:
+    store = Store.open(HubHome.at(home).collections_dir, "docs")
+    try:
+        return store.embedding
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_ray_ingest_into_a_switched_collection_embeds_with_its_encoder(
+    ray_cluster: RayCluster, tmp_path: Path, sample_dir: Path, tuned_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection switched to a fine-tuned embedder (issue 15): `hub ingest --ray` embeds its new chunks with the
+    collection's shipped encoder (its folder and sha256 travel to the actors), as the local path does: the same
+    chunk ids and int8 bytes. Before, the actors loaded the settings' model, whose vectors were published under
+    the encoder's identity (and compared with queries embedded by the encoder)."""
+    monkeypatch.setenv("HOME", str(ray_cluster.home))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "alpha.md").write_text("# Alpha\n\nThe alpha project launches on 3 March.\n")
+    (docs / "oncall.txt").write_text("On call this week: Ada. Escalate to Grace after one hour.\n")
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    HubHome.at(local).init()
+    _local_ingest(local, docs)
+    assert publish_embedder(Hub(HubHome.at(local)), "docs", tuned_model, {}) == 2
+    switched = _identity(local)
+    assert switched is not None and "+ft-" in switched.name
+    shutil.copytree(local, on_ray)  # the same switched hub twice (one export, one re-embedding)
+
+    shutil.copytree(sample_dir, docs, dirs_exist_ok=True)  # new documents: embedded by each path
+    _local_ingest(local, docs)
+    address = ray_cluster.address
+    result = outpost_cli("hub", "ingest", str(docs), "-c", "docs", "-q", "--ray-address", address, home=on_ray)
+    assert result.returncode == 0, result.stderr
+    _assert_same(local, on_ray)
+    assert _identity(local) == _identity(on_ray) == switched
+
+    # What both hold is the encoder's vectors, not the settings' model's.
+    store = Store.open(HubHome.at(on_ray).collections_dir, "docs")
+    try:
+        chunk = next(c for c in store.snapshot().upserts if c.doc_key == "employee-handbook.md")
+        stored = dict(zip(*store.vectors()[:2]))[chunk.id].tobytes()
+    finally:
+        store.close()
+    encoder = load_encoder(encoders_dir(HubHome.at(on_ray).root) / switched.weights_sha256, switched.weights_sha256)
+    base = Outpost(settings=Settings(home=on_ray)).embedder()
+    text = [embedding_text(chunk)]
+    assert stored == quantize(encoder.embed(text))[0][0].tobytes()
+    assert stored != quantize(base.embed(text))[0][0].tobytes()
 
 
 def test_core_never_imports_ray() -> None:

@@ -14,7 +14,8 @@ checks: manifest signature → ``encoder.json`` hash → each file's hash. A lap
 that is there is complete, and the identity of a collection says which folder searches it (:func:`encoder_for`).
 
 This module is core (no hub, sync or CLI imports): the hub writes encoders with :func:`write_encoder`, the client
-installs them with :func:`install_encoder`, and retrieval loads them with :func:`encoder_for` (cached per sha).
+installs them with :func:`install_encoder`, and retrieval and every ingest (local, hub, Ray) load them with
+:func:`encoder_for` (cached per sha).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from outpost.embed.base import Embedder
 from outpost.embed.local_model import LocalModel
 from outpost.embed.onnx import OnnxEmbedder
 from outpost.errors import PackError
@@ -42,8 +44,10 @@ __all__ = [
     "ENCODER_FORMAT",
     "ENCODER_JSON",
     "EncoderSpec",
+    "encoder_folder",
     "encoder_for",
     "encoder_identity",
+    "encoder_origin",
     "encoders_dir",
     "install_encoder",
     "load_encoder",
@@ -248,23 +252,46 @@ _LOADED: dict[tuple[str, str], OnnxEmbedder] = {}
 _LOCK = threading.Lock()
 
 
-def encoder_for(home: Path, identity: EmbeddingIdentity | None) -> OnnxEmbedder | None:
-    """The installed encoder a collection's identity names, loaded once per process; None when it names none.
+def encoder_folder(home: Path, identity: EmbeddingIdentity | None) -> Path | None:
+    """The folder under ``home/encoders/`` holding the encoder ``identity`` names, if it is there (a folder there
+    is complete: it appears by one rename); None for an identity that names none (a model loaded by name).
 
-    A collection built with the settings' model (or any identity whose weights hash is not an installed
-    encoder) gets None, and the caller uses the settings' embedder as before.
+    ``home`` is a laptop's ``$OUTPOST_HOME`` or a hub's root (``hub/``): both keep encoders in ``encoders/<sha256>/``.
     """
     if identity is None or not is_sha256(identity.weights_sha256):
         return None
     folder = encoders_dir(home) / identity.weights_sha256
-    key = (str(folder), identity.weights_sha256)
+    return folder if (folder / ENCODER_JSON).is_file() else None
+
+
+def encoder_for(home: Path, identity: EmbeddingIdentity | None) -> OnnxEmbedder | None:
+    """The installed encoder a collection's identity names, loaded once per process; None when it names none.
+
+    This is the one answer to "which embedder does this collection use": a collection's vectors come from the
+    encoder its identity names when ``home`` holds it (retrieval, a laptop's ingest and a hub's ingest, local or on
+    Ray, all ask here), else from the settings' model. A collection built with the settings' model (or any
+    identity whose weights hash is not an installed encoder) gets None, and the caller uses the settings' embedder;
+    ``Store.check_embedding`` then refuses an identity that embedder does not have.
+    """
+    if identity is None or not is_sha256(identity.weights_sha256):
+        return None
+    key = (str(encoders_dir(home) / identity.weights_sha256), identity.weights_sha256)
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        if not (folder / ENCODER_JSON).is_file():
+        folder = encoder_folder(home, identity)
+        if folder is None:
             return None
         embedder = load_encoder(folder, identity.weights_sha256)
         if embedder.identity != identity:
             return None  # an encoder of that hash that describes other vectors: not this collection's
         _LOADED[key] = embedder
         return embedder
+
+
+def encoder_origin(embedder: Embedder) -> tuple[Path, str] | None:
+    """The folder and sha256 a shipped encoder was loaded from (``load_encoder``, ``encoder_for``), so that another
+    process can load the very same one (the Ray stages' workers); None for any other embedder."""
+    if isinstance(embedder, OnnxEmbedder) and isinstance(embedder.model, _EncoderModel):
+        return embedder.model.folder, embedder.identity.weights_sha256
+    return None

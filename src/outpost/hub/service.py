@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from outpost.embed.base import Embedder
-from outpost.embed.encoders import ENCODER_JSON, encoders_dir, is_sha256, load_encoder
+from outpost.embed.encoders import ENCODER_JSON, encoder_folder, encoder_for
 from outpost.errors import StorageError, VersionConflictError
 from outpost.faults import fault
 from outpost.home import ensure_private_dir
@@ -124,18 +124,16 @@ class Hub:
     def encoder(self, identity: EmbeddingIdentity | None) -> tuple[Path, EncoderRef] | None:
         """The hub's encoder folder and reference for ``identity``, if it names one the hub shipped
         (``outpost.hub.embedder``): every pack of such a collection names it, signed, for laptops to fetch."""
-        if identity is None or not is_sha256(identity.weights_sha256):
-            return None
-        folder = encoders_dir(self.home.root) / identity.weights_sha256
-        if not (folder / ENCODER_JSON).is_file():
+        folder = encoder_folder(self.home.root, identity)
+        if folder is None or identity is None:
             return None
         return folder, EncoderRef(identity.weights_sha256, (folder / ENCODER_JSON).stat().st_size)
 
     def collection_embedder(self, store: Store, embedder: Embedder) -> Embedder:
-        """The encoder a fine-tuned collection embeds with (its identity names it), else ``embedder``: so an ingest
-        into it embeds new chunks like the rest, while the chunker (and chunk ids) stay the base model's."""
-        found = self.encoder(store.embedding)
-        return load_encoder(found[0], found[1].sha256) if found else embedder
+        """The encoder a fine-tuned collection embeds with (its identity names it: ``encoder_for``, loaded once per
+        process), else ``embedder``: so an ingest into it, here or on Ray, embeds new chunks like the rest, while
+        the chunker (and chunk ids) stay the base model's."""
+        return encoder_for(self.home.root, store.embedding) or embedder
 
     def _with_encoder(self, changeset: Changeset) -> Changeset:
         if changeset.encoder is None:

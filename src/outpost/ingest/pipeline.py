@@ -80,8 +80,15 @@ class Stages(Protocol):
         """``Chunker.chunk_batch`` over ``docs``, chunks in document order."""
         ...
 
-    def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Embed then quantise: int8 vectors and float32 scales aligned with ``texts``."""
+    def encode(
+        self, embedder: Embedder, texts: list[str], progress: Callable[[int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embed with ``embedder`` then quantise: int8 vectors and float32 scales aligned with ``texts``.
+
+        ``embedder`` is the one the plan checked against the collection's identity (a fine-tuned collection's
+        shipped encoder, not necessarily the model the stages chunk with): stages that run elsewhere must
+        rebuild exactly it there, or refuse.
+        """
         ...
 
 
@@ -89,7 +96,6 @@ class Stages(Protocol):
 class LocalStages:
     """The stages in this process (the default)."""
 
-    embedder: Embedder
     chunker: Chunker
 
     def read(
@@ -100,8 +106,10 @@ class LocalStages:
     def chunk(self, docs: list[Document]) -> list[Chunk]:
         return self.chunker.chunk_batch(docs)
 
-    def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
-        return _encode_here(self.embedder, texts, progress)
+    def encode(
+        self, embedder: Embedder, texts: list[str], progress: Callable[[int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _encode_here(embedder, texts, progress)
 
 
 def _encode_here(
@@ -184,8 +192,12 @@ def plan(
     limits: ReadLimits | None = None,
     stages: Stages | None = None,
 ) -> tuple[Changeset, IngestReport]:
-    """The changeset that brings ``store`` in line with ``files`` (not yet applied), and its report."""
-    stages = stages or LocalStages(embedder, chunker)
+    """The changeset that brings ``store`` in line with ``files`` (not yet applied), and its report.
+
+    ``embedder`` embeds the new chunks wherever ``stages`` run (it must carry the collection's identity: the
+    caller resolves a fine-tuned collection's encoder, ``encoder_for``); ``chunker`` cuts them.
+    """
+    stages = stages or LocalStages(chunker)
     known = store.document_hashes()
     docs, unchanged, errors = stages.read(files, known, limits or ReadLimits.default(), progress)
     present = {f.key for f in files} if sync else None
@@ -215,7 +227,7 @@ def plan_documents(
         known = store.document_hashes()
     unchanged = [d for d in docs if known.get(d.key) == d.sha256]
     docs = [d for d in docs if known.get(d.key) != d.sha256]
-    stages = stages or LocalStages(embedder, chunker)
+    stages = stages or LocalStages(chunker)
     chunks = stages.chunk(docs)
     old = store.chunk_positions([d.key for d in docs if d.key in known])
     gone = sorted(set(known) - present) if present is not None else []
@@ -226,7 +238,7 @@ def plan_documents(
     delete_chunks = [i for i in old if i not in new_ids or i in upsert_ids]
     delete_chunks += store.chunk_ids(gone)
     reuse = store.stored_vectors(list(old))
-    vectors, scales, embedded = embed_chunks(upserts, embedder, reuse, progress, stages.encode)
+    vectors, scales, embedded = embed_chunks(upserts, embedder, reuse, progress, partial(stages.encode, embedder))
 
     per_doc = {d.key: 0 for d in docs}
     for c in chunks:

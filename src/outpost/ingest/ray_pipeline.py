@@ -10,6 +10,12 @@ what a local one would: the same chunk ids and the same int8 bytes.
   as with any Ray Data file source.
 - **Chunk** and **embed** run in actors that load the embedder once (chunking needs its tokenizer). Embedding
   actors ask for a GPU each when the cluster has GPUs; otherwise they share the CPUs.
+- **The collection's embedder**: chunk actors load the settings' model (chunk ids are the base model's), embedding
+  actors the embedder the plan embeds with (``Stages.encode``'s): the settings' model, or, for a collection
+  switched to a fine-tuned embedder (``hub/embedder.py``), its shipped encoder, which travels as its folder and
+  sha256 (``encoder_origin``), never as a loaded model. That folder is under the hub home, so, like the ingest
+  root, the hub home must be at the same path on every node (a shared filesystem); each actor verifies every
+  file's hash before loading it, so a node with a missing or different copy refuses rather than embed otherwise.
 - **Same vectors**: the driver cuts the texts into the embedder's own batches (``length_batches``: longest
   first, ``batch_size`` at a time, as ``Embedder.embed`` does locally) and an actor embeds each batch on its
   own, so every text is encoded beside the same neighbours (padding and BLAS blocking follow the batch) and
@@ -33,14 +39,16 @@ import logging
 import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from outpost.embed.base import Embedder, length_batches
+from outpost.embed.encoders import encoder_origin, load_encoder, verify_encoder
 from outpost.embed.factory import load_embedder
-from outpost.errors import ConfigError, LoadError
+from outpost.errors import ConfigError, LoadError, PackError
 from outpost.ingest.chunker import Chunker
 from outpost.ingest.discover import SourceFile
 from outpost.ingest.isolation import open_parser
@@ -69,17 +77,29 @@ def _unpack(blob: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class _Encoder:
+    """A shipped encoder as it travels to the workers: where it is (the same path on every node) and its hash."""
+
+    folder: str
+    sha256: str
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class _EmbedderSpec:
-    """What a worker needs to rebuild the driver's embedder and chunker (a loaded model does not travel)."""
+    """What a worker needs to rebuild the driver's embedder and chunker (a loaded model does not travel): the
+    settings' model, or with ``encoder`` the collection's shipped encoder (embedding only; chunking stays with the
+    settings' model, whose tokenizer and name make the chunk ids)."""
 
     settings: Settings
     identity: EmbeddingIdentity
     max_tokens: int
     overlap: int
     chunker_id: str
+    encoder: _Encoder | None = None
 
     def embedder(self) -> Embedder:
-        embedder = load_embedder(self.settings)
+        embedder = load_embedder(self.settings) if self.encoder is None else self._shipped(self.encoder)
         if embedder.identity != self.identity:  # another model file on this node would give other vectors
             raise ConfigError(
                 f"A Ray worker loaded embedder {embedder.identity.name} ({embedder.identity.weights_sha256[:12]}), "
@@ -87,6 +107,29 @@ class _EmbedderSpec:
                 "model on every node"
             )
         return embedder
+
+    def _shipped(self, encoder: _Encoder) -> Embedder:
+        folder = Path(encoder.folder)
+        try:
+            verify_encoder(folder, encoder.sha256)  # this node's copy, byte for byte (~0.2 s for 90 MB, per actor)
+        except PackError as exc:
+            raise ConfigError(
+                f"A Ray worker cannot use the collection's encoder {encoder.sha256[:12]} at {folder} ({exc}): the "
+                "hub home must be at the same path on every node"
+            ) from exc
+        return load_encoder(folder, encoder.sha256, batch_size=encoder.batch_size)
+
+    def for_embedder(self, embedder: Embedder) -> _EmbedderSpec:
+        """The spec of the embedder the driver embeds with: this one's, or a shipped encoder by folder and hash."""
+        if embedder.identity == self.identity:
+            return self
+        origin = encoder_origin(embedder)
+        if origin is None:  # nothing a worker could load: refuse rather than embed with another model
+            raise ConfigError(
+                f"Ray workers can embed with the settings' model or a shipped encoder, not {embedder.identity.short()}"
+            )
+        encoder = _Encoder(str(origin[0]), origin[1], embedder.batch_size)
+        return replace(self, identity=embedder.identity, encoder=encoder)
 
     def chunker(self, embedder: Embedder) -> Chunker:
         chunker = Chunker(embedder.count_tokens, self.max_tokens, self.overlap, self.identity.name)
@@ -133,9 +176,8 @@ class _EncodeActor:
 class RayStages:
     """``pipeline.Stages`` on a Ray cluster already connected to (``ray_stages`` connects and disconnects)."""
 
-    def __init__(self, spec: _EmbedderSpec, batch_size: int, actors: int, gpus: float) -> None:
+    def __init__(self, spec: _EmbedderSpec, actors: int, gpus: float) -> None:
         self.spec = spec
-        self.batch_size = batch_size
         self.actors = actors
         self.gpus = gpus
 
@@ -165,12 +207,17 @@ class RayStages:
         rows = self._run([_pack(d) for d in docs], "doc", "chunks", _ChunkActor, DOCS_PER_BATCH, actor=True)
         return [chunk for chunks in rows for chunk in chunks]
 
-    def encode(self, texts: list[str], progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
-        groups = list(length_batches(texts, self.batch_size))
+    def encode(
+        self, embedder: Embedder, texts: list[str], progress: Callable[[int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.spec.for_embedder(embedder)  # a switched collection's encoder, not the settings' model
+        groups = list(length_batches(texts, embedder.batch_size))
         per_row = EMBED_BATCHES_PER_ROW
         rows = [[[texts[i] for i in g] for g in groups[at : at + per_row]] for at in range(0, len(groups), per_row)]
-        encoded = self._run([_pack(r) for r in rows], "texts", "encoded", _EncodeActor, 1, actor=True, gpu=True)
-        vectors = np.zeros((len(texts), self.spec.identity.dimension), dtype=np.int8)
+        encoded = self._run(
+            [_pack(r) for r in rows], "texts", "encoded", _EncodeActor, 1, actor=True, gpu=True, spec=spec
+        )
+        vectors = np.zeros((len(texts), spec.identity.dimension), dtype=np.int8)
         scales = np.zeros(len(texts), dtype=np.float32)
         for index, (q, s) in zip(groups, (pair for row in encoded for pair in row)):
             vectors[index], scales[index] = q, s
@@ -189,8 +236,10 @@ class RayStages:
         actor: bool = False,
         gpu: bool = False,
         fn_kwargs: dict[str, Any] | None = None,
+        spec: _EmbedderSpec | None = None,
     ) -> list[Any]:
-        """``map_batches(fn)`` over ``items``; the unpickled results in the order of ``items``."""
+        """``map_batches(fn)`` over ``items``; the unpickled results in the order of ``items``; an actor gets
+        ``spec`` (default: the stages' own)."""
         if not items:
             return []
         import ray.data
@@ -198,7 +247,7 @@ class RayStages:
         dataset = ray.data.from_items([{"i": i, column: blob} for i, blob in enumerate(items)])
         options: dict[str, Any] = {"batch_size": batch_size, "batch_format": "numpy"}
         if actor:
-            options["fn_constructor_kwargs"] = {"spec": self.spec}
+            options["fn_constructor_kwargs"] = {"spec": spec or self.spec}
             options["compute"] = ray.data.ActorPoolStrategy(size=self.actors)
             if gpu and self.gpus:
                 options["num_gpus"] = 1
@@ -235,7 +284,7 @@ def ray_stages(address: str | None, settings: Settings, embedder: Embedder, chun
         actors = int(gpus) if gpus >= 1 else max(1, int(resources.get("CPU", 1)) // 2)
         spec = _EmbedderSpec(settings, embedder.identity, chunker.max_tokens, chunker.overlap, chunker.id)
         log.info("ingest on Ray: %d embedding actors, %g GPUs", actors, gpus)
-        yield RayStages(spec, embedder.batch_size, actors, gpus)
+        yield RayStages(spec, actors, gpus)
     finally:
         if started:
             ray.shutdown()
