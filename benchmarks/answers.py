@@ -206,6 +206,7 @@ class Config:
             "shown": answer.text,
             "grounding": answer.grounding,
             "grounding_ms": answer.grounding_ms,
+            "confidence": answer.confidence,
             "retrieved": any(s.document == q["doc"] for s in answer.sources),
             "sources": [[s.number, s.document, s.chunk_id, s.text] for s in answer.sources],
             "seconds": round(time.perf_counter() - t0, 2),
@@ -239,15 +240,17 @@ def regrade(op: Outpost, row: dict) -> dict:
     if "sources" not in row:
         return row
     sources = [Source(n, doc, chunk, 0.0, text) for n, doc, chunk, text in row["sources"]]
-    answer = Answer(row["question"], row["generated"], sources, row["model"], COLLECTION, generated=row["generated"])
+    answer = Answer(
+        row["question"], row["generated"], sources, row["model"], COLLECTION, generated=row["generated"],
+        confidence=row.get("confidence"),
+    )  # fmt: skip
     ground_answer(answer, op.embedder())
     return {**row, "shown": answer.text, "grounding": answer.grounding, "grounding_ms": answer.grounding_ms}
 
 
 SWEEP = {  # the check's settings tried on the dev split (evidence.py's module constants); the gap check's
-    # GAP_FIT (0.3–0.55, since removed) and earlier sweeps are in docs/benchmarks.md
-    "ON_TOPIC_MARGIN": [0.1, 0.05, 0.0],
-    "MIN_SIMILARITY": [0.35, 0.5],
+    # GAP_FIT (0.3–0.55, since removed), ON_TOPIC_MARGIN, MIN_SIMILARITY and earlier sweeps are in docs/benchmarks.md
+    "MIN_CONFIDENCE": [0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55],
 }
 
 

@@ -23,8 +23,9 @@ from outpost import Outpost
 from outpost.api import create_app
 from outpost.embed.sentence_transformers import SentenceTransformerEmbedder
 from outpost.errors import ModelNotFoundError
-from outpost.evidence import find_evidence, ground, split_sentences
-from outpost.records import Source
+from outpost.evidence import MIN_CONFIDENCE, find_evidence, ground, split_sentences
+from outpost.rag import UNSUPPORTED_NOTICE, UNSURE_NOTICE, ground_answer
+from outpost.records import Answer, Source
 from outpost.settings import Settings
 
 HANDBOOK = """Time off
@@ -171,6 +172,42 @@ def test_only_the_unsupported_sentence_of_an_answer_is_marked(
     assert result.ms > 0
 
 
+@pytest.mark.parametrize(
+    ("confidence", "status"),
+    [(None, "supported"), (0.9, "supported"), (MIN_CONFIDENCE, "supported"), (0.2, "unsupported")],
+)
+def test_an_answer_its_model_was_unsure_of_is_flagged(
+    confidence: float | None, status: str, sources: list[Source], embedder: SentenceTransformerEmbedder
+) -> None:
+    result = ground(QUESTION, "New hires get 20 vacation days per year [1].", sources, embedder, confidence=confidence)
+    assert result.status == status and result.unsure is (status == "unsupported")
+    if status == "unsupported":
+        assert result.claims[0].reason == "The model was unsure of this answer (confidence 20%)."
+        assert result.evidence[0].text.startswith("New hires get 20")
+
+
+def test_an_unsure_answer_keeps_the_reasons_the_sources_give(
+    sources: list[Source], embedder: SentenceTransformerEmbedder
+) -> None:
+    """Confidence only marks what the sources would have passed; the reader sees the sources' own reason first."""
+    result = ground(QUESTION, "New hires get 30 vacation days per year [1].", sources, embedder, confidence=0.1)
+    assert result.claims[0].reason == "Source [1] does not mention “30”." and not result.unsure
+
+
+def test_the_notice_says_whether_the_sources_or_the_model_failed(
+    sources: list[Source], embedder: SentenceTransformerEmbedder
+) -> None:
+    def shown(reply: str, confidence: float) -> Answer:
+        answer = Answer(QUESTION, reply, list(sources), "m", generated=reply, confidence=confidence)
+        return ground_answer(answer, embedder)
+
+    unsure = shown("New hires get 20 vacation days per year [1].", 0.2)
+    assert unsure.notice == UNSURE_NOTICE and unsure.text.startswith(UNSURE_NOTICE + "\nNew hires get 20")
+    wrong = shown("New hires get 30 vacation days per year [1].", 0.2)
+    assert wrong.notice == UNSUPPORTED_NOTICE
+    assert shown("New hires get 20 vacation days per year [1].", 0.9).notice == ""
+
+
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path) -> Outpost:
     op = Outpost(home=tmp_path_factory.mktemp("evidence-home"))
@@ -205,6 +242,7 @@ def test_the_default_model_answers_the_quickstart_question_with_evidence(samples
     done = answer.result()
     assert "".join(pieces).strip() == done.generated
     assert "20" in done.text and done.grounding == "supported", (done.generated, done.claims)
+    assert done.confidence is not None and MIN_CONFIDENCE <= done.confidence <= 1  # llama.cpp's own probabilities
     assert done.evidence[0].source == 1 and "20 vacation days" in done.evidence[0].text
 
 
@@ -226,6 +264,7 @@ def test_both_api_dialects_return_evidence_and_grounding(api: ServerThread) -> N
     assert first["number"] == 1 and "20 vacation days" in first["evidence"][0]["text"]
     grounding = body["grounding"]
     assert grounding["status"] == "supported" and grounding["claims"][0]["supported"] is True
+    assert 0 < grounding["confidence"] <= 1
     assert {"text", "supported", "score", "reason", "sources", "evidence"} <= set(grounding["claims"][0])
 
     # streamed: the evidence and the verdict arrive with the final event, after the last piece

@@ -9,6 +9,7 @@ import pytest
 from outpost import Answer, Outpost
 from outpost.errors import ContextOverflowError, ModelNotFoundError
 from outpost.llm import resolve_gguf
+from outpost.llm.base import GenerationParams, Message
 from outpost.llm.llamacpp import LlamaCppModel
 from outpost.rag import SOURCES_PROMPT, SYSTEM_PROMPT, build_messages, cited_numbers, pack_sources, to_sources
 from outpost.records import Chunk, Evidence, Hit
@@ -40,6 +41,20 @@ def test_the_bundled_model_uses_its_own_chat_template(small_ctx_model: LlamaCppM
     assert "<|im_end|>" in stop
     text = small_ctx_model.llm.detokenize(tokens, special=True).decode()
     assert text.rstrip().endswith("<|im_start|>assistant")
+
+
+def test_scored_generation_is_the_same_reply_with_each_tokens_log_probability(small_ctx_model: LlamaCppModel) -> None:
+    messages: list[Message] = [{"role": "user", "content": "Count from one to twenty, in words."}]
+    params = GenerationParams(temperature=0.0, max_tokens=8, seed=0)
+    logprobs: list[float] = []
+    scored = "".join(small_ctx_model.stream_scored(messages, params, logprobs))
+    assert scored == "".join(small_ctx_model.stream(messages, params))  # reading the scores changes nothing
+    # it ran to the length limit: 8 tokens, the last never fed back, so never scored
+    assert len(logprobs) == 7 and all(-50 < p <= 0 for p in logprobs)
+    assert max(logprobs) > -0.7  # greedy picks each step's likeliest token: some are near-certain, not uniform
+    stopped: list[float] = []
+    short = "".join(small_ctx_model.stream_scored([{"role": "user", "content": "Say yes."}], params, stopped))
+    assert short and 1 <= len(stopped) <= 7  # ended by its own end token, which is not counted
 
 
 def test_packing_drops_the_lowest_ranked_sources_first(small_ctx_model: LlamaCppModel) -> None:

@@ -13,6 +13,11 @@ Two questions a reader of a generated answer should be able to settle without re
   small model's typical mistake is a real phrase from the right source that answers something else.
   For the same reason an answer must rest on a sentence that answers the question itself, and must give
   what the question's wording asks for (a number to "how many", a name to "who", a time to "when").
+- **Confidence** — a faithful phrase can still be the wrong one, and the sources alone cannot always tell.
+  The model that wrote the answer can: when a runtime reports its tokens' probabilities (llama.cpp does),
+  an answer the model gave at a geometric-mean token probability under ``MIN_CONFIDENCE`` is marked — on
+  SQuAD, Gemma 3 270M's wrong replies mostly come out that unsure and its right ones mostly do not
+  (docs/benchmarks.md, answers: the fourth pass).
 
 Both run after generation for every caller alike (``AnswerStream``), and cost one batched embedder call
 (``benchmarks/answers.py`` reports the milliseconds). The embedder is passed in — the same loaded
@@ -38,6 +43,7 @@ from outpost.records import Claim, Evidence, Source
 __all__ = [
     "Grounding",
     "MARGIN",
+    "MIN_CONFIDENCE",
     "MIN_SIMILARITY",
     "MIN_TERM_COVERAGE",
     "extractive_answer",
@@ -56,6 +62,7 @@ MARGIN = 0.1
 EVIDENCE_COUNT = 3  # sentences shown under an answer
 ON_TOPIC = 3  # an answer must rest on one of the sentences that best answer the question alone …
 ON_TOPIC_MARGIN = 0.1  # … and score within this of the best one (dev split: 0.1 flagged more wrong replies than 0.25)
+MIN_CONFIDENCE = 0.45  # the model's geometric-mean token probability for its reply (dev split: see the module doc)
 SHORT_CLAIM_TERMS = 5  # a claim with fewer key terms is a fragment ("20 days"): read it with its question
 
 # What a question asks for, when its wording says so plainly: an answer with no number to "how many" or no
@@ -106,6 +113,7 @@ class Grounding:
     evidence: list[Evidence] = field(default_factory=list)
     status: str = "unchecked"
     ms: float = 0.0
+    unsure: bool = False  # unsupported only because its model was unsure of it: the sources hold its words
 
 
 @dataclass(frozen=True)
@@ -443,11 +451,19 @@ def _answer_sentences(text: str, count: int) -> list[tuple[str, list[int]]]:
     return out
 
 
-def ground(question: str, text: str, sources: list[Source], embedder: Embedder, check: bool = True) -> Grounding:
+def ground(
+    question: str,
+    text: str,
+    sources: list[Source],
+    embedder: Embedder,
+    check: bool = True,
+    confidence: float | None = None,
+) -> Grounding:
     """Evidence for an answer and (``check``) a verdict per sentence, from one batched embedder call.
 
     ``text`` empty means no answer was generated: the evidence is then chosen for the question alone, as
-    for an extractive answer.
+    for an extractive answer. ``confidence``: the model's geometric-mean token probability for ``text``
+    (``None``: its runtime could not tell, and the check goes without it).
     """
     started = time.perf_counter()
     sentences = _sentences(sources)
@@ -465,11 +481,15 @@ def ground(question: str, text: str, sources: list[Source], embedder: Embedder, 
     asked = _rank(question, sentences, s_vecs, q_vec)[:ON_TOPIC]
     claims = _on_topic(claims, [e for e in asked if e.score >= asked[0].score - ON_TOPIC_MARGIN] if asked else [])
     claims = _of_the_kind_asked(claims, question)
+    sure = claims
+    claims = _confident(claims, confidence)
     good = [i for i, c in enumerate(claims) if c.supported]
     support = (" ".join(claims[i].text for i in good), c_vecs[good].sum(axis=0)) if good else None
     evidence = _rank(question, sentences, s_vecs, q_vec, support)[:EVIDENCE_COUNT]
     ms = (time.perf_counter() - started) * 1000
-    return Grounding(claims, evidence, _status(claims, bool(sources), check), round(ms, 1))
+    status = _status(claims, bool(sources), check)
+    unsure = status == "unsupported" and _status(sure, bool(sources), check) != "unsupported"
+    return Grounding(claims, evidence, status, round(ms, 1), unsure)
 
 
 def _on_topic(claims: list[Claim], asked: list[Evidence]) -> list[Claim]:
@@ -533,6 +553,19 @@ def _of_the_kind_asked(claims: list[Claim], question: str) -> list[Claim]:
     if not kind or any(_gives(kind, c.text, question) for c in claims):
         return claims
     reason = f"The question asks for {_KIND_WORDS[kind]}, and this answer gives none."
+    return [replace(c, supported=False, reason=reason) if c.supported else c for c in claims]
+
+
+def _confident(claims: list[Claim], confidence: float | None) -> list[Claim]:
+    """Supported claims of an answer that its model gave unsure (under ``MIN_CONFIDENCE``): marked.
+
+    Why: faithful words are not a right answer. A small model that picks the wrong phrase of the right
+    sentence passes every check against the sources, but mostly does so unsure — its own probabilities
+    say what the sources cannot.
+    """
+    if confidence is None or confidence >= MIN_CONFIDENCE:
+        return claims
+    reason = f"The model was unsure of this answer (confidence {confidence:.0%})."
     return [replace(c, supported=False, reason=reason) if c.supported else c for c in claims]
 
 

@@ -12,7 +12,9 @@ evidence itself (``AnswerStream(model=None)``).
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -27,6 +29,7 @@ __all__ = [
     "SOURCES_PROMPT",
     "SYSTEM_PROMPT",
     "UNSUPPORTED_NOTICE",
+    "UNSURE_NOTICE",
     "build_messages",
     "cited_numbers",
     "ground_answer",
@@ -34,6 +37,7 @@ __all__ = [
 ]
 
 UNSUPPORTED_NOTICE = "The sources do not support the model's answer; here is what they say."
+UNSURE_NOTICE = "The model was unsure of its answer; here is what the sources say."
 EXTRACTIVE_MODEL = "extractive"
 
 # Answer first, in a few words: measured on SQuAD dev (docs/benchmarks.md), the bundled models given the
@@ -151,7 +155,8 @@ def ground_answer(answer: Answer, embedder: Embedder | None, check: bool = True)
     if embedder is None:
         return answer
     extractive = answer.model == EXTRACTIVE_MODEL
-    result = ground(answer.question, answer.generated, answer.sources, embedder, check and not extractive)
+    checking = check and not extractive
+    result = ground(answer.question, answer.generated, answer.sources, embedder, checking, answer.confidence)
     by_source: dict[int, list[Evidence]] = {}
     for item in result.evidence:
         by_source.setdefault(item.source, []).append(item)
@@ -162,9 +167,14 @@ def ground_answer(answer: Answer, embedder: Embedder | None, check: bool = True)
         answer.text = extractive_answer(result.evidence)
         answer.cited = cited_numbers(answer.text, len(answer.sources))
     elif result.status == "unsupported":
-        answer.text = f"{UNSUPPORTED_NOTICE}\n{extractive_answer(result.evidence)}"
-        answer.notice = UNSUPPORTED_NOTICE
+        answer.notice = UNSURE_NOTICE if result.unsure else UNSUPPORTED_NOTICE
+        answer.text = f"{answer.notice}\n{extractive_answer(result.evidence)}"
     return answer
+
+
+def _confidence(logprobs: list[float]) -> float | None:
+    """The geometric-mean token probability of a reply: how sure its model was, length aside (0–1)."""
+    return round(math.exp(statistics.fmean(logprobs)), 4) if logprobs else None
 
 
 @dataclass
@@ -195,7 +205,10 @@ class AnswerStream:
             self._done()
             return
         pieces: list[str] = []
-        started = self.pieces if self.pieces is not None else self.model.stream(self.messages, self.params)
+        logprobs: list[float] = []  # the local runtime's, for the grounding check's confidence test
+        started = self.pieces
+        if started is None:
+            started = self.model.stream_scored(self.messages, self.params, logprobs)
         for piece in started:
             pieces.append(piece)
             yield piece
@@ -210,6 +223,7 @@ class AnswerStream:
             usage={"prompt_tokens": self.model.prompt_tokens(self.messages), "completion_pieces": len(pieces)},
             id=self.id,
             generated=text,
+            confidence=_confidence(logprobs),
         )
         self.answer = ground_answer(answer, self.embedder, self.check)
         self._done()

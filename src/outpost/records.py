@@ -218,8 +218,8 @@ class Evidence:
 class Claim:
     """One sentence of a generated answer, checked against the sources it cites (all of them if none).
 
-    ``supported`` is the verdict; ``reason`` says why in words ("'2' is not in source [1]"); ``evidence``
-    is the source sentence that came closest, shown beside the claim.
+    ``supported`` is the verdict; ``reason`` says why in one plain sentence ("Source [1] does not mention
+    “2”."); ``evidence`` is the source sentence that came closest, shown beside the claim.
     """
 
     text: str
@@ -273,6 +273,8 @@ class Answer:
     - ``grounding``: ``supported`` | ``partial`` | ``unsupported`` | ``unchecked`` (check off, or no
       sources) | ``extractive``.
     - ``notice``: why the answer is not the model's own words ("" if it is), e.g. no chat model could load.
+    - ``confidence``: the model's geometric-mean probability for the tokens of its reply (0–1), which the
+      grounding check reads; ``None`` when its runtime cannot tell (a remote API, a plugin) or no model ran.
     - ``route``: ``local``, ``remote`` or ``fallback`` (local after the remote failed); ``route_reason`` says
       why (``outpost.routing``), e.g. that a private collection's text never leaves.
     """
@@ -291,6 +293,7 @@ class Answer:
     grounding: str = "unchecked"
     notice: str = ""
     grounding_ms: float = 0.0
+    confidence: float | None = None
     route: str = "local"
     route_reason: str = ""
 

@@ -59,6 +59,7 @@ class Generation:
             "claims": [asdict(c) for c in done.claims],
             "evidence": [asdict(e) for e in done.evidence],
             "ms": done.grounding_ms,
+            "confidence": done.confidence,
         }
 
     def __iter__(self) -> Iterator[str]:

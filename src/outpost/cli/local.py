@@ -71,6 +71,7 @@ def _answer_json(answer: Answer) -> dict[str, object]:
         "evidence": [asdict(e) for e in answer.evidence],
         "notice": answer.notice,
         "grounding_ms": answer.grounding_ms,
+        "confidence": answer.confidence,
         "route": answer.route,
         "route_reason": answer.route_reason,
         "sources": [

@@ -48,6 +48,24 @@ class ChatModel(abc.ABC):
     ) -> Iterator[str]:
         """Yield the reply as text pieces, as they are generated."""
 
+    def stream_scored(
+        self,
+        messages: list[Message],
+        params: GenerationParams,
+        logprobs: list[float],
+        extra_stop: list[str] | None = None,
+    ) -> Iterator[str]:
+        """:meth:`stream`, also appending to ``logprobs`` each generated token's log-probability under the model.
+
+        Why: how sure the model was of its own reply is the one signal a grounding check cannot read off the
+        sources — a small model that copies the wrong phrase of the right sentence mostly does so unsure
+        (``outpost.evidence``, confidence). The values are the model's own distribution (before temperature or
+        other sampling settings), one per token the reply is made of, the token that ended it excluded. A
+        runtime that cannot tell (this default: a plugin's, a remote API's) leaves the list empty, and the
+        check then goes without it.
+        """
+        return self.stream(messages, params, extra_stop)
+
     def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
         """Plain text completion of ``prompt``, no chat template (``/v1/completions``, ``raw`` generate)."""
         raise NotImplementedError(f"{type(self).__name__} does not support raw completion")

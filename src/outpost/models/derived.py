@@ -39,9 +39,21 @@ class DerivedModel(ChatModel):
     def stream(
         self, messages: list[Message], params: GenerationParams, extra_stop: list[str] | None = None
     ) -> Iterator[str]:
+        yield from self.base.stream(self.prepare(messages), params, extra_stop=self._stops(extra_stop))
+
+    def stream_scored(
+        self,
+        messages: list[Message],
+        params: GenerationParams,
+        logprobs: list[float],
+        extra_stop: list[str] | None = None,
+    ) -> Iterator[str]:
+        yield from self.base.stream_scored(self.prepare(messages), params, logprobs, self._stops(extra_stop))
+
+    def _stops(self, extra_stop: list[str] | None) -> list[str] | None:
         """The Modelfile's ``PARAMETER stop`` sequences hold alongside a request's own (``params.stop``)."""
         stop = [*self.modelfile.stops(), *(extra_stop or [])]
-        yield from self.base.stream(self.prepare(messages), params, extra_stop=stop or None)
+        return stop or None
 
     def stream_raw(self, prompt: str, params: GenerationParams, stop: list[str] | None = None) -> Iterator[str]:
         return self.base.stream_raw(prompt, params, stop)

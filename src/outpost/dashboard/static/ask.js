@@ -145,7 +145,8 @@ function renderSources(card, sources, words) {
   }));
 }
 
-const SHOWN = new Set([...KNOWN, "generated", "evidence", "claims", "grounding", "notice", "grounding_ms"]);
+const SHOWN = new Set([...KNOWN, "generated", "evidence", "claims", "grounding", "notice", "grounding_ms",
+  "confidence"]);
 
 /** The grounding check (when the answering path filled it): verdict, notice, and each sentence's reason. */
 function renderExtras(card, answer) {
@@ -158,6 +159,9 @@ function renderExtras(card, answer) {
     pill.setAttribute("data-testid", "grounding");
     pill.textContent = answer.grounding;
     box.append("Grounding: ", pill, " ");
+    if (answer.confidence != null) {
+      box.append(`· the model's confidence ${Math.round(answer.confidence * 100)}% `);
+    }
   }
   if (answer.notice) {
     const note = document.createElement("p");
