@@ -83,7 +83,9 @@ def client_sync(home: Path, url: str, token: str, key: str | None = None, **kw):
 
 def state(home: Path, name: str = "docs") -> tuple[int, set[tuple]]:
     store = Store.open(home / "collections", name)
-    rows = store.db.execute("SELECT id, doc_key, ordinal, page, heading, text, vector, scale FROM chunks").fetchall()
+    rows = store.db.execute(
+        "SELECT id, doc_key, ordinal, page, heading, text_unpack(packed_text), vector, scale FROM chunks"
+    ).fetchall()
     docs = store.db.execute("SELECT key, sha256 FROM documents").fetchall()
     version = store.version
     store.close()

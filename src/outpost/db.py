@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from outpost.home import private_file
 
@@ -80,6 +80,7 @@ def open_db(
     timeout: float = 30.0,
     wal: bool = True,
     new_file_pragmas: Sequence[str] = (),
+    functions: Mapping[str, Callable[[Any], Any]] | None = None,
 ) -> sqlite3.Connection:
     """A connection to ``path`` (created 0600 first, so its ``-wal`` and ``-shm`` are private too), migrated.
 
@@ -88,12 +89,15 @@ def open_db(
     process that opens many connections needs it only on the first. ``synchronous`` is per connection: FULL where
     losing the last commit on power loss is not acceptable (the hub's version numbers). ``new_file_pragmas`` (page
     size, auto-vacuum) run first, and only on a new (empty) file: they shape it only while it has no page yet (switching
-    to WAL writes the first one).
+    to WAL writes the first one). ``functions`` (name → one-argument, deterministic Python function) are registered
+    before anything else runs, migrations included: a schema whose views call them is unreadable without them.
     """
     file = private_file(path)
     empty = file.stat().st_size == 0
     conn = sqlite3.connect(file, isolation_level=None, check_same_thread=False, timeout=timeout)
     conn.row_factory = sqlite3.Row
+    for name, function in (functions or {}).items():
+        conn.create_function(name, 1, function, deterministic=True)
     for pragma in new_file_pragmas if empty else ():  # on a file in use, setting auto_vacuum rewrites its header
         conn.execute(pragma)
     if wal:

@@ -406,7 +406,7 @@ def test_a_switch_resets_the_query_adapter_and_is_recorded(tmp_path: Path) -> No
         adapter = store.adapter
         assert adapter is not None and adapter.version > 1  # an adapter of the old vectors would skew every query
         np.testing.assert_array_equal(adapter.matrix, np.eye(DIM, dtype=np.float32))
-        rows = dict(store.db.execute("SELECT text, vector FROM chunks").fetchall())
+        rows = dict(store.db.execute("SELECT text_unpack(packed_text), vector FROM chunks").fetchall())
         expected = quantize(embedder.embed(texts))[0]
         assert [rows[t] for t in texts] == [v.tobytes() for v in expected]
     finally:

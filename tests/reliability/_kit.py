@@ -107,7 +107,7 @@ def store_state(folder: Path, name: str) -> tuple[int, set[tuple[str, str, bytes
     store = Store.open(folder, name)
     try:
         with store.reading():
-            rows = store.db.execute("SELECT id, text, vector FROM chunks").fetchall()
+            rows = store.db.execute("SELECT id, text_unpack(packed_text), vector FROM chunks").fetchall()
             return store.version, {(r[0], r[1], bytes(r[2])) for r in rows}
     finally:
         store.close()

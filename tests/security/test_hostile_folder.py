@@ -15,7 +15,6 @@ import io
 import os
 import random
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -133,9 +132,8 @@ def test_a_hostile_folder_is_ingested_file_by_file(tmp_path: Path, home: Path) -
         hits = op.search(marker, "hostile", k=3, mode="bm25")
         assert hits and hits[0].chunk.doc_key == key, (key, marker)
     assert not op.search(SECRET, "hostile", k=3, mode="bm25"), "text from outside the root was ingested"
-    with sqlite3.connect(home / "collections" / "hostile" / "store.sqlite") as db:
-        longest = db.execute("SELECT max(length(text)) FROM chunks").fetchone()[0]
-        laughs = db.execute("SELECT count(*) FROM chunks WHERE text LIKE '%lollollol%'").fetchone()[0]
+    longest = store.db.execute("SELECT max(length(text)) FROM chunks_text").fetchone()[0]  # unpacked (migration 5)
+    laughs = store.db.execute("SELECT count(*) FROM chunks_text WHERE text LIKE '%lollollol%'").fetchone()[0]
     assert laughs == 0 and longest < 2 * MB, "an entity was expanded"
     print(f"\n{folder.entries} entries, {len(failures)} reported, {len(ingested)} ingested; "
           f"{seconds:.1f} s, peak RSS {peak_mb:.0f} MB")  # fmt: skip

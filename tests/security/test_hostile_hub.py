@@ -122,7 +122,9 @@ def local_view(home: Path) -> tuple[Any, ...]:
     """Version, every row, and what BM25 and vector search answer: what "local data intact" means."""
     store = Store.open(home / "collections", "docs")
     try:
-        rows = store.db.execute("SELECT id, doc_key, ordinal, text, vector, scale FROM chunks ORDER BY id").fetchall()
+        rows = store.db.execute(
+            "SELECT id, doc_key, ordinal, text_unpack(packed_text), vector, scale FROM chunks ORDER BY id"
+        ).fetchall()
         docs = store.db.execute("SELECT key, sha256 FROM documents ORDER BY key").fetchall()
         probe = np.frombuffer(rows[0][4], dtype=np.int8)
         return (

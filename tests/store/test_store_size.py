@@ -71,7 +71,9 @@ def _bm25(db: sqlite3.Connection, queries: list[str]) -> list[list[tuple[int, fl
 
 
 def _fts_ok(db: sqlite3.Connection) -> None:
-    db.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('integrity-check')")
+    """FTS5's integrity check, against the content too: with ``rank = 1`` it tokenizes every row of ``chunks_text``
+    again and compares with the index (without it, SQLite 3.40 checks only the index's own structure)."""
+    db.execute("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
 
 
 def _old_store(folder: Path, docs: int = 400) -> None:
@@ -234,3 +236,108 @@ def test_an_upgrade_beside_a_reader_migrates_and_compacts_and_the_reader_keeps_i
     assert reader.execute("SELECT count(*) FROM chunks WHERE heading IS NULL").fetchone()[0] == 900  # the new one
     reader.close()
     _fts_ok(store.db)
+
+
+def _text(i: int, j: int) -> str:
+    """Chunk text of the lengths a store meets: short (stays TEXT), abstract-sized (packed), and non-ASCII."""
+    if j == 0:
+        return f"{WORDS[i % 10]} {i}"
+    words = " ".join(WORDS[k] for k in np.random.default_rng(i * 10 + j).integers(0, 10, 90))
+    text = f"{words} w{i}x{j}"
+    return text if j == 1 else text.replace("rice", "riz – naïve µg/kg 🍚")
+
+
+def _v4_store(folder: Path, docs: int = 200) -> None:
+    """A collection as the code before migration 5 wrote it: plain text in ``chunks.text``, FTS5 over chunks_text."""
+    folder.mkdir(parents=True)
+    conn = sqlite3.connect(folder / "store.sqlite", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    migrate(conn, MIGRATIONS[:4])
+    rng = np.random.default_rng(2)
+    for i in range(docs):
+        doc = _doc(i)
+        conn.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)", (doc.key, doc.sha256, doc.title, "md", 1, 3))
+        for j in range(3):
+            conn.execute(
+                "INSERT INTO chunks (rowid, id, doc_key, ordinal, page, heading, text, token_count, vector, scale) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, 7, ?, 0.01)",
+                (
+                    3 * i + j + 5,
+                    f"{doc.key}#{j}",
+                    doc.key,
+                    j,
+                    "Methods" if j == 2 else None,
+                    _text(i, j),
+                    rng.integers(-127, 128, 16, dtype=np.int8).tobytes(),
+                ),
+            )
+    conn.execute("INSERT INTO chunks_fts (rowid, heading, text) SELECT rowid, heading, text FROM chunks_text")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', '1')")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('embedding', ?)", (IDENTITY.to_json(),))
+    conn.close()
+
+
+QUERIES_5 = ["statin survival", "breast cancer cohort", "naïve rice", "riz µg", "soy 7", "w3x1", "methods title"]
+
+
+def test_migration_5_packs_the_text_in_place_and_keeps_rows_fts5_and_bm25_scores(tmp_path: Path) -> None:
+    _v4_store(tmp_path / "v4")
+    conn = sqlite3.connect(tmp_path / "v4" / "store.sqlite")
+    before_scores = _bm25(conn, QUERIES_5)
+    before_rows = conn.execute("SELECT rowid, id, heading, text FROM chunks_text ORDER BY rowid").fetchall()
+    before_vectors = conn.execute("SELECT vector FROM chunks ORDER BY rowid").fetchall()
+    plain_bytes = conn.execute("SELECT sum(length(CAST(text AS BLOB))) FROM chunks").fetchone()[0]
+    conn.close()
+    assert sum(map(len, before_scores)) > 50  # the queries match: the comparison below means something
+
+    store = Store.open(tmp_path, "v4")
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert _bm25(store.db, QUERIES_5) == before_scores  # same rowids, same floats
+    _fts_ok(store.db)  # FTS5 re-reads every row through chunks_text (unpacked) and finds the tokens it holds
+    chunks = store.chunks_by_rowid([r[0] for r in before_rows])
+    assert [(r, c.id, c.heading, c.text) for r, c in sorted(chunks.items())] == [tuple(r) for r in before_rows]
+    assert all(type(c.text) is str for c in chunks.values())
+    kinds = dict(store.db.execute("SELECT typeof(packed_text), count(*) FROM chunks GROUP BY 1").fetchall())
+    assert kinds == {"text": 200, "blob": 400}  # short texts stay plain: packed, they would grow
+    packed_bytes = store.db.execute("SELECT sum(length(packed_text)) FROM chunks").fetchone()[0]
+    assert packed_bytes < 0.7 * plain_bytes
+    _, _, vectors = store._all_vectors()
+    assert np.array_equal(vectors, np.frombuffer(b"".join(r[0] for r in before_vectors), np.int8).reshape(-1, 16))
+    assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0  # the old table's pages went back
+    with pytest.raises(sqlite3.OperationalError, match="no such column"):  # a plain-SQL reader fails, loudly
+        store.db.execute("SELECT text FROM chunks")
+
+    gone = [r[1] for r in before_rows[:30]]  # deletes feed FTS5 the unpacked text it indexed
+    store.apply(_changeset(store, [], [], deletes=gone))
+    _fts_ok(store.db)
+    assert not {r for r, _ in store.bm25("w0x1 w1x2 riz", 600)} & {r[0] for r in before_rows[:30]}
+    new = Chunk("new#0", "new.md", 0, _text(7, 2) + " zebra", None, "", 7)
+    store.apply(_changeset(store, [], [new]))
+    _fts_ok(store.db)
+    (hit,) = store.chunks_by_rowid([r for r, _ in store.bm25("zebra", 5)]).values()
+    assert hit.text == new.text
+
+
+def test_chunk_text_is_packed_on_apply_and_read_back_plain_everywhere(tmp_path: Path) -> None:
+    store = Store.open(tmp_path, "p", create=True)
+    docs = [_doc(i) for i in range(30)]
+    chunks = [
+        Chunk(f"{d.key}#{j}", d.key, j, _text(i, j), None, d.title, 7) for i, d in enumerate(docs) for j in range(3)
+    ]
+    store.apply(_changeset(store, docs, chunks))
+    stored = dict(store.db.execute("SELECT id, packed_text FROM chunks").fetchall())
+    assert {type(v) for v in stored.values()} == {str, bytes}
+    assert all(type(stored[c.id]) is str for c in chunks if c.ordinal == 0)  # short: as it is
+    texts = {c.id: c.text for c in chunks}
+    assert {c.id: c.text for c in store.chunks_by_rowid(range(1, 200)).values()} == texts
+    assert {c.id: c.text for c in store.snapshot().upserts} == texts
+    assert dict(store.db.execute("SELECT id, text FROM chunks_text").fetchall()) == texts
+    hits = store.chunks_by_rowid([r for r, _ in store.bm25("naïve µg", 100)])
+    assert {c.id for c in hits.values()} == {c.id for c in chunks if "naïve" in c.text}
+    _fts_ok(store.db)
+    plain = sqlite3.connect(tmp_path / "p" / "store.sqlite")  # a session without the store's functions
+    with pytest.raises(sqlite3.OperationalError, match="no such function: text_unpack"):
+        plain.execute("SELECT text FROM chunks_text").fetchall()
+    assert plain.execute("SELECT count(*) FROM chunks").fetchone()[0] == 90
+    plain.close()
+    store.close()

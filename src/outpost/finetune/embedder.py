@@ -205,9 +205,10 @@ def store_passages(store: Store) -> list[Passage]:
 
     with store.reading():
         # The heading through the store's view: since store migration 4 a chunk whose heading is its document's
-        # title stores NULL (read as "no heading" here, training saw text without the title the vectors carry)
+        # title stores NULL (read as "no heading" here, training saw text without the title the vectors carry);
+        # the text through it too (packed since migration 5)
         rows = store.db.execute(
-            "SELECT c.id, c.doc_key, t.heading, c.text FROM chunks c JOIN chunks_text t ON t.rowid = c.rowid "
+            "SELECT c.id, c.doc_key, t.heading, t.text FROM chunks c JOIN chunks_text t ON t.rowid = c.rowid "
             "ORDER BY c.rowid"
         ).fetchall()
     return [Passage(r[0], r[1], embedding_text(Chunk(r[0], r[1], 0, r[3], heading=r[2] or ""))) for r in rows]

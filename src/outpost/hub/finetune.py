@@ -67,7 +67,7 @@ def _best_sentence(question: str, text: str) -> str | None:
 def _chunk_texts(hub: Hub, collection: str, ids: set[str] | None = None, limit: int | None = None) -> dict[str, str]:
     store = hub.store(collection)
     try:
-        rows = store.db.execute("SELECT id, text FROM chunks ORDER BY rowid").fetchall()
+        rows = store.db.execute("SELECT id, text FROM chunks_text ORDER BY rowid").fetchall()  # text unpacked
     finally:
         store.close()
     found = {r[0]: r[1] for r in rows if ids is None or r[0] in ids}
