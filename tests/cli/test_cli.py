@@ -86,12 +86,13 @@ def test_ask_json_schema(docs: Path, home: Path) -> None:
     doc = json.loads(proc.stdout)
     assert set(doc) == {
         *("question", "answer", "model", "collection", "cited", "id", "sources"),
-        *("generated", "grounding", "claims", "evidence", "notice", "grounding_ms"),
+        *("generated", "grounding", "claims", "evidence", "notice", "grounding_ms", "confidence"),
         *("route", "route_reason"),
     }
     assert doc["route"] == "local"  # the default policy never sends a question away
     assert doc["answer"] and doc["model"] == "gemma3-270m" and doc["collection"] == "hb"
     assert doc["grounding"] in ("supported", "partial", "unsupported") and doc["claims"][0]["reason"]
+    assert 0 < doc["confidence"] <= 1  # the local model's own, which the check reads
     source = doc["sources"][0]
     assert set(source) == {"number", "document", "page", "heading", "chunk_id", "score", "text", "evidence"}
     assert source["number"] == 1 and source["document"] == "employee-handbook.md"
