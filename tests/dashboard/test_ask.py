@@ -3,6 +3,7 @@ feedback queue, local history, and the bad-input cases (each one clear message; 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def test_ask_streams_a_cited_answer_whose_sources_open_and_take_votes(browsing: 
     assert sources.count() >= 1
     assert sources.first.locator(".doc").inner_text().strip()  # each source names its document
     assert page.locator("[data-testid=source-text] mark").count() > 0  # the question's terms are highlighted
+    expect(card.locator(".extra")).to_contain_text(re.compile(r"the model's confidence \d+%"))  # llama.cpp's own
 
     citation = page.locator("[data-testid=citation]").first
     number = citation.get_attribute("data-source")
