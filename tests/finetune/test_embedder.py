@@ -105,6 +105,22 @@ def test_consistency_filter_and_hard_negatives() -> None:
     assert all(doc[n] != "laptop.md" for n in mined.pairs[0].negatives) and len(mined.pairs[0].negatives) == 2
 
 
+def test_no_negative_is_a_positive_of_its_batch() -> None:
+    """A chunk that is one pair's positive is never another pair's negative column: MNRL would list it twice among
+    the first pair's candidates (as its answer and as a wrong one). The other pair still meets it in-batch."""
+    from random import Random
+
+    from outpost.finetune.embedder import _columns
+
+    texts = {"a": "text a", "b": "text b", "c": "text c"}
+    batch = [Pair("qa", "a", ("b", "c")), Pair("qb", "b", ("a",))]
+    columns = _columns(batch, texts, 1, Random(0), list(texts))
+    assert columns[:2] == [["qa", "qb"], ["text a", "text b"]]
+    assert columns[2] == ["text c", "text c"]  # a's hard negative b skipped for c; b's a replaced by the spare c
+    only_positives = _columns(batch, {"a": "text a", "b": "text b"}, 1, Random(0), ["a", "b"])
+    assert len(only_positives) == 2  # no chunk left to be a negative: in-batch negatives alone
+
+
 def test_no_pairs_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="No training pairs"):
         train_embedder("all-MiniLM-L6-v2", [Pair("q", "missing-chunk")], TEXTS, tmp_path / "m")

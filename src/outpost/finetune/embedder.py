@@ -330,13 +330,24 @@ def _batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair
 def _columns(
     batch: list[Pair], texts: dict[str, str], n_neg: int, rng: random.Random, pool: list[str]
 ) -> list[list[str]]:
-    """Anchor, positive and ``n_neg`` negative columns; a pair short of hard negatives gets random chunks."""
+    """Anchor, positive and ``n_neg`` negative columns; a pair short of hard negatives gets random chunks.
+
+    No negative is a positive of the batch (the rule of sentence-transformers' ``NO_DUPLICATES`` sampler): MNRL
+    scores every query against every column, so a chunk that is pair A's positive and pair B's hard negative
+    stands twice among A's candidates, once as the answer and once as a wrong one. A's loss then cannot fall
+    below log 2 and its gradient partly cancels. Nothing is lost by skipping it: B still meets that chunk as an
+    in-batch negative. Small collections hit this all the time (every chunk is some pair's positive: on the
+    8-chunk test collection it was most negatives, and the loss stalled at 0.46 instead of falling near 0).
+    With no chunk left that is not a positive, the batch trains on in-batch negatives alone.
+    """
+    positives = {p.positive for p in batch}
     columns = [[p.query for p in batch], [texts[p.positive] for p in batch]]
-    for j in range(n_neg):
+    spare = [c for c in pool if c not in positives]
+    for j in range(n_neg if spare else 0):
         column = []
         for p in batch:
-            hard = [n for n in p.negatives if n in texts]
-            column.append(texts[hard[j]] if j < len(hard) else texts[rng.choice(pool)])
+            hard = [n for n in p.negatives if n in texts and n not in positives]
+            column.append(texts[hard[j]] if j < len(hard) else texts[rng.choice(spare)])
         columns.append(column)
     return columns
 
