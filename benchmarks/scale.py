@@ -4,9 +4,9 @@ Three commands, all on synthetic data (no model, no dataset, nothing downloaded)
 
 - ``apply``: a snapshot pack of ``--size`` chunks (100k) and a delta pack of ``--delta`` changed chunks (1k) are
   written once; then the *same packs* are verified, read and applied (``read_pack`` + ``Store.apply``, exactly what
-  ``outpost sync`` does, the delta on a freshly opened store like a later sync) by the current code and by the code
-  of ``--baseline-rev`` (extracted with ``git archive`` into a temp folder), each in its own process, one after the
-  other, so the ratio is measured in one run on the same load.
+  ``outpost sync`` does, the delta on a freshly opened store like a later sync) by the code of each
+  ``--baseline-rev`` (repeatable; extracted with ``git archive`` into a temp folder) and by the current code, each in
+  its own process, one after the other, so the ratios are measured in one run on the same load.
 - ``retrieval``: a ``--size`` store (1M) built once (cached under ``benchmarks/.cache/``); per query p50/p99 of
   ``Store.bm25``, ``Store.dense`` and the hybrid ``Retriever.search`` (query vector precomputed: the model's time
   is not the store's), against exact int8 search (numpy brute force, the recall oracle) and against the baseline
@@ -287,10 +287,13 @@ def cmd_apply(args: argparse.Namespace) -> dict[str, Any]:
     try:
         log(f"writing a {args.size}-chunk snapshot pack and a {args.delta}-chunk delta pack")
         hub_key, write_s = timed(lambda: write_apply_packs(work, args.size, args.delta, args.batch))
-        base_src = baseline_src(args.baseline_rev, work / "baseline")
+        revs = list(dict.fromkeys(args.baseline_rev or [BASELINE_REV]))
+        codes: list[tuple[str, Path | None]] = [(rev, baseline_src(rev, work / rev)) for rev in revs]
+        codes.append(("current", None))
         result: dict[str, Any] = {"machine": machine(), "size": args.size, "delta": args.delta, "write_s": write_s}
-        for label, src in (("baseline", base_src), ("current", None)):
-            for trial in range(args.trials):
+        result["codes"] = [label for label, _ in codes]
+        for trial in range(args.trials):  # trials interleaved: a change of load falls on every code alike
+            for label, src in codes:
                 log(f"{label} trial {trial + 1}: verify + read + apply (load {os.getloadavg()[0]:.2f})")
                 store_dir = work / f"store-{label}-{trial}"
                 fig = run_worker(src, ["apply-worker", str(work), hub_key, str(store_dir)])
@@ -308,7 +311,7 @@ def render_apply(r: dict[str, Any]) -> str:
         f"{'code':<10} {'snap read s':>11} {'snap apply s':>12} {'total s':>8} {'delta read s':>12} "
         f"{'delta apply s':>13} {'total s':>8} {'peak RSS MB':>11} {'load':>5}"
     )
-    for label in ("baseline", "current"):
+    for label in r["codes"]:
         for f in r[label]:
             lines.append(
                 f"{label:<10} {f['snapshot_read_s']:11.2f} {f['snapshot_apply_s']:12.2f} "
@@ -939,7 +942,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     apply.add_argument("--delta", type=int, default=1_000)
     apply.add_argument("--batch", type=int, default=50_000)
     apply.add_argument("--trials", type=int, default=1)
-    apply.add_argument("--baseline-rev", default=BASELINE_REV)
+    apply.add_argument(
+        "--baseline-rev", action="append", help=f"revisions run beside the current code, in order ({BASELINE_REV})"
+    )
     apply.add_argument("--json", action="store_true")
     retrieval = sub.add_parser("retrieval", help="P5: hybrid latency and ANN recall, current vs baseline code")
     retrieval.add_argument("--size", type=int, default=1_000_000)

@@ -341,3 +341,31 @@ def test_chunk_text_is_packed_on_apply_and_read_back_plain_everywhere(tmp_path: 
     assert plain.execute("SELECT count(*) FROM chunks").fetchone()[0] == 90
     plain.close()
     store.close()
+
+
+def test_fts5_rows_written_from_the_changeset_are_what_chunks_text_yields(tmp_path: Path) -> None:
+    """``_insert`` gives FTS5 the changeset's own text and heading instead of reading them back through
+    ``chunks_text``; external-content FTS5 needs them equal to what the view yields for those rows. Every heading
+    case: the title (stored NULL), another heading, empty, NULL (a pack's null heading: the view gives the title),
+    a chunk whose document is in an earlier version or in none; then a delta deletes them (FTS5 is fed the view's
+    values) and the integrity check, which re-reads every row through the view, must still pass."""
+    store = Store.open(tmp_path, "f", create=True)
+    docs = [_doc(i) for i in range(3)]
+    first = [c for d in docs for c in _chunks(d)]
+    store.apply(_changeset(store, docs, first, snapshot=True))
+    odd = [
+        Chunk("h-other", "doc0.md", 5, "fiber colon other heading", None, "Methods", 7),
+        Chunk("h-empty", "doc1.md", 5, "soy empty heading", None, "", 7),
+        Chunk("h-null", "doc2.md", 5, "arsenic rice null heading", None, None, 7),  # type: ignore[arg-type]
+        Chunk("h-nodoc", "gone.md", 0, "statin without a document", None, None, 7),  # type: ignore[arg-type]
+    ]
+    store.apply(_changeset(store, [], odd))  # their documents are in an earlier version, or in none
+    _fts_ok(store.db)
+    view = dict(store.db.execute("SELECT id, heading FROM chunks_text").fetchall())
+    assert [view[c.id] for c in odd] == ["Methods", "", docs[2].title, ""]
+    hits = store.chunks_by_rowid([r for r, _ in store.bm25(docs[2].title, 50)])
+    assert "h-null" in {c.id for c in hits.values()}  # indexed under its document's title, as the view reads it
+    store.apply(_changeset(store, [], [], deletes=[c.id for c in odd] + [first[0].id]))
+    _fts_ok(store.db)
+    assert store.bm25("null heading", 10) == []
+    store.close()

@@ -51,6 +51,13 @@ log = logging.getLogger(__name__)
 StateKey = tuple[int, str]
 
 
+# zlib level 1, not the default 6: packing is on a snapshot apply's path (100k chunks: ~3-5 CPU-s at level 6, on cores
+# the ANN build keeps busy), and level 1 costs ~20% less (21 vs 26 µs per ~700-byte text) for texts ~2% larger (ratio
+# 0.552 vs 0.539 synthetic, 0.540 vs 0.529 NFCorpus). Level 9 packs no smaller, ~1.5x slower. Values packed at any
+# level read the same (``unpack_text``). docs/benchmarks.md, "P4 after migration 5".
+_PACK_LEVEL = 1
+
+
 def pack_text(text: str) -> str | bytes:
     """A chunk's text as the store keeps it (migration 5): zlib-compressed UTF-8 (a BLOB) where that is shorter,
     else the text itself (TEXT).
@@ -63,7 +70,7 @@ def pack_text(text: str) -> str | bytes:
     reading as other text.
     """
     raw = text.encode("utf-8")
-    packed = zlib.compress(raw)  # level 6: level 9 packs ~600-byte texts no smaller, ~1.5x slower
+    packed = zlib.compress(raw, _PACK_LEVEL)
     return packed if len(packed) < len(raw) else text
 
 
@@ -959,10 +966,14 @@ class Store:
     def _insert(self, changeset: Changeset, first: int) -> None:
         """Rows with rowids ``first, first + 1, …`` in one ``executemany``, then their FTS5 rows in one statement.
 
-        Indexing the new rows with one ``INSERT … SELECT`` after they are written costs half the CPU of a per-row
-        trigger (measured at 100k chunks: docs/scale.md). A heading equal to its document's title is stored as NULL
+        Indexing the new rows in one statement after they are written costs half the CPU of a per-row trigger
+        (measured at 100k chunks: docs/scale.md). A heading equal to its document's title is stored as NULL
         (migration 4): documents go in first, so the comparison sees this changeset's titles. Text is packed
-        (migration 5); FTS5 reads it back unpacked through ``chunks_text``.
+        (migration 5). FTS5 is given the plain text the changeset holds, not ``INSERT … SELECT`` from ``chunks_text``:
+        that view unpacks every row it yields (a Python call and a zlib decompress per row, 1-2 CPU-s of a 100k
+        snapshot), only to get back the text in hand. The values are those the view yields for these rows, as
+        external-content FTS5 needs (a later delete feeds it the view's values): the text, and the heading as
+        ``coalesce(heading, title, '')``.
         """
         self._pin_titles(self._retitled(changeset.documents))
         self.db.executemany(
@@ -991,12 +1002,11 @@ class Store:
                 for i, (c, v, s) in enumerate(zip(changeset.upserts, vectors, scales))
             ),
         )
-        if changeset.upserts:
-            self.db.execute(
-                "INSERT INTO chunks_fts (rowid, heading, text) "
-                "SELECT rowid, heading, text FROM chunks_text WHERE rowid >= ?",
-                (first,),
-            )
+        self.db.executemany(
+            "INSERT INTO chunks_fts (rowid, heading, text) "
+            "VALUES (?1, coalesce(?2, (SELECT title FROM documents WHERE key = ?3), ''), ?4)",
+            ((first + i, c.heading, c.doc_key, c.text) for i, c in enumerate(changeset.upserts)),
+        )
 
     def _start_ann(
         self, before: StateKey, changeset: Changeset, removed: np.ndarray, added: np.ndarray
