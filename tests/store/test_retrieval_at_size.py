@@ -176,3 +176,52 @@ def test_a_forked_child_searches_after_its_parent_did(tmp_path: Path) -> None:
         child.kill()
     assert not hung and child.exitcode == 0
     assert out.get(timeout=10) == expected
+
+
+_THREADS_ON_ONE_STORE = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, sys.argv[2])
+from test_retrieval_at_size import _store, _texts  # noqa: E402
+
+store = _store(Path(sys.argv[1]), 2000)
+queries = _texts(64, seed=5, vocab_size=400)
+
+
+def work(i: int) -> int:
+    rng = np.random.default_rng(i)
+    found = 0
+    for q in queries:
+        hits = store.bm25(q, 20)
+        found += len(store.chunks_by_rowid([k for k, _ in hits] + [int(k) for k in rng.integers(1, 2000, 20)]))
+        found += store.info().chunks
+    return found
+
+
+with ThreadPoolExecutor(8) as pool:
+    print(sum(pool.map(work, range(32))))
+"""
+
+
+def test_threads_sharing_one_store_never_freeze_the_process(tmp_path: Path) -> None:
+    """Request threads share one store connection. A Python function inside a statement (the old ``text_unpack``
+    read) held SQLite's connection mutex while it waited for the GIL, while another thread held the GIL and waited
+    for the mutex: the whole process froze (CI lost its time limit to it). Run in a child, so a freeze fails here."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _THREADS_ON_ONE_STORE, str(tmp_path), str(Path(__file__).parent)],
+            capture_output=True,
+            text=True,
+            timeout=180,  # the work itself takes seconds
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("threads reading one store froze the process")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 32 * 64 * 2000  # every thread did all its reads (info counts 2000 each)

@@ -201,17 +201,10 @@ def generate_questions(
 def store_passages(store: Store) -> list[Passage]:
     """Every chunk of ``store`` as the embedder reads it, in store order."""
     from outpost.ingest.chunker import embedding_text
-    from outpost.records import Chunk
 
-    with store.reading():
-        # The heading through the store's view: since store migration 4 a chunk whose heading is its document's
-        # title stores NULL (read as "no heading" here, training saw text without the title the vectors carry);
-        # the text through it too (packed since migration 5)
-        rows = store.db.execute(
-            "SELECT c.id, c.doc_key, t.heading, t.text FROM chunks c JOIN chunks_text t ON t.rowid = c.rowid "
-            "ORDER BY c.rowid"
-        ).fetchall()
-    return [Passage(r[0], r[1], embedding_text(Chunk(r[0], r[1], 0, r[3], heading=r[2] or ""))) for r in rows]
+    # A chunk's heading as the store reads it (its document's title where the row stores NULL, migration 4): the
+    # vectors were computed with it, so training sees the same text
+    return [Passage(c.id, c.doc_key, embedding_text(c)) for c in store.all_chunks()]
 
 
 # -- 2. hard negatives and the consistency filter ----------------------------------------------------

@@ -67,10 +67,10 @@ def _best_sentence(question: str, text: str) -> str | None:
 def _chunk_texts(hub: Hub, collection: str, ids: set[str] | None = None, limit: int | None = None) -> dict[str, str]:
     store = hub.store(collection)
     try:
-        rows = store.db.execute("SELECT id, text FROM chunks_text ORDER BY rowid").fetchall()  # text unpacked
+        chunks = store.all_chunks()
     finally:
         store.close()
-    found = {r[0]: r[1] for r in rows if ids is None or r[0] in ids}
+    found = {c.id: c.text for c in chunks if ids is None or c.id in ids}
     return dict(list(found.items())[:limit]) if limit is not None else found
 
 

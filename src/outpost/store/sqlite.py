@@ -75,8 +75,15 @@ def pack_text(text: str) -> str | bytes:
 
 
 def unpack_text(value: str | bytes | None) -> str | None:
-    """The text :func:`pack_text` stored (registered as the SQL function ``text_unpack`` on every store connection:
-    the view ``chunks_text``, which FTS5 indexes, and every read of chunk text go through it)."""
+    """The text :func:`pack_text` stored.
+
+    Reads of chunk text call it in Python on the fetched row (``_chunk_from_row``, ``_forget_in_fts``), never
+    inside a statement: a Python function that SQLite calls holds the connection's mutex while it waits for the GIL,
+    and another thread of the same connection may hold the GIL while it waits for that mutex (a bind or a column
+    read does not release the GIL): 4 request threads of one store froze the whole process that way. The SQL
+    function ``text_unpack`` (registered on every store connection) is there for the view ``chunks_text``, whose
+    text FTS5 reads only when it rebuilds its index.
+    """
     if isinstance(value, bytes):
         return zlib.decompress(value).decode("utf-8")
     return value
@@ -171,7 +178,7 @@ MIGRATIONS: list[str] = [
     """,
     # 5: chunk text compressed where that makes it shorter (pack_text: NFCorpus 5.7 → ~3.3 MB). The column is renamed
     # packed_text, so a plain-SQL read of ``text`` fails loudly instead of returning bytes; readers go through
-    # text_unpack() (chunks_text, _CHUNK_SELECT). FTS5 keeps its index: chunks_text yields the same text as before, so
+    # unpack_text() (chunks_text, _chunk_from_row). FTS5 keeps its index: chunks_text yields the same text as before, so
     # the tokens and BM25 scores are unchanged, and a delete feeds FTS5 the unpacked text it indexed. Rowids (the ANN
     # keys) are kept; the table is copied rather than updated in place, so its pages come out full.
     """
@@ -217,7 +224,7 @@ _CHUNK_INDEXES = {
 # unpacked (migration 5).
 _CHUNK_SELECT = (
     "SELECT c.rowid AS rowid, c.id AS id, c.doc_key AS doc_key, c.ordinal AS ordinal, c.page AS page, "
-    "coalesce(c.heading, d.title, '') AS heading, text_unpack(c.packed_text) AS text, "
+    "coalesce(c.heading, d.title, '') AS heading, c.packed_text AS packed_text, "
     "c.token_count AS token_count{extra} "
     "FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key"
 )
@@ -383,7 +390,7 @@ def _chunk_from_row(row: sqlite3.Row) -> Chunk:
         id=row["id"],
         doc_key=row["doc_key"],
         ordinal=row["ordinal"],
-        text=row["text"],
+        text=unpack_text(row["packed_text"]) or "",
         page=row["page"],
         heading=row["heading"],
         token_count=row["token_count"],
@@ -593,12 +600,19 @@ class Store:
                 found[row[0]] = (np.frombuffer(row[1], dtype=np.int8), row[2])
         return found
 
+    def all_chunks(self) -> list[Chunk]:
+        """Every chunk in store (rowid) order, as one version (what fine-tuning reads)."""
+        with self.reading():
+            rows = self.db.execute(_CHUNK_SELECT.format(extra="") + " ORDER BY c.rowid").fetchall()
+        return [_chunk_from_row(r) for r in rows]
+
     def chunks_by_rowid(self, rowids: Sequence[int]) -> dict[int, Chunk]:
         out: dict[int, Chunk] = {}
-        for batch in _batches(list(rowids)):
-            sql = _CHUNK_SELECT.format(extra="") + f" WHERE c.rowid IN ({_marks(batch)})"
-            for row in self.db.execute(sql, batch):
-                out[row["rowid"]] = _chunk_from_row(row)
+        with self.reading():  # several batches, one version; and one thread at a time on the shared connection
+            for batch in _batches(list(rowids)):
+                sql = _CHUNK_SELECT.format(extra="") + f" WHERE c.rowid IN ({_marks(batch)})"
+                for row in self.db.execute(sql, batch):
+                    out[row["rowid"]] = _chunk_from_row(row)
         return out
 
     def known_chunk_ids(self, ids: Iterable[str]) -> set[str]:
@@ -913,18 +927,28 @@ class Store:
         removed = []
         for batch in _batches(ids):
             marks = _marks(batch)
-            removed += [r[0] for r in self.db.execute(f"SELECT rowid FROM chunks WHERE id IN ({marks})", batch)]
-            self.db.execute(  # external-content FTS5 forgets a row only when given its indexed text again
-                "INSERT INTO chunks_fts (chunks_fts, rowid, heading, text) "
-                f"SELECT 'delete', rowid, heading, text FROM chunks_text WHERE id IN ({marks})",
-                batch,
-            )
+            removed += self._forget_in_fts(batch)
             self.db.execute(f"DELETE FROM chunks WHERE id IN ({marks})", batch)
         gone = list(changeset.delete_documents)
         self._pin_titles(gone)
         for batch in _batches(gone):
             self.db.execute(f"DELETE FROM documents WHERE key IN ({_marks(batch)})", batch)
         return np.asarray(removed, dtype=np.int64)
+
+    def _forget_in_fts(self, ids: list[str]) -> list[int]:
+        """Remove these chunks from FTS5, which forgets an external-content row only when given the text it indexed
+        again; that text is unpacked here, not by ``text_unpack`` inside the statement (see :func:`unpack_text`).
+        Returns their rowids (the ANN keys to remove)."""
+        rows = self.db.execute(
+            "SELECT c.rowid, coalesce(c.heading, d.title, ''), c.packed_text "
+            f"FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key WHERE c.id IN ({_marks(ids)})",
+            ids,
+        ).fetchall()
+        self.db.executemany(
+            "INSERT INTO chunks_fts (chunks_fts, rowid, heading, text) VALUES ('delete', ?, ?, ?)",
+            [(rowid, heading, unpack_text(packed)) for rowid, heading, packed in rows],
+        )
+        return [rowid for rowid, _, _ in rows]
 
     def _bulk_mode(self, on: bool) -> None:
         """A snapshot's rows go in without the chunk indexes, which are built once at the end, inside the same
