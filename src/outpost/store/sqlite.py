@@ -177,10 +177,11 @@ MIGRATIONS: list[str] = [
     INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
     """,
     # 5: chunk text compressed where that makes it shorter (pack_text: NFCorpus 5.7 → ~3.3 MB). The column is renamed
-    # packed_text, so a plain-SQL read of ``text`` fails loudly instead of returning bytes; readers go through
-    # unpack_text() (chunks_text, _chunk_from_row). FTS5 keeps its index: chunks_text yields the same text as before, so
-    # the tokens and BM25 scores are unchanged, and a delete feeds FTS5 the unpacked text it indexed. Rowids (the ANN
-    # keys) are kept; the table is copied rather than updated in place, so its pages come out full.
+    # packed_text, so a plain-SQL read of ``text`` fails loudly instead of returning bytes; readers unpack it
+    # (text_unpack() in chunks_text, unpack_text() on fetched rows). FTS5 keeps its index: chunks_text yields the same
+    # text as before, so the tokens and BM25 scores are unchanged, and a delete feeds FTS5 the unpacked text it
+    # indexed. Rowids (the ANN keys) are kept; the table is copied rather than updated in place, so its pages come out
+    # full.
     """
     DROP VIEW chunks_text;
     CREATE TABLE chunks_v5 (
@@ -939,16 +940,12 @@ class Store:
         """Remove these chunks from FTS5, which forgets an external-content row only when given the text it indexed
         again; that text is unpacked here, not by ``text_unpack`` inside the statement (see :func:`unpack_text`).
         Returns their rowids (the ANN keys to remove)."""
-        rows = self.db.execute(
-            "SELECT c.rowid, coalesce(c.heading, d.title, ''), c.packed_text "
-            f"FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key WHERE c.id IN ({_marks(ids)})",
-            ids,
-        ).fetchall()
+        rows = self.db.execute(_CHUNK_SELECT.format(extra="") + f" WHERE c.id IN ({_marks(ids)})", ids).fetchall()
         self.db.executemany(
             "INSERT INTO chunks_fts (chunks_fts, rowid, heading, text) VALUES ('delete', ?, ?, ?)",
-            [(rowid, heading, unpack_text(packed)) for rowid, heading, packed in rows],
+            [(r["rowid"], r["heading"], unpack_text(r["packed_text"])) for r in rows],
         )
-        return [rowid for rowid, _, _ in rows]
+        return [r["rowid"] for r in rows]
 
     def _bulk_mode(self, on: bool) -> None:
         """A snapshot's rows go in without the chunk indexes, which are built once at the end, inside the same
