@@ -221,8 +221,8 @@ _CHUNK_INDEXES = {
     "chunks_doc": "CREATE INDEX chunks_doc ON chunks (doc_key, ordinal)",
 }
 
-# A chunk as the application sees it: the heading NULL in the row is its document's title (migration 4), its text
-# unpacked (migration 5).
+# A chunk as the application sees it: the heading NULL in the row is its document's title (migration 4); its text
+# comes packed and ``_chunk_from_row`` unpacks it (migration 5; why not in SQL: ``unpack_text``).
 _CHUNK_SELECT = (
     "SELECT c.rowid AS rowid, c.id AS id, c.doc_key AS doc_key, c.ordinal AS ordinal, c.page AS page, "
     "coalesce(c.heading, d.title, '') AS heading, c.packed_text AS packed_text, "
