@@ -587,6 +587,49 @@ def cmd_ef_curve(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cmd_build_curve(args: argparse.Namespace) -> dict[str, Any]:
+    """HNSW build cost against recall: for each ``expansion_add``, the build's wall and CPU over ``--size``
+    synthetic vectors (two usearch threads, as ``Store.apply`` builds) and recall@10 against exact int8 search at
+    several widths. No store is involved: the vectors are generated in memory (``store/ann.py`` chose its build
+    and search widths from these curves, issue 12 P4 vs P5)."""
+    from outpost.cpus import usable_cpus
+    from outpost.embed.quantize import quantize
+    from outpost.store import AnnIndex
+
+    space = Space.make()
+    parts = []
+    for start in range(0, args.size, 10_000):  # make_batch's draws, without its texts
+        rng = np.random.default_rng([0, start])
+        latents = space.latents(rng, min(10_000, args.size - start))
+        parts.append((latents, quantize(space.vectors(rng, latents))[0]))
+    latents, ints = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    keys = np.arange(len(ints), dtype=np.uint64)
+    rng = np.random.default_rng(2024)  # queries: perturbed latents of random chunks, as `retrieval` draws them
+    picked = latents[rng.integers(0, len(latents), args.measure)]
+    queries, _ = quantize(space.vectors(rng, picked + rng.normal(size=picked.shape).astype(np.float32)))
+    truth, _ = exact_truth(keys, ints, queries)
+    result: dict[str, Any] = {"machine": machine(), "chunks": len(ints), "builds": []}
+    for add in args.adds:
+        index = AnnIndex(CACHE, DIM)._new()
+        index.expansion_add = add
+        cpu: dict[str, float] = {}
+        _, build_s = timed(lambda built=index: built.add(keys, ints, threads=usable_cpus()), cpu, "build")
+        curve = ef_sweep(index, queries, truth, args.widths)
+        result["builds"].append({"expansion_add": add, "build_s": build_s, "build_cpu_s": cpu["build"], "curve": curve})
+        log(f"expansion_add {add}: built in {build_s:.1f} s ({cpu['build']:.1f} CPU-s)")
+    return result
+
+
+def render_build_curve(r: dict[str, Any]) -> str:
+    widths = [c["expansion_search"] for c in r["builds"][0]["curve"]] if r["builds"] else []
+    head = f"HNSW build vs recall@10, {r['chunks']:,} chunks  {r['machine']}\n"
+    rows = ["expansion_add  build s  build CPU-s  " + "  ".join(f"w{w:<5}" for w in widths)]
+    for b in r["builds"]:
+        recalls = "  ".join(f"{c['recall@10']:.3f} " for c in b["curve"])
+        rows.append(f"{b['expansion_add']:>13}  {b['build_s']:>7.1f}  {b['build_cpu_s']:>11.1f}  {recalls}")
+    return head + "\n".join(rows)
+
+
 class Worker:
     """One revision's ``retrieval-serve`` process, asked one query at a time."""
 
@@ -960,6 +1003,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     curve.add_argument("--first", type=int, default=100_000)
     curve.add_argument("--measure", type=int, default=200)
     curve.add_argument("--json", action="store_true")
+    build = sub.add_parser("build-curve", help="P4 vs P5: HNSW build cost and recall per expansion_add")
+    build.add_argument("--size", type=int, default=100_000)
+    build.add_argument("--adds", type=int, nargs="+", default=[64, 40, 32])
+    build.add_argument("--widths", type=int, nargs="+", default=[128, 256, 512, 1024])
+    build.add_argument("--measure", type=int, default=200)
+    build.add_argument("--json", action="store_true")
     rworker = sub.add_parser("retrieval-serve")
     rworker.add_argument("folder", type=Path)
     rworker.add_argument("truth", type=Path)
@@ -988,6 +1037,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         result = cmd_simulate(args)
         print(json.dumps(result, indent=2) if args.json else render_simulate(result))
+        return 0
+    if args.command == "build-curve":
+        result = cmd_build_curve(args)
+        print(json.dumps(result, indent=2) if args.json else render_build_curve(result))
         return 0
     if args.command == "ef-curve":
         result = cmd_ef_curve(args)

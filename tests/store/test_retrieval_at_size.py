@@ -17,7 +17,15 @@ from outpost.records import Changeset, Chunk, EmbeddingIdentity
 from outpost.retrieve import Retriever, rrf
 from outpost.store import AnnIndex, Store, exact_search
 from outpost.store import bm25 as plan
-from outpost.store.ann import EXPANSION_SEARCH_MAX, EXPANSION_SEARCH_MIN, expansion_search
+from outpost.store.ann import (
+    EXPANSION_ADD,
+    EXPANSION_ADD_SMALL,
+    EXPANSION_SEARCH_MAX,
+    EXPANSION_SEARCH_MIN,
+    LARGE_INDEX,
+    expansion_add,
+    expansion_search,
+)
 from outpost.store.sqlite import query_terms
 
 DIM = 48
@@ -52,10 +60,19 @@ def _store(folder: Path, n: int, exact_below: int = 0) -> Store:
 
 def test_the_search_width_grows_with_the_index_between_its_bounds() -> None:
     assert expansion_search(0) == expansion_search(5_000) == EXPANSION_SEARCH_MIN
-    assert expansion_search(100_000) == 256  # measured: recall@10 0.991 at 100k (docs/scale.md)
+    assert expansion_search(100_000) == 512  # measured: recall@10 0.996 at 100k, built sparse (store/ann.py)
     assert expansion_search(1_000_000) == expansion_search(10**8) == EXPANSION_SEARCH_MAX
     widths = [expansion_search(n) for n in range(0, 2_000_001, 10_000)]
     assert widths == sorted(widths)
+
+
+def test_an_index_is_built_sparse_while_small_and_dense_once_large() -> None:
+    """The build width follows the size the index will have (P4's 100k snapshot builds in ≈ half the CPU)."""
+    assert expansion_add(100_000) == EXPANSION_ADD_SMALL < EXPANSION_ADD == expansion_add(LARGE_INDEX)
+    index = AnnIndex(Path("unused"), DIM)._new()
+    vectors, _ = quantize(_vectors(300, seed=5))
+    AnnIndex.change(index, np.zeros(0, np.uint64), np.arange(300), vectors)
+    assert index.expansion_add == EXPANSION_ADD_SMALL
 
 
 @pytest.fixture(scope="module")

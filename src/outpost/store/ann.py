@@ -25,32 +25,46 @@ from outpost.store.lock import pid_alive
 if TYPE_CHECKING:
     from usearch.index import Index
 
-__all__ = ["AnnIndex", "exact_search", "expansion_search", "top_k_cosine", "unit_rows"]
+__all__ = ["AnnIndex", "exact_search", "expansion_add", "expansion_search", "top_k_cosine", "unit_rows"]
 
 log = logging.getLogger(__name__)
 
 
 _TMP = ".tmp"
 
-# HNSW settings, measured with benchmarks/scale.py (docs/scale.md): expansion_add 64 builds in about half the CPU of
-# 128 (100k chunks: 26 vs 54 CPU-s), so the graph stays sparse and the search widens instead. How wide depends on
-# the graph's size: HNSW's recall at a fixed expansion_search falls as the graph grows. Recall@10 against exact int8
-# search on the synthetic set (issue 12, P5): 30k chunks 0.98–0.99 at 128; 100k 0.975 / 0.991–0.995 / 0.998–1 at
-# 128 / 256 / 512; 300k 0.968 / 0.989 at 256 / 512; 1M 0.961 / 0.975 / 0.985 / 0.993 at 512 / 768 / 1024 / 1536.
-# So the width is about one per 500 chunks (as a power of two) between 128 and 1024: ≥ 0.98 at every size measured,
-# and a small collection does not pay for a large one's width (1M at 1024 costs ≈ 2× the search CPU of 512: ≈ 7 ms
-# on an idle core, estimated).
+# HNSW settings, measured with benchmarks/scale.py and scratch sweeps of the same synthetic set (docs/scale.md,
+# docs/benchmarks.md "P4 on this machine"). Recall@10 is against exact int8 search, 200 queries.
+#
+# Building is what a first sync waits for (P4: a 100k snapshot in ≤ 30 s on 2 cores), and its cost is set by
+# ``expansion_add``: at 100k, 64 costs 41–52 CPU-s, 40 costs 26, 32 costs 21 (2 idle cores, 2026-12-03). A sparser
+# build is paid back by a wider search, and how much depends on the size:
+#   100k, ``expansion_add`` 64: 0.971 / 0.994 / 0.998 at width 128 / 256 / 512; 40: 0.953 / 0.982 / 0.996
+#   200k, 40: 0.960 / 0.987 / 0.997 at 256 / 512 / 1024
+#   1M, 64: 0.961 / 0.975 / 0.985 / 0.993 at 512 / 768 / 1024 / 1536; 40: 0.922 / 0.958 / 0.974 / 0.979 at
+#   512 / 1024 / 1536 / 2048 (never 0.98 within the width P5's latency allows)
+# So an index is built with 40 while it is small (the sizes a laptop syncs whole) and with 64 from
+# LARGE_INDEX vectors on (where only the denser graph reaches 0.98 at a width of 1024). The search width is one
+# per 250 chunks, as a power of two between 128 and 1024: ≥ 0.98 at every size measured, and a small collection
+# does not pay for a large one's width. An index that grows past LARGE_INDEX by deltas keeps its sparser early
+# nodes and gets denser links from then on; its width is already the largest.
 CONNECTIVITY = 16
+EXPANSION_ADD_SMALL = 40
 EXPANSION_ADD = 64
+LARGE_INDEX = 200_000
 EXPANSION_SEARCH_MIN = 128
 EXPANSION_SEARCH_MAX = 1024
-CHUNKS_PER_EXPANSION = 500
+CHUNKS_PER_EXPANSION = 250
 
 
 def expansion_search(size: int) -> int:
     """The HNSW search width for an index of ``size`` vectors (see the measurements above)."""
     wanted = max(1, size // CHUNKS_PER_EXPANSION)
     return min(EXPANSION_SEARCH_MAX, max(EXPANSION_SEARCH_MIN, 1 << (wanted - 1).bit_length()))
+
+
+def expansion_add(size: int) -> int:
+    """The HNSW build width for vectors added to an index that will hold ``size`` (sparser while small)."""
+    return EXPANSION_ADD if size >= LARGE_INDEX else EXPANSION_ADD_SMALL
 
 
 _TEMP_NAME = re.compile(r"index-\d+\.usearch\.(\d+)-[0-9a-f]+\.tmp")
@@ -130,10 +144,7 @@ class AnnIndex:
 
     def build_index(self, keys: np.ndarray, vectors: np.ndarray) -> Index:
         """A new index over ``vectors`` keyed by ``keys``, not saved (``Store.apply`` saves it after its commit)."""
-        index = self._new()
-        if len(keys):
-            index.add(np.asarray(keys).astype(np.uint64), vectors.astype(np.int8, copy=False), threads=usable_cpus())
-        return index
+        return self.change(self._new(), np.zeros(0, np.uint64), keys, vectors)
 
     def update(
         self,
@@ -154,6 +165,7 @@ class AnnIndex:
         if len(removed):
             index.remove(np.asarray(removed).astype(np.uint64))
         if len(keys):
+            index.expansion_add = expansion_add(len(index) + len(keys))  # type: ignore[misc]  # untyped setter
             index.add(np.asarray(keys).astype(np.uint64), vectors.astype(np.int8, copy=False), threads=usable_cpus())
         return index
 
