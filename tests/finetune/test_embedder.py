@@ -133,9 +133,28 @@ def test_sampling_spreads_over_documents(budget: int) -> None:
     assert len(picked) == budget
     assert len({p.doc for p in picked}) == min(budget, 3)
     assert judged_pairs([("q", ["x", "y", "z"], ["n"])], per_query=2) == [
-        Pair("q", "x", ("n",), "qrels"),
-        Pair("q", "y", ("n",), "qrels"),
+        Pair("q", "x", ("n",), "qrels", frozenset({"y", "z"})),
+        Pair("q", "y", ("n",), "qrels", frozenset({"x", "z"})),
     ]
+
+
+def test_a_batch_never_teaches_that_a_judged_answer_is_wrong() -> None:
+    """MNRL takes every other positive of a batch as a wrong answer: one query twice, or a positive judged
+    relevant to another query of the batch, would teach that right answers are wrong. Such pairs wait."""
+    from random import Random
+
+    from outpost.finetune.embedder import _batches
+
+    pairs = judged_pairs([("q1", ["a", "b", "c"], []), ("q2", ["c", "d"], []), ("q3", ["e"], [])], per_query=3)
+    pairs += [Pair("q4", "f", (), "generated"), Pair("q5", "f", (), "generated")]
+    for seed in range(20):
+        batches = _batches(pairs, 8, Random(seed))
+        assert sorted(p.positive + p.query for b in batches for p in b) == sorted(p.positive + p.query for p in pairs)
+        for batch in batches:
+            assert len({p.query for p in batch}) == len(batch) and len({p.positive for p in batch}) == len(batch)
+            positives = {p.positive for p in batch}
+            assert all(not (p.relevant & positives) for p in batch), batch
+        assert len(batches) >= 3  # q1's three pairs can never share a batch
 
 
 def test_store_passages_are_what_the_stored_vectors_embed(

@@ -86,6 +86,7 @@ class Pair:
     positive: str
     negatives: tuple[str, ...] = ()
     origin: str = "generated"  # generated | feedback | qrels
+    relevant: frozenset[str] = frozenset()  # other chunks judged relevant to the query: never its negatives
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ def judged_pairs(
     (a query's hard negatives are shared by its pairs). What feedback and imported qrels become."""
     out: list[Pair] = []
     for query, positives, negatives in judged:
-        out += [Pair(query, p, tuple(negatives), origin) for p in list(positives)[:per_query]]
+        relevant = frozenset(positives)
+        out += [Pair(query, p, tuple(negatives), origin, relevant - {p}) for p in list(positives)[:per_query]]
     return out
 
 
@@ -301,18 +303,30 @@ class TrainedEmbedder:
 
 
 def _batches(pairs: list[Pair], size: int, rng: random.Random) -> list[list[Pair]]:
-    """Shuffled batches in which no chunk is the positive of two queries (MNRL would count it as a negative)."""
+    """Shuffled batches in which no pair's positive is a known answer of another pair's query.
+
+    MNRL treats every other pair's positive as a wrong answer for each query, so a batch must not hold: one chunk
+    as the positive of two queries; one query twice (a judged query with several positives: each would be taught
+    that its other answers are wrong); or a positive judged relevant to another query of the batch. The last is
+    common in judged collections (an NFCorpus document is relevant to about 30 training queries): left in, a
+    batch of 32 teaches that some right answers are wrong. A pair that does not fit waits for a later batch.
+    """
     pool = pairs[:]
     rng.shuffle(pool)
     batches: list[list[Pair]] = []
     while pool:
         batch: list[Pair] = []
-        used: set[str] = set()
+        used: set[str] = set()  # the batch's positives
+        queries: set[str] = set()
+        known: set[str] = set()  # chunks judged relevant to a query of the batch
         rest: list[Pair] = []
         for p in pool:
-            if len(batch) < size and p.positive not in used:
+            fits = p.positive not in used and p.query not in queries and p.positive not in known
+            if len(batch) < size and fits and not (p.relevant & used):
                 batch.append(p)
                 used.add(p.positive)
+                queries.add(p.query)
+                known |= p.relevant
             else:
                 rest.append(p)
         batches.append(batch)
@@ -339,7 +353,7 @@ def _columns(
     for j in range(n_neg if spare else 0):
         column = []
         for p in batch:
-            hard = [n for n in p.negatives if n in texts and n not in positives]
+            hard = [n for n in p.negatives if n in texts and n not in positives and n not in p.relevant]
             column.append(texts[hard[j]] if j < len(hard) else texts[rng.choice(spare)])
         columns.append(column)
     return columns
