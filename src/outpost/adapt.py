@@ -175,7 +175,7 @@ def train_matrix(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-    return w.detach().numpy().astype(np.float32)
+    return np.asarray(w.detach().numpy(), dtype=np.float32)
 
 
 def _infonce(w, chunk, doc, temperature, max_negatives: int = 8):  # type: ignore[no-untyped-def]

@@ -25,7 +25,7 @@ def load_pooled_encoder(model: LocalModel, attention: str = "sdpa", dtype: Any =
         kwargs["dtype"] = dtype
     encoder = AutoModel.from_pretrained(str(model.folder), local_files_only=True, **kwargs)
 
-    class MeanPooled(torch.nn.Module):
+    class MeanPooled(torch.nn.Module):  # type: ignore[misc]  # torch is not analysed (pyproject: follow_imports)
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner

@@ -84,7 +84,7 @@ def load_base(gguf: Path, device: str) -> tuple[Any, Any]:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
-    return tokenizer, model.to(device)  # type: ignore[arg-type]  # transformers types .to() through a decorator that loses self
+    return tokenizer, model.to(device)
 
 
 def encode_pair(tokenizer: Any, pair: QAPair) -> tuple[list[int], int]:
@@ -119,7 +119,7 @@ def _lora_model(model: Any, config: TrainConfig, device: str) -> tuple[Any, list
     layers = list(range(blocks - count, blocks))
     lora = LoraConfig(
         r=config.rank,
-        lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft annotates int, but only computes alpha / r
+        lora_alpha=config.alpha,  # peft annotates int, but only computes alpha / r
         lora_dropout=0.0,
         target_modules=list(config.targets),
         layers_to_transform=layers,

@@ -279,7 +279,7 @@ def ray_stages(address: str | None, settings: Settings, embedder: Embedder, chun
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # the CLI's output is Outpost's, not Ray's
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        resources: dict[str, float] = ray.cluster_resources()
         gpus = float(resources.get("GPU", 0))
         actors = int(gpus) if gpus >= 1 else max(1, int(resources.get("CPU", 1)) // 2)
         spec = _EmbedderSpec(settings, embedder.identity, chunker.max_tokens, chunker.overlap, chunker.id)
