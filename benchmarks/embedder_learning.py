@@ -149,6 +149,34 @@ def _per_query(index: Any, judged: dict[str, Judged], unit: Any) -> dict[str, di
     return {q: rank_metrics(index.search, [j], unit) for q, j in judged.items()}
 
 
+def _restricted(judged: dict[str, Judged], docs: set[str], keep: bool) -> dict[str, Judged]:
+    """Each query's judgements restricted to the documents in ``docs`` (``keep``) or outside them; queries left
+    with no relevant document drop out. Ranking is unchanged: a query is scored only on the part of its answers
+    that the training data touched (or never touched)."""
+    out = {}
+    for q, j in judged.items():
+        relevant = {d: g for d, g in j.relevant.items() if (d in docs) == keep}
+        if any(g > 0 for g in relevant.values()):
+            out[q] = Judged(j.query, relevant)
+    return out
+
+
+def _unseen_docs(docs: set[str], share: float) -> set[str]:
+    """A seeded hash's ``share`` of the documents: the labelled training data never uses them (generalisation)."""
+    if share <= 0:
+        return set()
+    return {d for d in docs if int(hashlib.sha256(f"unseen\0{d}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share}
+
+
+def _seen_only(ex: Any, chunk_doc: dict[str, str], unseen: set[str]) -> Any:
+    """The example without chunks of unseen documents (as positives or negatives), or None if no positive is left."""
+    from dataclasses import replace
+
+    positives = tuple(c for c in ex.positives if chunk_doc.get(c) not in unseen)
+    negatives = tuple(c for c in ex.negatives if chunk_doc.get(c) not in unseen)
+    return replace(ex, positives=positives, negatives=negatives) if positives else None
+
+
 def _mean(per: dict[str, dict[str, float]], keys: set[str] | None = None) -> dict[str, float]:
     rows = [m for q, m in per.items() if keys is None or q in keys]
     return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in ("ndcg@10", "mrr@10")} | {"n": len(rows)}
@@ -236,6 +264,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     # labelled examples: the hub's own code (learn.qrels_examples), split 80/20 like the adapter's gate
     log("building labelled examples from the train qrels ...")
     examples = qrels_examples(store, base, train_qrels, queries)
+    unseen = _unseen_docs(set(chunk_doc.values()), args.unseen_docs)
+    if unseen:  # the generalisation probe: labelled data never touches these documents
+        examples = [e for e in (_seen_only(ex, chunk_doc, unseen) for ex in examples) if e is not None]
+        log(f"{len(unseen)} documents held out of the labelled data: {len(examples)} examples left")
     train_ex, held_ex = split(examples, 0.2)
     held = [Judged(queries[ex.key], train_qrels[ex.key]) for ex in held_ex]
     labelled = judged_pairs(((queries[ex.key], ex.positives, ex.negatives) for ex in train_ex), args.per_query)
@@ -293,6 +325,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             "docs_with_questions": len({chunk_doc[c] for c in cached}),
         },
         "labelled_pairs": len(labelled),
+        "unseen_docs": len(unseen),
+        "touched_docs": len(touched_docs),
         "heldout_queries": len(held),
     }
     gates = {}
@@ -302,11 +336,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     results["gate"] = {k: {"before": g.before, "after": g.after, "passes": g.improved} for k, g in gates.items()}
     rows = []
     for split_name, judged in evals.items():
-        touched = {q for q, j in judged.items() if any(d in touched_docs for d, g in j.relevant.items() if g > 0)}
-        per = {label: _per_query(index, judged, unit) for label, index in variants.items()}
+        parts = {
+            "all": judged,
+            "touched": _restricted(judged, touched_docs, True),
+            "untouched": _restricted(judged, touched_docs, False),
+        }
         results[split_name] = {}
-        for label, p in per.items():
-            row = {"all": _mean(p), "touched": _mean(p, touched), "untouched": _mean(p, set(judged) - touched)}
+        for label, index in variants.items():
+            row = {part: _mean(_per_query(index, j, unit)) for part, j in parts.items()}
             results[split_name][label] = row
             base_row = results[split_name]["plain hybrid"]
             rows.append(
@@ -356,6 +393,9 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--negatives", type=int, default=1)
     run.add_argument("--freeze-embeddings", action="store_true")
     run.add_argument("--skip-adapter", action="store_true", help="leave the linear adapter out (measured elsewhere)")
+    run.add_argument(
+        "--unseen-docs", type=float, default=0.0, help="share of documents the labelled training data never uses"
+    )
     run.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     {"generate": cmd_generate, "run": cmd_run}[args.cmd](args)
