@@ -41,7 +41,7 @@ from _common import (
     table,
     write_markdown,
 )
-from outpost.adapt import fit, split
+from outpost.adapt import fit, hash_share, split
 from outpost.embed.factory import load_embedder
 from outpost.finetune.embedder import (
     EmbedderTrainConfig,
@@ -165,7 +165,7 @@ def _unseen_docs(docs: set[str], share: float) -> set[str]:
     """A seeded hash's ``share`` of the documents: the labelled training data never uses them (generalisation)."""
     if share <= 0:
         return set()
-    return {d for d in docs if int(hashlib.sha256(f"unseen\0{d}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share}
+    return {d for d in docs if hash_share(f"unseen\0{d}") < share}
 
 
 def _seen_only(ex: Any, chunk_doc: dict[str, str], unseen: set[str]) -> Any:
@@ -177,8 +177,8 @@ def _seen_only(ex: Any, chunk_doc: dict[str, str], unseen: set[str]) -> Any:
     return replace(ex, positives=positives, negatives=negatives) if positives else None
 
 
-def _mean(per: dict[str, dict[str, float]], keys: set[str] | None = None) -> dict[str, float]:
-    rows = [m for q, m in per.items() if keys is None or q in keys]
+def _mean(per: dict[str, dict[str, float]]) -> dict[str, float]:
+    rows = list(per.values())
     return {k: float(np.mean([r[k] for r in rows])) if rows else 0.0 for k in ("ndcg@10", "mrr@10")} | {"n": len(rows)}
 
 

@@ -127,6 +127,11 @@ class Space:
         noise: np.ndarray = 0.6 * rng.normal(size=(n, self.centres.shape[1])).astype(np.float32)
         return np.asarray(self.centres[topic] + noise, dtype=np.float32)
 
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` chunks' latent points and their unit vectors (the first draws of every batch)."""
+        latents = self.latents(rng, n)
+        return latents, self.vectors(rng, latents)
+
     def vectors(self, rng: np.random.Generator, latents: np.ndarray) -> np.ndarray:
         x = latents @ self.projection + 1.0 * rng.normal(size=(len(latents), DIM)).astype(np.float32)
         return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
@@ -163,8 +168,7 @@ def make_batch(space: Space, start: int, n: int, seed: int = 0, tag: str = "") -
     from outpost.embed.quantize import quantize
 
     rng = np.random.default_rng([seed, start])
-    latents = space.latents(rng, n)
-    floats = space.vectors(rng, latents)
+    latents, floats = space.sample(rng, n)
     q, scales = quantize(floats)
     ids = [chunk_id(i, tag) for i in range(start, start + n)]
     return Batch(start, ids, space.texts(rng, n), latents, q, scales, floats)
@@ -599,9 +603,8 @@ def cmd_build_curve(args: argparse.Namespace) -> dict[str, Any]:
     space = Space.make()
     parts = []
     for start in range(0, args.size, 10_000):  # make_batch's draws, without its texts
-        rng = np.random.default_rng([0, start])
-        latents = space.latents(rng, min(10_000, args.size - start))
-        parts.append((latents, quantize(space.vectors(rng, latents))[0]))
+        latents, floats = space.sample(np.random.default_rng([0, start]), min(10_000, args.size - start))
+        parts.append((latents, quantize(floats)[0]))
     latents, ints = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     keys = np.arange(len(ints), dtype=np.uint64)
     rng = np.random.default_rng(2024)  # queries: perturbed latents of random chunks, as `retrieval` draws them

@@ -58,14 +58,18 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
 
 
+def hash_share(key: str) -> float:
+    """Where ``key`` falls in [0, 1] by its hash: the same on every run and machine (deterministic splits)."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def split(examples: list[Example], heldout: float = 0.2) -> tuple[list[Example], list[Example]]:
     """Deterministic split by a hash of each example's key (or query), so reruns agree."""
     train: list[Example] = []
     held: list[Example] = []
     for ex in examples:
         key = ex.key or hashlib.sha256(np.asarray(ex.query, np.float32).tobytes()).hexdigest()
-        bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (held if bucket < heldout else train).append(ex)
+        (held if hash_share(key) < heldout else train).append(ex)
     return train, held
 
 
