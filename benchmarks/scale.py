@@ -106,7 +106,7 @@ class Space:
     @classmethod
     def make(cls, seed: int = 7, latent: int = 32, topics: int = 2000, vocab: int = 50_000) -> Space:
         rng = np.random.default_rng(seed)
-        from outpost.store.sqlite import STOPWORDS
+        from outpost.store.bm25 import STOPWORDS
 
         syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
         # The most frequent ranks are real English stopwords, as in real text: the query path drops them
@@ -333,7 +333,7 @@ K = 10
 DEPTH = 50  # what Retriever asks each retriever for (its default depth)
 P5_BASELINE_REVS = (BASELINE_REV, "f22f037")  # before issue 12; the P5 settings of the previous session
 EF_CURVE = (128, 256, 512, 768, 1024, 1536)
-STAGES = ("bm25", "bm25.terms", "bm25.score", "dense", "fetch", "gc")
+STAGES = ("bm25", "bm25.terms", "bm25.score", "bm25.lists", "dense", "fetch", "gc")
 
 
 def build_retrieval_store(folder: Path, size: int, batch: int, queries: int) -> dict[str, Any]:
@@ -428,7 +428,7 @@ class _NoEmbedder:
 
 class StageClock:
     """Per-query time in each stage of a search, by wrapping the library's own functions (whichever the running
-    revision has): ``Store.bm25``, its term look-up and FTS5 scoring, the dense search (it may run in a thread),
+    revision has): ``Store.bm25``, its term look-up, FTS5 scoring and top lists, the dense search (it may run in a thread),
     fetching the rows, and the garbage collector's pauses."""
 
     def __init__(self) -> None:
@@ -472,6 +472,11 @@ class StageClock:
         self.wrap(bm25, "_words", "bm25.terms")
         self.wrap(bm25, "_ranked", "bm25.score")
         gc.callbacks.append(self.on_gc)
+        try:
+            from outpost.store import toplists
+        except ImportError:  # before the words' top lists
+            return
+        self.wrap(toplists, "one_word", "bm25.lists")
 
 
 def retrieval_serve(folder: Path, truth_file: Path, measure: int) -> None:
@@ -728,8 +733,7 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
 def slowest(current: dict[str, Any], texts: Sequence[str], size: int, n: int = 4) -> list[dict[str, Any]]:
     """The current code's slowest hybrid queries, their stage split and what their words match (why p99)."""
     from outpost.store import Store
-    from outpost.store.bm25 import plan
-    from outpost.store.sqlite import query_terms
+    from outpost.store.bm25 import plan, query_terms
 
     store = Store.open(CACHE / f"scale-{size}", "scale")
     out = []

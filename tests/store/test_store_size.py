@@ -291,7 +291,7 @@ def test_migration_5_packs_the_text_in_place_and_keeps_rows_fts5_and_bm25_scores
     assert sum(map(len, before_scores)) > 50  # the queries match: the comparison below means something
 
     store = Store.open(tmp_path, "v4")
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6  # 6: top lists
     assert _bm25(store.db, QUERIES_5) == before_scores  # same rowids, same floats
     _fts_ok(store.db)  # FTS5 re-reads every row through chunks_text (unpacked) and finds the tokens it holds
     chunks = store.chunks_by_rowid([r[0] for r in before_rows])

@@ -11,10 +11,10 @@ through numbered migrations.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import sqlite3
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,8 +30,9 @@ from outpost.faults import fault
 from outpost.home import ensure_private_dir
 from outpost.names import check_name, safe_join
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
+from outpost.store import toplists
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
-from outpost.store.bm25 import bm25_top_k, query_words
+from outpost.store.bm25 import bm25_top_k, fts_query, query_terms
 from outpost.store.lock import write_lock
 
 if TYPE_CHECKING:
@@ -208,6 +209,14 @@ MIGRATIONS: list[str] = [
                text_unpack(c.packed_text) AS text
         FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key;
     """,
+    # 6: each common word's best rows under BM25 (store/toplists.py), derived from FTS5 after an apply; a one-word
+    # query on a large collection reads its list instead of scoring every row holding the word (issue 12, P5)
+    """
+    CREATE TABLE toplists (
+        term TEXT PRIMARY KEY, rowids BLOB NOT NULL, tfs BLOB NOT NULL, lengths BLOB NOT NULL, floor REAL NOT NULL
+    );
+    CREATE TABLE toplists_gone (rowid INTEGER PRIMARY KEY);
+    """,
 ]
 
 # How a new store file is laid out (only possible before its first table): 16 KiB pages leave ~3% of a page unused
@@ -230,160 +239,10 @@ _CHUNK_SELECT = (
     "FROM chunks c LEFT JOIN documents d ON d.key = c.doc_key"
 )
 
-# Words that carry no retrieval signal; dropping them halves FTS5 latency at the same quality.
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-    ]
-)
-_WORD = re.compile(r"\w+", re.UNICODE)
-
 
 def check_collection_name(name: object) -> str:
     """Collection names become folder names: the one name grammar of ``outpost.names`` (DESIGN §11)."""
     return check_name(name, "collection name")
-
-
-def fts_query(text: str) -> str:
-    """A user's text → a safe FTS5 query: quoted word tokens, stopwords and repeats dropped, OR-ed.
-
-    Raw text never reaches ``MATCH``: a ``?``, a quote, ``C++`` or ``AND`` must not be an error.
-    """
-    return query_words(query_terms(text))
-
-
-def query_terms(text: str) -> list[str]:
-    """The words of a user's text that a BM25 query uses: lower-cased, stopwords and repeats dropped, in order."""
-    seen: dict[str, None] = {}
-    for word in _WORD.findall(text.lower()):
-        if word not in STOPWORDS:
-            seen.setdefault(word, None)
-    return list(seen)
 
 
 def _chunk_from_row(row: sqlite3.Row) -> Chunk:
@@ -728,6 +587,9 @@ class Store:
             key = self.state()
             if self._term_rows is None or self._term_rows[0] != key:
                 self._term_rows = (key, {})
+            top = toplists.one_word(self.db, words[0], k, self._term_rows[1]) if len(words) == 1 else None
+            if top is not None:
+                return top
             return bm25_top_k(self.db, words, k, self._chunk_count(key), self._term_rows[1])
 
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -833,6 +695,7 @@ class Store:
                     self._set_meta("chunker_id", changeset.chunker_id)
                 first = self._next_rowid()
                 removed = self._delete(changeset)
+                toplists.forget(self.db, removed, everything=changeset.snapshot)
                 fault("apply:after-delete")
                 added = np.arange(first, first + len(changeset.upserts), dtype=np.int64)
                 revectored = self._revector(changeset)  # every vector changes: the index is rebuilt after commit
@@ -861,6 +724,7 @@ class Store:
                 self._ann = None  # the job may have changed the cached index of the old version in place
             raise
         fault("apply:after-commit")
+        self._refresh_toplists(after)
         try:
             self._after_apply(after, job)
         except (OSError, RuntimeError) as exc:  # usearch raises RuntimeError; the version is committed all the same
@@ -1051,6 +915,24 @@ class Store:
             return None if previous is None else files.change(previous, removed, added, vectors)
 
         return _in_thread(update)
+
+    def _refresh_toplists(self, after: StateKey) -> None:
+        """Rebuild the words' top lists (``store/toplists.py``) when this apply made them worth it, in a transaction of
+        their own after the commit (FTS5's statistics are final only then). Skipped if another writer moved on; a
+        failure leaves old lists, which stay exact (only slower), and the version committed all the same.
+        """
+        try:
+            with self._transaction():
+                if self.state() != after or not toplists.worth_rebuilding(self.db, self._chunk_count(after)):
+                    return
+                if self._chunk_count(after) < toplists.BUILD_FROM:
+                    toplists.drop(self.db)
+                    return
+                start = time.perf_counter()
+                words = toplists.build(self.db, self._next_rowid())
+                log.info("top lists of %s: %d words in %.1f s", self.name, words, time.perf_counter() - start)
+        except sqlite3.OperationalError as exc:
+            log.warning("version %d of %s is applied; its top lists were not rebuilt (%s)", after[0], self.name, exc)
 
     def _after_apply(self, after: StateKey, job: Future[Any] | None) -> None:
         """File the ANN index of the committed version (the job's, or rebuilt from the rows).

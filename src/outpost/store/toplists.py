@@ -1,0 +1,263 @@
+"""Top lists: each common word's best rows under BM25, kept beside FTS5, so that a one-word query on a large
+collection reads a hundred rows instead of scoring every row the word is in (issue 12, P5).
+
+Why: FTS5 computes ``bm25()`` for every row a query matches before it sorts. For a query of one common word there
+is nothing to prune with (``store/bm25.py`` prunes with the rarer words of a query): at a million chunks a word
+in 8% of them is 78,000 scores, ≈ 50 ms, the whole p99 of hybrid retrieval. This is the "top-k postings" idea of
+Lucene's impact-sorted indexes, built from FTS5's own arithmetic so that the answer does not change.
+
+What is kept, for every word (FTS5 term) matching more than :data:`LIST_MIN` rows: the :data:`LENGTH` rows it
+scores best in, each with the word's count in that row (``tf``) and the row's length in tokens, and the
+term-frequency factor of the last one (the *floor*: no row left out scored above it). None of it goes stale: a
+rowid is never reused and a row's text never changes under its rowid (``Store._next_rowid``), so a listed row
+is true for as long as it exists; the rows an apply deletes are recorded (``toplists_gone``, :func:`forget`).
+
+Answering a word's top ``k`` from its list, exactly, on any later state of the collection:
+
+1. the listed rows not deleted since are scored with FTS5's formula and the collection's row count and average
+   length *now*;
+2. rows added since the lists were built (rowid ≥ the lists' *watermark*) are scored by FTS5 itself, restricted
+   to that rowid range;
+3. any other row existed when the list was made and its factor was at most the floor then. Only the length term
+   of BM25's denominator has moved since, so its factor now is at most :func:`ceiling` of the floor (the floor
+   itself when the average length did not grow). When the k-th best of (1) ∪ (2) reaches that bound, (1) ∪ (2)
+   holds the exact top k; when not (many listed rows deleted), the caller scores everything, as without lists.
+
+So lists only ever make a query faster, never different, and a stale list is not wrong, only less useful. The
+store rebuilds them after an apply that changed a tenth of the collection (:func:`worth_rebuilding`), after the
+commit and in a transaction of their own, like the ANN index; a snapshot drops them in its own transaction.
+
+FTS5 internals read here, both part of its on-disk format: the ``averages`` record (``<table>_data`` id 1: the
+row count and each column's token total) and, while building, ``<table>_docsize`` (each row's token count per
+column), both varints. Lists whose derived counts are not whole numbers (an FTS5 that scores otherwise) are not
+kept: the build checks, and ``tests/store/test_toplists.py`` compares every answer with FTS5's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+import numpy as np
+
+from outpost.store.bm25 import K1, STOPWORDS, B, idf, query_words, row_counts, stems, temp_tables
+
+__all__ = [
+    "BUILD_FROM",
+    "LENGTH",
+    "LIST_MIN",
+    "Totals",
+    "build",
+    "describe",
+    "drop",
+    "forget",
+    "one_word",
+    "totals",
+    "worth_rebuilding",
+]
+
+LIST_MIN = 5_000  # a word matching more rows gets a list (scoring them all costs over ~4 ms)
+LENGTH = 128  # rows kept per word: the retriever's depth (50) with room for deleted rows
+BUILD_FROM = 100_000  # chunks from which lists are kept (below, a word's rows are few enough to score)
+CHURN = 0.1  # rows added or deleted since the build, as a share of the collection, that make a rebuild worth it
+
+_META = "toplists"  # meta key: the build's watermark, row count and average length
+_LIVE = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid >= ? ORDER BY s LIMIT ?"
+_RANKED = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """FTS5's collection statistics for BM25: rows indexed and their average length in tokens (all columns)."""
+
+    rows: int
+    avgdl: float
+
+
+def varints(blob: bytes) -> list[int]:
+    """SQLite's varints (big-endian, 7 bits a byte, the ninth byte whole), as FTS5 writes its records."""
+    out, i = [], 0
+    while i < len(blob):
+        value = 0
+        for j in range(9):
+            byte = blob[i]
+            i += 1
+            if j == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        out.append(value)
+    return out
+
+
+def totals(db: sqlite3.Connection) -> Totals:
+    """The committed averages record; inside a write transaction that has indexed rows it lags (FTS5 writes it at
+    commit), so lists are built after the commit, in a transaction of their own."""
+    row = db.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+    values = varints(row[0]) if row and row[0] else []
+    if not values or values[0] == 0:
+        return Totals(0, 0.0)
+    return Totals(values[0], sum(values[1:]) / values[0])
+
+
+def factor(tf: np.ndarray, dl: np.ndarray, avgdl: float) -> np.ndarray:
+    """BM25's term-frequency factor, as FTS5's ``bm25()`` computes it (ext/fts5/fts5_aux.c)."""
+    return tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl / avgdl))
+
+
+def ceiling(floor: float, growth: float) -> float:
+    """The highest factor, at an average length ``growth`` times the build's, of a row whose factor was at most
+    ``floor`` then. Only BM25's length term moves: a shorter average (growth ≤ 1) lowers every factor; a longer
+    one raises a row's factor most for long rows, and along the rows whose factor was ``floor`` it rises with
+    ``tf`` towards ``(k1 + 1) · g / (g - 1 + (k1 + 1) / floor)`` (g the growth), below ``floor · g``.
+    """
+    if growth <= 1.0 or floor <= 0.0:
+        return floor
+    return (K1 + 1) * growth / (growth - 1 + (K1 + 1) / floor)
+
+
+def _lengths(db: sqlite3.Connection, rowids: list[int]) -> dict[int, int]:
+    """Each existing row's length in tokens (all columns); a deleted row is absent."""
+    marks = ",".join("?" * len(rowids))
+    rows = db.execute(f"SELECT id, sz FROM chunks_fts_docsize WHERE id IN ({marks})", rowids)
+    return {rowid: sum(varints(size)) for rowid, size in rows}
+
+
+def _gone(db: sqlite3.Connection, rowids: np.ndarray) -> list[int]:
+    """Which of these listed rows were deleted since the build (none, mostly: one look at an empty table)."""
+    if db.execute("SELECT 1 FROM toplists_gone LIMIT 1").fetchone() is None:
+        return []
+    marks = ",".join("?" * len(rowids))
+    return [r for (r,) in db.execute(f"SELECT rowid FROM toplists_gone WHERE rowid IN ({marks})", rowids.tolist())]
+
+
+def _meta(db: sqlite3.Connection) -> dict[str, float] | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (_META,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def build(db: sqlite3.Connection, next_rowid: int) -> int:
+    """Replace the lists with ones for the committed state; returns how many words got one.
+
+    Call inside a write transaction, with no uncommitted FTS5 rows (see :func:`totals`). Cost: FTS5 scores every
+    row of every listed word once (≈ 25M scores, ≈ 20 CPU-s, at 1M synthetic chunks) after one walk of its
+    vocabulary.
+    """
+    drop(db)
+    stats = totals(db)
+    if stats.rows == 0:
+        return 0
+    temp_tables(db)
+    common = dict(db.execute("SELECT term, doc FROM temp.outpost_vocab WHERE doc > ?", (LIST_MIN,)))
+    # a query never holds a stopword (``query_terms``), and a term is asked for by quoting it, which runs it through
+    # the stemmer again: keep the terms it leaves alone
+    unasked = {t for tokens in stems(db, sorted(STOPWORDS)) for t in tokens}
+    terms = [t for t, s in zip(common, stems(db, list(common))) if s == (t,) and t not in unasked]
+    kept = []
+    for term in terms:
+        ranked = db.execute(_RANKED, (query_words([term]), LENGTH)).fetchall()
+        lengths = _lengths(db, [r for r, _ in ranked])
+        scores = np.array([-s for _, s in ranked])
+        dl = np.array([lengths[r] for r, _ in ranked], dtype=np.float64)
+        norm = K1 * (1 - B + B * dl / stats.avgdl)
+        weight = idf(stats.rows, common[term]) * (K1 + 1)
+        tf = scores * norm / (weight - scores)  # bm25 = weight · tf / (tf + norm), solved for tf
+        counts = np.rint(tf)
+        if not np.allclose(tf, counts, rtol=0, atol=1e-6) or (counts < 1).any():
+            log.warning("top lists not kept: FTS5's bm25() of %r does not decompose as expected", term)
+            drop(db)
+            return 0
+        floor = float(factor(counts[-1:], dl[-1:], stats.avgdl)[0])
+        rowids = np.array([r for r, _ in ranked], dtype=np.int64)
+        kept.append((term, rowids.tobytes(), counts.astype(np.int32).tobytes(), dl.astype(np.int32).tobytes(), floor))
+    db.executemany("INSERT INTO toplists (term, rowids, tfs, lengths, floor) VALUES (?, ?, ?, ?, ?)", kept)
+    header = {"watermark": next_rowid, "rows": stats.rows, "avgdl": stats.avgdl, "length": LENGTH}
+    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_META, json.dumps(header)))
+    return len(kept)
+
+
+def drop(db: sqlite3.Connection) -> None:
+    """Forget every list (inside the caller's write transaction)."""
+    db.execute("DELETE FROM toplists")
+    db.execute("DELETE FROM toplists_gone")
+    db.execute("DELETE FROM meta WHERE key = ?", (_META,))
+
+
+def forget(db: sqlite3.Connection, rowids: np.ndarray, everything: bool = False) -> None:
+    """Record rows an apply deletes (inside its transaction), so a query skips them in the lists without looking
+    every listed row up (128 seeks in FTS5's row lengths: ≈ 1 ms at 1M chunks); ``everything`` (a snapshot) drops
+    the lists instead: the collection they described is gone."""
+    header = _meta(db)
+    if header is None:
+        return
+    if everything:
+        drop(db)
+        return
+    old = rowids[rowids < int(header["watermark"])].tolist()
+    db.executemany("INSERT OR IGNORE INTO toplists_gone (rowid) VALUES (?)", ((r,) for r in old))
+
+
+def worth_rebuilding(db: sqlite3.Connection, chunks: int) -> bool:
+    """Whether lists should be (re)built for a collection of ``chunks`` rows: it is large and has none, or a tenth
+    of it was added or deleted since they were built (each such row costs a little on every query that uses one).
+    A small collection with lists left over says so too (:func:`build` then keeps none)."""
+    header = _meta(db)
+    if chunks < BUILD_FROM:
+        return header is not None
+    if header is None:
+        return True
+    since = (int(header["watermark"]),)  # FTS5's row lengths: a small row per chunk, cheaper to count than chunks
+    added = int(db.execute("SELECT count(*) FROM chunks_fts_docsize WHERE id >= ?", since).fetchone()[0])
+    deleted = int(header["rows"]) + added - chunks
+    return added + deleted > CHURN * chunks
+
+
+def one_word(
+    db: sqlite3.Connection, word: str, k: int, counts: dict[str, int] | None = None
+) -> list[tuple[int, float]] | None:
+    """The top ``k`` rows for a one-word query as (rowid, score), exactly as ``bm25()`` ranks them; None when the
+    word has no list or its list cannot vouch for the answer (then score everything).
+
+    ``counts``: the terms' row counts remembered for this state (``store/bm25.py``). Call inside one read
+    transaction.
+    """
+    header = _meta(db)
+    if header is None or k > int(header["length"]):
+        return None
+    tokens = stems(db, [word])[0]
+    if len(tokens) != 1:  # a word FTS5 splits into a phrase
+        return None
+    term = tokens[0]
+    row = db.execute("SELECT rowids, tfs, lengths, floor FROM toplists WHERE term = ?", (term,)).fetchone()
+    if row is None:
+        return None
+    term_rows = row_counts(db, {term}, {} if counts is None else counts)[term]
+    stats = totals(db)
+    rowids = np.frombuffer(row[0], dtype=np.int64)
+    alive = ~np.isin(rowids, _gone(db, rowids))
+    tfs = np.frombuffer(row[1], dtype=np.int32)[alive].astype(np.float64)
+    dl = np.frombuffer(row[2], dtype=np.int32)[alive].astype(np.float64)  # a row's length never changes
+    weight = idf(stats.rows, term_rows)
+    scored = list(zip(rowids[alive].tolist(), (weight * factor(tfs, dl, stats.avgdl)).tolist()))
+    watermark = int(header["watermark"])
+    if db.execute("SELECT 1 FROM chunks_fts_docsize WHERE id >= ? LIMIT 1", (watermark,)).fetchone():
+        scored += [(r, -s) for r, s in db.execute(_LIVE, (query_words([term]), watermark, k))]
+    top = sorted(scored, key=lambda rs: -rs[1])[:k]
+    bound = weight * ceiling(float(row[3]), stats.avgdl / float(header["avgdl"]))
+    if len(top) < k or top[-1][1] < bound:
+        return None
+    return top
+
+
+def describe(db: sqlite3.Connection) -> dict[str, float] | None:
+    """The lists' header (for measurements and tests): watermark, rows and average length at the build."""
+    header = _meta(db)
+    if header is None:
+        return None
+    return header | {"words": db.execute("SELECT count(*) FROM toplists").fetchone()[0]}
