@@ -106,7 +106,7 @@ class Space:
     @classmethod
     def make(cls, seed: int = 7, latent: int = 32, topics: int = 2000, vocab: int = 50_000) -> Space:
         rng = np.random.default_rng(seed)
-        from outpost.store.bm25 import STOPWORDS
+        from outpost.store.fts import STOPWORDS
 
         syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
         # The most frequent ranks are real English stopwords, as in real text: the query path drops them
@@ -428,8 +428,8 @@ class _NoEmbedder:
 
 class StageClock:
     """Per-query time in each stage of a search, by wrapping the library's own functions (whichever the running
-    revision has): ``Store.bm25``, its term look-up, FTS5 scoring and top lists, the dense search (it may run in a thread),
-    fetching the rows, and the garbage collector's pauses."""
+    revision has): ``Store.bm25``, its term look-up, FTS5 scoring and top lists, the dense search (it may run in a
+    thread), fetching the rows, and the garbage collector's pauses."""
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = {}  # wall seconds per stage
@@ -470,12 +470,13 @@ class StageClock:
         except ImportError:  # the baseline before issue 12 has no rare-words-first BM25
             return
         self.wrap(bm25, "_words", "bm25.terms")
-        self.wrap(bm25, "_ranked", "bm25.score")
+        self.wrap(bm25, "_ranked", "bm25.score")  # FTS5 scoring in full, before store/fts.py
         gc.callbacks.append(self.on_gc)
         try:
-            from outpost.store import toplists
+            from outpost.store import fts, toplists
         except ImportError:  # before the words' top lists
             return
+        self.wrap(fts, "ranked", "bm25.score")
         self.wrap(toplists, "one_word", "bm25.lists")
 
 
@@ -733,7 +734,8 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
 def slowest(current: dict[str, Any], texts: Sequence[str], size: int, n: int = 4) -> list[dict[str, Any]]:
     """The current code's slowest hybrid queries, their stage split and what their words match (why p99)."""
     from outpost.store import Store
-    from outpost.store.bm25 import plan, query_terms
+    from outpost.store.bm25 import plan
+    from outpost.store.fts import query_terms
 
     store = Store.open(CACHE / f"scale-{size}", "scale")
     out = []

@@ -126,6 +126,7 @@ def test_bm25_rare_words_first_is_exact_when_its_bound_holds_and_close_when_not(
     """Oracle: FTS5 ranking every row of the whole OR query. Small budgets make a 2,000-chunk collection behave
     like a large one, so most queries take the rare-words-first plan."""
     from outpost.store import bm25 as plan
+    from outpost.store import fts
 
     monkeypatch.setattr(plan, "ROW_BUDGET", 60)
     monkeypatch.setattr(plan, "FULL_BUDGET", 300)
@@ -142,7 +143,7 @@ def test_bm25_rare_words_first_is_exact_when_its_bound_holds_and_close_when_not(
     overlap = []
     for _ in range(150):
         words = query_terms(" ".join(rng.choice(vocab, int(rng.integers(2, 7))).tolist()))
-        oracle = plan._ranked(store.db, plan.query_words(words), 10)
+        oracle = fts.ranked(store.db, fts.query_words(words), 10)
         got = store.bm25(" ".join(words), 10)
         overlap.append(len({r for r, _ in got} & {r for r, _ in oracle}) / max(1, len(oracle)))
         rare, common = plan.plan(store.db, words, len(texts))

@@ -15,11 +15,12 @@ import pytest
 
 from outpost.embed.quantize import quantize
 from outpost.records import Changeset, Chunk, EmbeddingIdentity
-from outpost.store import Store, toplists
+from outpost.store import Store, fts, toplists
 
 DIM = 8
 IDENTITY = EmbeddingIdentity("test-vectors", "0" * 64, DIM, 256)
-VOCAB = [f"w{i}" for i in range(300)]
+# common words first; "nelafede" and "agreed" stem to terms the stemmer does not leave alone ("nelafed" → "nelaf")
+VOCAB = ["w0", "nelafede", "w2", "agreed", *(f"w{i}" for i in range(4, 300))]
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +65,9 @@ def _assert_exact(got: list[tuple[int, float]], want: list[tuple[int, float]], s
 
 
 def _listed(store: Store) -> list[str]:
-    return [t for (t,) in store.db.execute("SELECT term FROM toplists ORDER BY term")]
+    """The listed words, as a query spells them (a listed term is a stem)."""
+    spelling = {fts.stems(store.db, [w])[0][0]: w for w in VOCAB}
+    return [spelling[t] for (t,) in store.db.execute("SELECT term FROM toplists ORDER BY term")]
 
 
 @pytest.fixture
@@ -77,8 +80,13 @@ def store(tmp_path: Path) -> Store:
 def test_a_large_collection_gets_lists_for_its_common_words_only(store: Store) -> None:
     store.db.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, chunks_fts, row)")
     rows = dict(store.db.execute("SELECT term, doc FROM temp.v"))
-    assert _listed(store) == sorted(t for t, n in rows.items() if n > toplists.LIST_MIN)
-    assert 5 <= len(_listed(store)) < 100
+    listed = [t for (t,) in store.db.execute("SELECT term FROM toplists ORDER BY term")]
+    assert listed == sorted(t for t, n in rows.items() if n > toplists.LIST_MIN)
+    assert 5 <= len(listed) < 100
+    assert {"nelafed", "agre"} <= set(listed)  # asked for through a spelling that stems to them
+    for word in ("nelafede", "agreed"):
+        assert toplists.one_word(store.db, word, 10) is not None
+        _assert_exact(store.bm25(word, 10), _exact(store, word, 10), store, word)
 
 
 @pytest.mark.parametrize("k", [1, 10, 50])
@@ -101,7 +109,7 @@ def test_after_deltas_the_lists_stay_exact_without_a_rebuild(store: Store, monke
     _apply(store, _chunks(strong, "b"), delete=ids)
     after = toplists.describe(store.db)
     assert after is not None and header is not None and after["watermark"] == header["watermark"]  # not rebuilt
-    stats = toplists.totals(store.db)
+    stats = fts.totals(store.db)
     assert stats.avgdl > header["avgdl"] * 1.02  # the bound's length term moved
     for w in _listed(store):
         got = toplists.one_word(store.db, w, 50)
@@ -144,3 +152,35 @@ def test_a_snapshot_replaces_the_lists(store: Store) -> None:
     assert after["rows"] == 2_000
     for word in _listed(store)[:5]:
         _assert_exact(toplists.one_word(store.db, word, 10) or [], _exact(store, word, 10), store, word)
+
+
+def test_queries_of_several_words_answer_the_same_with_lists_as_without(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner (``store/bm25.py``) reads a list where it would score one word's rows in full (a query whose
+    rarest word is common): the answers must be those it gives without lists, and lists must have been read."""
+    from outpost.store import bm25
+
+    monkeypatch.setattr(bm25, "ROW_BUDGET", 60)
+    monkeypatch.setattr(bm25, "FULL_BUDGET", 300)
+    monkeypatch.setattr(bm25, "EXACT_UP_TO", 300)
+    rng = np.random.default_rng(7)
+    listed = _listed(store)
+    queries = [[str(w) for w in rng.choice(listed, int(rng.integers(3, 5)), replace=False)] for _ in range(30)]
+    queries += [[str(rng.choice(listed)), f"w{int(rng.integers(100, 300))}"] for _ in range(30)]
+    total = store.counts()[1]
+    used = []
+    one_word = toplists.one_word
+
+    def counted(*args: object, **kwargs: object) -> list[tuple[int, float]] | None:
+        answer = one_word(*args, **kwargs)  # type: ignore[arg-type]
+        used.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(toplists, "one_word", counted)
+    with_lists = [bm25.bm25_top_k(store.db, q, 10, total) for q in queries]
+    monkeypatch.setattr(toplists, "one_word", lambda *args, **kwargs: None)
+    without = [bm25.bm25_top_k(store.db, q, 10, total) for q in queries]
+    assert sum(used) >= 5  # the least common word of an all-common query whose AND is short of k rows
+    for got, want in zip(with_lists, without):
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9)

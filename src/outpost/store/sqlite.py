@@ -32,7 +32,8 @@ from outpost.names import check_name, safe_join
 from outpost.records import Adapter, Changeset, Chunk, CollectionInfo, DocumentRecord, EmbeddingIdentity
 from outpost.store import toplists
 from outpost.store.ann import AnnIndex, top_k_cosine, unit_rows
-from outpost.store.bm25 import bm25_top_k, fts_query, query_terms
+from outpost.store.bm25 import bm25_top_k
+from outpost.store.fts import fts_query, query_terms
 from outpost.store.lock import write_lock
 
 if TYPE_CHECKING:
@@ -587,9 +588,6 @@ class Store:
             key = self.state()
             if self._term_rows is None or self._term_rows[0] != key:
                 self._term_rows = (key, {})
-            top = toplists.one_word(self.db, words[0], k, self._term_rows[1]) if len(words) == 1 else None
-            if top is not None:
-                return top
             return bm25_top_k(self.db, words, k, self._chunk_count(key), self._term_rows[1])
 
     def dense(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -38,23 +38,21 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from dataclasses import dataclass
 
 import numpy as np
 
-from outpost.store.bm25 import K1, STOPWORDS, B, idf, query_words, row_counts, stems, temp_tables
+from outpost.store import fts
+from outpost.store.fts import K1, STOPWORDS, B, idf, query_words, row_counts, stems, temp_tables, totals
 
 __all__ = [
     "BUILD_FROM",
     "LENGTH",
     "LIST_MIN",
-    "Totals",
     "build",
     "describe",
     "drop",
     "forget",
     "one_word",
-    "totals",
     "worth_rebuilding",
 ]
 
@@ -63,47 +61,12 @@ LENGTH = 128  # rows kept per word: the retriever's depth (50) with room for del
 BUILD_FROM = 100_000  # chunks from which lists are kept (below, a word's rows are few enough to score)
 CHURN = 0.1  # rows added or deleted since the build, as a share of the collection, that make a rebuild worth it
 
+_SUFFIXES = ("", "e", "s", "es", "ed", "ing", "ion", "al", "er", "ly", "y", "ate", "ment", "ness", "ive", "ize")
 _META = "toplists"  # meta key: the build's watermark, row count and average length
 _LIVE = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid >= ? ORDER BY s LIMIT ?"
 _RANKED = "SELECT rowid, bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Totals:
-    """FTS5's collection statistics for BM25: rows indexed and their average length in tokens (all columns)."""
-
-    rows: int
-    avgdl: float
-
-
-def varints(blob: bytes) -> list[int]:
-    """SQLite's varints (big-endian, 7 bits a byte, the ninth byte whole), as FTS5 writes its records."""
-    out, i = [], 0
-    while i < len(blob):
-        value = 0
-        for j in range(9):
-            byte = blob[i]
-            i += 1
-            if j == 8:
-                value = (value << 8) | byte
-                break
-            value = (value << 7) | (byte & 0x7F)
-            if not byte & 0x80:
-                break
-        out.append(value)
-    return out
-
-
-def totals(db: sqlite3.Connection) -> Totals:
-    """The committed averages record; inside a write transaction that has indexed rows it lags (FTS5 writes it at
-    commit), so lists are built after the commit, in a transaction of their own."""
-    row = db.execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
-    values = varints(row[0]) if row and row[0] else []
-    if not values or values[0] == 0:
-        return Totals(0, 0.0)
-    return Totals(values[0], sum(values[1:]) / values[0])
 
 
 def factor(tf: np.ndarray, dl: np.ndarray, avgdl: float) -> np.ndarray:
@@ -120,13 +83,6 @@ def ceiling(floor: float, growth: float) -> float:
     if growth <= 1.0 or floor <= 0.0:
         return floor
     return (K1 + 1) * growth / (growth - 1 + (K1 + 1) / floor)
-
-
-def _lengths(db: sqlite3.Connection, rowids: list[int]) -> dict[int, int]:
-    """Each existing row's length in tokens (all columns); a deleted row is absent."""
-    marks = ",".join("?" * len(rowids))
-    rows = db.execute(f"SELECT id, sz FROM chunks_fts_docsize WHERE id IN ({marks})", rowids)
-    return {rowid: sum(varints(size)) for rowid, size in rows}
 
 
 def _gone(db: sqlite3.Connection, rowids: np.ndarray) -> list[int]:
@@ -155,15 +111,12 @@ def build(db: sqlite3.Connection, next_rowid: int) -> int:
         return 0
     temp_tables(db)
     common = dict(db.execute("SELECT term, doc FROM temp.outpost_vocab WHERE doc > ?", (LIST_MIN,)))
-    # a query never holds a stopword (``query_terms``), and a term is asked for by quoting it, which runs it through
-    # the stemmer again: keep the terms it leaves alone
-    unasked = {t for tokens in stems(db, sorted(STOPWORDS)) for t in tokens}
-    terms = [t for t, s in zip(common, stems(db, list(common))) if s == (t,) and t not in unasked]
+    unasked = {t for tokens in stems(db, sorted(STOPWORDS)) for t in tokens}  # a query never holds a stopword
     kept = []
-    for term in terms:
-        ranked = db.execute(_RANKED, (query_words([term]), LENGTH)).fetchall()
-        lengths = _lengths(db, [r for r, _ in ranked])
-        scores = np.array([-s for _, s in ranked])
+    for term, word in _spellings(db, [t for t in common if t not in unasked]).items():
+        ranked = fts.ranked(db, query_words([word]), LENGTH)
+        lengths = fts.lengths(db, [r for r, _ in ranked])
+        scores = np.array([s for _, s in ranked])
         dl = np.array([lengths[r] for r, _ in ranked], dtype=np.float64)
         norm = K1 * (1 - B + B * dl / stats.avgdl)
         weight = idf(stats.rows, common[term]) * (K1 + 1)
@@ -180,6 +133,22 @@ def build(db: sqlite3.Connection, next_rowid: int) -> int:
     header = {"watermark": next_rowid, "rows": stats.rows, "avgdl": stats.avgdl, "length": LENGTH}
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_META, json.dumps(header)))
     return len(kept)
+
+
+def _spellings(db: sqlite3.Connection, terms: list[str]) -> dict[str, str]:
+    """A word that FTS5's tokenizer turns into each term, to ask for the term's rows with (a term may have none).
+
+    A query is stemmed, and the Porter stemmer does not always leave a stem alone ("nelafede" → "nelafed" →
+    "nelaf"), so the term itself is not always a spelling of itself; the suffixes the stemmer strips are tried.
+    """
+    found: dict[str, str] = {}
+    for suffix in _SUFFIXES:
+        left = [t for t in terms if t not in found]
+        if not left:
+            break
+        tried = [t + suffix for t in left]
+        found.update((t, w) for t, w, tokens in zip(left, tried, stems(db, tried)) if tokens == (t,))
+    return found
 
 
 def drop(db: sqlite3.Connection) -> None:
@@ -247,7 +216,7 @@ def one_word(
     scored = list(zip(rowids[alive].tolist(), (weight * factor(tfs, dl, stats.avgdl)).tolist()))
     watermark = int(header["watermark"])
     if db.execute("SELECT 1 FROM chunks_fts_docsize WHERE id >= ? LIMIT 1", (watermark,)).fetchone():
-        scored += [(r, -s) for r, s in db.execute(_LIVE, (query_words([term]), watermark, k))]
+        scored += fts.ranked(db, query_words([term]), k, since=watermark)
     top = sorted(scored, key=lambda rs: -rs[1])[:k]
     bound = weight * ceiling(float(row[3]), stats.avgdl / float(header["avgdl"]))
     if len(top) < k or top[-1][1] < bound:
