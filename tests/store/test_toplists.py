@@ -2,7 +2,7 @@
 FTS5's own ``bm25()`` top k — on the state the lists were built for, after deltas that add better rows, delete
 listed ones and move the average length, and by falling back when the list cannot vouch for its answer.
 
-The thresholds are lowered so that a few thousand chunks have lists (at their real values lists start at 100k
+The thresholds are lowered so that a few thousand chunks have lists (at their real values lists start at 200k
 chunks); the arithmetic is the same at any size.
 """
 

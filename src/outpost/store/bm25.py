@@ -85,7 +85,8 @@ def bm25_top_k(
 
     Exact whenever scoring every matching row is cheap (at most FULL_BUDGET rows) or the bound vouches for the
     rare words' rows. Otherwise, on large collections, the answer is the best of the rows that hold a rare word
-    (Elasticsearch's ``cutoff_frequency`` rule), or, when every word is common, of the rows that hold them all;
+    (Elasticsearch's ``cutoff_frequency`` rule), or, when every word is common, of the rows that hold them all
+    (when k such rows are expected), else of the least common word's rows;
     ``benchmarks/scale.py retrieval`` measures how often and how much that differs from scoring everything.
     Run inside one read transaction (``total``, the collection's row count, must be of the same state; so must
     ``counts``, the stems' row counts remembered for that state, if given).
@@ -104,13 +105,26 @@ def bm25_top_k(
     if rare and common:
         return rare_first(db, rare, common, k, counts)[0]
     if not rare:  # every word is common: the rows that hold them all, else those of the least common word
-        top = fts.ranked(db, " AND ".join(w.phrase for w in scored), k)
-        if len(top) == k:
-            return top
-        if len(scored) > 1 and all(w.rows is not None for w in scored):
-            least, *rest = sorted(scored, key=lambda w: w.rows or 0)
-            return rare_first(db, [least], rest, k, counts)[0]
+        if _expected_holding_all(scored, total) >= k:  # not a statement (and FTS5's IDF pass) bound to come back short
+            top = fts.ranked(db, " AND ".join(w.phrase for w in scored), k)
+            if len(top) == k:
+                return top
+        least, *rest = sorted(scored, key=lambda w: w.rows or 0)
+        return rare_first(db, [least], rest, k, counts)[0]
     return fts.ranked(db, full, k)
+
+
+def _expected_holding_all(words: list[Word], total: int) -> float:
+    """Rows expected to hold every word if words fell independently (real text: more, as words co-occur).
+
+    Why: every FTS5 statement that ranks by ``bm25()`` first walks the whole doclist of each of its words to count
+    their rows for IDF (≈ 2 ms per 65k rows at 1M chunks). Five common words whose AND holds one row cost ≈ 12 ms
+    to learn that, before the fallback walks them all again; asking only when k rows are likely skips that.
+    """
+    expected = float(total)
+    for w in words:
+        expected *= (w.rows or 0) / max(total, 1)
+    return expected
 
 
 def rare_first(

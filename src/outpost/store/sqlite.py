@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 __all__ = ["STORE_FILE", "Store", "check_collection_name", "fts_query", "pack_text", "unpack_text"]
 
 _BUSY_TIMEOUT_MS = 30_000  # open_db's default wait for a lock (timeout = 30 s)
+# Reads through a memory map of the file (SQLite caps it at its compile-time limit, 2 GiB by default): FTS5's
+# bm25() looks each scored row's length up in a B-tree (chunks_fts_docsize), and through SQLite's default 2 MB page
+# cache those lookups were a system call per page — a rare word's rows, scattered over a 1M-chunk collection,
+# cost 3–6 µs each to score, about half that mapped (docs/benchmarks.md, "P5: top lists"). Writes are unchanged.
+_MMAP_BYTES = 1 << 31
 STORE_FILE = "store.sqlite"  # <collections>/<name>/store.sqlite is a collection (store/collections.py)
 
 log = logging.getLogger(__name__)
@@ -274,6 +279,7 @@ class Store:
             new_file_pragmas=NEW_FILE_PRAGMAS,
             functions=SQL_FUNCTIONS,  # chunk text is read through them (migration 5)
         )
+        self.db.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
         upgrading = 0 < int(self.db.execute("PRAGMA user_version").fetchone()[0]) < len(MIGRATIONS)
         migrate(self.db, MIGRATIONS)
         self._lock = threading.RLock()  # one transaction at a time on the shared connection

@@ -58,7 +58,9 @@ __all__ = [
 
 LIST_MIN = 5_000  # a word matching more rows gets a list (scoring them all costs over ~4 ms)
 LENGTH = 128  # rows kept per word: the retriever's depth (50) with room for deleted rows
-BUILD_FROM = 100_000  # chunks from which lists are kept (below, a word's rows are few enough to score)
+# chunks from which lists are kept: below, a word's rows are few enough to score (≤ ~20k, ≤ ~30 ms), and the build
+# (2–4 s at 100k) would be a tenth of a 100k snapshot's apply (P4: docs/benchmarks.md, "P5: top lists")
+BUILD_FROM = 200_000
 CHURN = 0.1  # rows added or deleted since the build, as a share of the collection, that make a rebuild worth it
 
 _SUFFIXES = ("", "e", "s", "es", "ed", "ing", "ion", "al", "er", "ly", "y", "ate", "ment", "ness", "ive", "ize")
