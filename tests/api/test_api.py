@@ -165,6 +165,16 @@ def test_a_derived_model_applies_its_system_prompt_and_parameters(oai: openai.Op
     assert longer.usage.completion_tokens == 9
 
 
+def test_ollamas_no_limit_num_predict_means_the_models_own_limit(oll: ollama.Client) -> None:
+    """num_predict -1 / -2 (Ollama's "no limit", "fill the context") and 0 leave the model's limit in place — mario's
+    Modelfile says 6 — instead of reaching llama.cpp as "generate until the context is full"."""
+    question = [{"role": "user", "content": "Who are you?"}]
+    for value in (-1, -2, 0):
+        reply = oll.chat(model="mario", messages=question, options={"seed": 0, "num_predict": value})
+        assert reply.eval_count == 6 and reply.done_reason == "length", (value, reply)
+    assert oll.chat(model="mario", messages=question, options={"seed": 0, "num_predict": 3}).eval_count == 3
+
+
 def test_errors_have_each_dialects_shape(server: ApiServer) -> None:
     url = server.url
     missing = httpx.post(f"{url}/v1/chat/completions", json={"model": "nope", "messages": []})
@@ -289,10 +299,14 @@ def test_top_k_and_min_p_reach_the_sampler(oai: openai.OpenAI, oll: ollama.Clien
 def test_bad_sampling_values_are_refused_in_each_dialects_shape(server: ApiServer) -> None:
     url = server.url
     base = {"model": "smollm2", "messages": COUNT}
-    for bad, field in (({"stop": ""}, "stop"), ({"stop": ["ok", ""]}, "stop"), ({"top_k": -1}, "top_k")):
+    refusals = [({"stop": ""}, "stop"), ({"stop": ["ok", ""]}, "stop"), ({"top_k": -1}, "top_k")]
+    refusals += [({"max_tokens": n}, "max_tokens") for n in (0, -1)] + [({"max_completion_tokens": -5}, "max_comp")]
+    for bad, field in refusals:
         refused = httpx.post(f"{url}/v1/chat/completions", json={**base, **bad})
         assert refused.status_code == 422 and field in refused.json()["error"]["message"], refused.text
     assert httpx.post(f"{url}/v1/completions", json={"model": "smollm2", "prompt": "x", "min_p": 2}).status_code == 422
+    minus = httpx.post(f"{url}/v1/completions", json={"model": "smollm2", "prompt": "x", "max_tokens": -1})
+    assert minus.status_code == 422 and "max_tokens" in minus.json()["error"]["message"], minus.text
     o_refused = httpx.post(f"{url}/api/chat", json={**base, "stream": False, "options": {"min_p": 1.5}})
     assert o_refused.status_code == 422 and "min_p" in o_refused.json()["error"]
     o_stop = httpx.post(f"{url}/api/generate", json={"model": "smollm2", "prompt": "x", "options": {"stop": [""]}})

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from outpost import __version__
 from outpost.api.deps import Service
 from outpost.api.openai_routes import FeedbackRequest
-from outpost.api.sampling import MinP, StopList, TopK
+from outpost.api.sampling import MinP, NumPredict, StopList, TopK
 from outpost.api.service import RAG_PREFIX, Generation
 from outpost.models.load import loaded_models
 from outpost.models.modelfile import parse_modelfile
@@ -34,7 +34,7 @@ class Options(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
-    num_predict: int | None = None
+    num_predict: NumPredict | None = None
     stop: StopList | None = None
     top_k: TopK | None = None
     min_p: MinP | None = None
@@ -82,7 +82,7 @@ def _params(options: Options | None) -> dict[str, Any]:
         "temperature": o.temperature,
         "top_p": o.top_p,
         "seed": o.seed,
-        "max_tokens": o.num_predict,
+        "max_tokens": o.num_predict if o.num_predict is not None and o.num_predict > 0 else None,
         "stop": o.stop,
         "top_k": o.top_k,
         "min_p": o.min_p,

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from outpost.api.deps import Service
-from outpost.api.sampling import MinP, StopList, StopText, TopK, stop_list
+from outpost.api.sampling import MaxTokens, MinP, StopList, StopText, TopK, stop_list
 from outpost.api.service import Generation
 from outpost.streaming import GenerationStream
 
@@ -35,8 +35,8 @@ class ChatRequest(BaseModel):
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     seed: int | None = None
     stop: StopText | StopList | None = None
     top_k: TopK | None = None  # extra body (not in OpenAI's API; llama.cpp's server takes them too)
@@ -50,7 +50,7 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = 16
+    max_tokens: MaxTokens | None = 16
     seed: int | None = None
     stop: StopText | StopList | None = None
     top_k: TopK | None = None
