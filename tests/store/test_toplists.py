@@ -106,6 +106,7 @@ def test_after_deltas_the_lists_stay_exact_without_a_rebuild(store: Store, monke
     best = [r for r, _ in _exact(store, word, 20)]
     ids = [i for (i,) in store.db.execute(f"SELECT id FROM chunks WHERE rowid IN ({','.join('?' * 10)})", best[:10])]
     strong = [" ".join([word] * 12 + ["w299"])] * 5 + _texts(40, seed=9, length=(80, 160))
+    strong += [" ".join(["nelafede"] * 12)] * 3  # a word whose term ("nelafed") the stemmer does not leave alone
     _apply(store, _chunks(strong, "b"), delete=ids)
     after = toplists.describe(store.db)
     assert after is not None and header is not None and after["watermark"] == header["watermark"]  # not rebuilt
@@ -118,6 +119,7 @@ def test_after_deltas_the_lists_stay_exact_without_a_rebuild(store: Store, monke
     top = toplists.one_word(store.db, word, 5) or []
     new_rows = {r for (r,) in store.db.execute("SELECT rowid FROM chunks WHERE id LIKE 'b%'")}
     assert {r for r, _ in top} <= new_rows  # the new rows outscore every listed one
+    assert {r for r, _ in toplists.one_word(store.db, "nelafede", 3) or []} <= new_rows
 
 
 def test_a_list_that_cannot_vouch_for_its_answer_falls_back(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
