@@ -926,6 +926,9 @@ class Store:
         failure leaves old lists, which stay exact (only slower), and the version committed all the same.
         """
         try:
+            with self.reading():  # most applies need nothing: decided without taking the write lock
+                if self.state() != after or not toplists.worth_rebuilding(self.db, self._chunk_count(after)):
+                    return
             with self._transaction():
                 if self.state() != after or not toplists.worth_rebuilding(self.db, self._chunk_count(after)):
                     return
