@@ -87,8 +87,8 @@ def test_a_missing_index_file_is_rebuilt_from_the_store(tmp_path: Path) -> None:
     for f in tmp_path.joinpath("ann").glob("index-*.usearch"):
         f.unlink()
     reopened = Store.open(tmp_path, "ann", exact_below=0)
-    # HNSW built on several threads is not bit-for-bit reproducible, so the rebuilt index is checked
-    # against the exact oracle on the same rows rather than against the first build's answers.
+    # HNSW built on several threads (over ann.ADDS_PER_THREAD vectors) is not bit-for-bit reproducible, so a
+    # rebuilt index is checked against the exact oracle on the same rows, not against the first build's answers.
     overlap = [
         len({k for k, _ in reopened.dense(q, 5)} & {k for k, _ in exact_search(q, ints, keys, 5)}) / 5 for q in queries
     ]
