@@ -677,7 +677,7 @@ class Worker:
 
 
 def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
-    from outpost.store import Store, fts
+    from outpost.store import Store, fts, toplists
 
     folder = CACHE / f"scale-{args.size}"
     if not (folder / "queries.json").is_file():
@@ -689,6 +689,10 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine(), "size": args.size, "build_apply_s": built["apply_s"]}
     result["build_apply_cpu_s"] = built.get("apply_cpu_s")
     store = Store.open(folder, "scale")
+    log("the words' top lists as this code keeps them (rebuilt if a cached store has another revision's)")
+    cpu: dict[str, float] = {}
+    _, result["toplists_refresh_s"] = timed(store.refresh_toplists, cpu, "lists")
+    result["toplists_refresh_cpu_s"], result["toplists"] = cpu["lists"], toplists.describe(store.db)
     vectors = np.load(folder / "queries.npy")[: args.measure]
     log("exact int8 search for every query (the recall oracle)")
     truth, exact_times = cached_truth(folder, store, vectors)
@@ -774,6 +778,12 @@ def render_retrieval(r: dict[str, Any]) -> str:
         f"exact int8 brute force (numpy, the oracle): p50 {r['exact_int8']['p50_ms']:.1f} ms, "
         f"p99 {r['exact_int8']['p99_ms']:.1f} ms"
     )
+    if r.get("toplists") is not None:
+        t = r["toplists"]
+        lines.append(
+            f"top lists: {t['words']:,} words over {t.get('list_min', 5000):,} rows "
+            f"(refreshed in {r['toplists_refresh_s']:.1f} s, CPU {r['toplists_refresh_cpu_s']:.1f} s)"
+        )
     lines.append(f"revisions timed query by query in turn; load {r['load_before']} → {r['load_after']}")
     lines.append(f"{'code':<9} {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for label, f in r["revisions"].items():

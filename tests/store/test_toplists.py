@@ -146,6 +146,25 @@ def test_lists_are_rebuilt_after_a_large_change_and_dropped_when_small(store: St
     _assert_exact(store.bm25(word, 10), _exact(store, word, 10), store, word)
 
 
+def test_lists_built_for_another_threshold_are_rebuilt(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose lists an Outpost with another LIST_MIN built gets this one's, from ``refresh_toplists`` (or the
+    next apply); with nothing changed, a refresh keeps what is there."""
+    before = toplists.describe(store.db)
+    assert before is not None and before["list_min"] == toplists.LIST_MIN
+    store.refresh_toplists()
+    assert toplists.describe(store.db) == before  # nothing to do
+    monkeypatch.setattr(toplists, "LIST_MIN", 60)
+    store.refresh_toplists()
+    after = toplists.describe(store.db)
+    assert after is not None and after["list_min"] == 60 and after["words"] > before["words"]
+    newly = set(_listed(store)) - {w for w in VOCAB if len(_exact(store, w, 10**9)) > 150}
+    assert newly
+    for word in newly:
+        got = toplists.one_word(store.db, word, 10)
+        assert got is not None, word
+        _assert_exact(got, _exact(store, word, 10), store, word)
+
+
 def test_a_snapshot_replaces_the_lists(store: Store) -> None:
     before = toplists.describe(store.db)
     _apply(store, _chunks(_texts(2_000, seed=4), "d"), snapshot=True)

@@ -920,6 +920,13 @@ class Store:
 
         return _in_thread(update)
 
+    def refresh_toplists(self) -> None:
+        """Rebuild the words' top lists now if the collection needs them (what an apply does after its commit):
+        for a store last written by an Outpost whose lists differ, without waiting for the next apply."""
+        with self.reading():
+            now = self.state()
+        self._refresh_toplists(now)
+
     def _refresh_toplists(self, after: StateKey) -> None:
         """Rebuild the words' top lists (``store/toplists.py``) when this apply made them worth it, in a transaction of
         their own after the commit (FTS5's statistics are final only then). Skipped if another writer moved on; a

@@ -56,7 +56,9 @@ __all__ = [
     "worth_rebuilding",
 ]
 
-LIST_MIN = 5_000  # a word matching more rows gets a list (scoring them all costs over ~4 ms)
+# a word matching more rows gets a list: at 1M chunks FTS5 scores a mid-frequency word's scattered rows at 2-3 us
+# each (each row's length is a B-tree look-up), so 2,000 rows cost 5-7 ms, a one-word query's whole budget
+LIST_MIN = 2_000
 LENGTH = 128  # rows kept per word: the retriever's depth (50) with room for deleted rows
 # chunks from which lists are kept: below, a word's rows are few enough to score (≤ ~20k, ≤ ~30 ms), and the build
 # (2–4 s at 100k) would be a tenth of a 100k snapshot's apply (P4: docs/benchmarks.md, "P5: top lists")
@@ -130,7 +132,7 @@ def build(db: sqlite3.Connection, next_rowid: int) -> int:
         rowids = np.array([r for r, _ in ranked], dtype=np.int64)
         kept.append((term, rowids.tobytes(), counts.astype(np.int32).tobytes(), dl.astype(np.int32).tobytes(), floor))
     db.executemany("INSERT INTO toplists (term, rowids, tfs, lengths, floor) VALUES (?, ?, ?, ?, ?)", kept)
-    header = {"watermark": next_rowid, "rows": stats.rows, "avgdl": stats.avgdl, "length": LENGTH}
+    header = {"watermark": next_rowid, "rows": stats.rows, "avgdl": stats.avgdl, "length": LENGTH, "list_min": LIST_MIN}
     db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_META, json.dumps(header)))
     return len(kept)
 
@@ -174,12 +176,13 @@ def forget(db: sqlite3.Connection, rowids: np.ndarray, everything: bool = False)
 
 def worth_rebuilding(db: sqlite3.Connection, chunks: int) -> bool:
     """Whether lists should be (re)built for a collection of ``chunks`` rows: it is large and has none, or a tenth
-    of it was added or deleted since they were built (each such row costs a little on every query that uses one).
-    A small collection with lists left over says so too (:func:`build` then keeps none)."""
+    of it was added or deleted since they were built (each such row costs a little on every query that uses one),
+    or they were built for another LIST_MIN (an older Outpost's: 5,000 before 2026-12-03). A small collection
+    with lists left over says so too (:func:`build` then keeps none)."""
     header = _meta(db)
     if chunks < BUILD_FROM:
         return header is not None
-    if header is None:
+    if header is None or header.get("list_min", 5_000) != LIST_MIN:
         return True
     since = (int(header["watermark"]),)  # FTS5's row lengths: a small row per chunk, cheaper to count than chunks
     added = int(db.execute("SELECT count(*) FROM chunks_fts_docsize WHERE id >= ?", since).fetchone()[0])
