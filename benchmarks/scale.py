@@ -604,9 +604,10 @@ def cmd_build_curve(args: argparse.Namespace) -> dict[str, Any]:
     synthetic vectors (two usearch threads, as ``Store.apply`` builds) and recall@10 against exact int8 search at
     several widths. No store is involved: the vectors are generated in memory (``store/ann.py`` chose its build
     and search widths from these curves, issue 12 P4 vs P5)."""
+    from usearch.index import Index
+
     from outpost.cpus import usable_cpus
     from outpost.embed.quantize import quantize
-    from outpost.store import AnnIndex
 
     space = Space.make()
     parts = []
@@ -620,24 +621,29 @@ def cmd_build_curve(args: argparse.Namespace) -> dict[str, Any]:
     queries, _ = quantize(space.vectors(rng, picked + rng.normal(size=picked.shape).astype(np.float32)))
     truth, _ = exact_truth(keys, ints, queries)
     result: dict[str, Any] = {"machine": machine(), "chunks": len(ints), "builds": []}
-    for add in args.adds:
-        index = AnnIndex(CACHE, DIM)._new()
-        index.expansion_add = add
-        cpu: dict[str, float] = {}
-        _, build_s = timed(lambda built=index: built.add(keys, ints, threads=usable_cpus()), cpu, "build")
-        curve = ef_sweep(index, queries, truth, args.widths)
-        result["builds"].append({"expansion_add": add, "build_s": build_s, "build_cpu_s": cpu["build"], "curve": curve})
-        log(f"expansion_add {add}: built in {build_s:.1f} s ({cpu['build']:.1f} CPU-s)")
+    for links in args.connectivity:
+        for add in args.adds:
+            index = Index(ndim=DIM, metric="cos", dtype="i8", connectivity=links, expansion_add=add)
+            cpu: dict[str, float] = {}
+            _, build_s = timed(lambda built=index: built.add(keys, ints, threads=usable_cpus()), cpu, "build")
+            curve = ef_sweep(index, queries, truth, args.widths)
+            build = {"connectivity": links, "expansion_add": add, "build_s": build_s, "build_cpu_s": cpu["build"]}
+            result["builds"].append(build | {"memory_mb": index.memory_usage / 1e6, "curve": curve})
+            log(f"connectivity {links}, expansion_add {add}: built in {build_s:.1f} s ({cpu['build']:.1f} CPU-s)")
+            del index
     return result
 
 
 def render_build_curve(r: dict[str, Any]) -> str:
     widths = [c["expansion_search"] for c in r["builds"][0]["curve"]] if r["builds"] else []
-    head = f"HNSW build vs recall@10, {r['chunks']:,} chunks  {r['machine']}\n"
-    rows = ["expansion_add  build s  build CPU-s  " + "  ".join(f"w{w:<5}" for w in widths)]
+    head = f"HNSW build vs recall@10 and search p50 (ms), {r['chunks']:,} chunks  {r['machine']}\n"
+    rows = ["links  expansion_add  build s  build CPU-s  memory MB  " + "  ".join(f"w{w:<12}" for w in widths)]
     for b in r["builds"]:
-        recalls = "  ".join(f"{c['recall@10']:.3f} " for c in b["curve"])
-        rows.append(f"{b['expansion_add']:>13}  {b['build_s']:>7.1f}  {b['build_cpu_s']:>11.1f}  {recalls}")
+        recalls = "  ".join(f"{c['recall@10']:.4f} {c['p50_ms']:5.2f}" for c in b["curve"])
+        rows.append(
+            f"{b.get('connectivity', 16):>5}  {b['expansion_add']:>13}  {b['build_s']:>7.1f}  {b['build_cpu_s']:>11.1f}"
+            f"  {b.get('memory_mb', 0):>9.0f}  {recalls}"
+        )
     return head + "\n".join(rows)
 
 
@@ -676,6 +682,44 @@ class Worker:
         return result
 
 
+def index_as_this_code_builds(folder: Path, store: Any) -> tuple[Any, dict[str, Any]]:
+    """The cached collection with its ANN index as the current code builds it (links per node, ``store/ann.py``).
+
+    An index built by earlier code is kept for the baseline revisions, in a copy of the collection
+    (``<folder>/baseline``), and the collection's own is rebuilt: each revision then searches the graph it would
+    have built. Returns the (reopened) store and what was done.
+    """
+    from outpost.store import Store, ann
+
+    base = folder / "baseline"
+    index = store._ann_index()
+    if index.connectivity == ann.connectivity(len(index)):
+        if base.exists() and Store.open(base, "scale").state() != store.state():
+            shutil.rmtree(base)  # a copy of another state of the collection
+        return store, {}
+    log(f"keeping the index of {index.connectivity} links for the baselines (a copy of the collection)")
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "scale").mkdir(parents=True)
+    store.close()  # checkpointed: the file alone is the collection
+    for name in ("queries.json", "queries.npy"):
+        shutil.copy2(folder / name, base / name)
+    for path in (folder / "scale").iterdir():
+        if path.name == "store.sqlite" or path.suffix == ".usearch":
+            shutil.copy2(path, base / "scale" / path.name)
+    store = Store.open(folder, "scale")
+    log(f"rebuilding the index as this code builds it ({ann.connectivity(len(index))} links)")
+    store._ann_files().drop()
+    store._ann = None
+    cpu: dict[str, float] = {}
+    rebuilt, build_s = timed(store._ann_index, cpu, "index")
+    return store, {
+        "links_before": index.connectivity,
+        "links": rebuilt.connectivity,
+        "build_s": build_s,
+        "build_cpu_s": cpu["index"],
+    }
+
+
 def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     from outpost.store import Store, fts, toplists
 
@@ -693,6 +737,7 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     cpu: dict[str, float] = {}
     _, result["toplists_refresh_s"] = timed(store.refresh_toplists, cpu, "lists")
     result["toplists_refresh_cpu_s"], result["toplists"] = cpu["lists"], toplists.describe(store.db)
+    store, result["index_rebuilt"] = index_as_this_code_builds(folder, store)
     vectors = np.load(folder / "queries.npy")[: args.measure]
     log("exact int8 search for every query (the recall oracle)")
     truth, exact_times = cached_truth(folder, store, vectors)
@@ -711,11 +756,12 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="outpost-scale-base-"))
     srcs: dict[str, Path | None] = {rev: baseline_src(rev, tmp / rev) for rev in revs}
     srcs["current"] = None
-    worker_args = [str(folder), str(truth_file), str(args.measure)]
+    base = folder / "baseline" if (folder / "baseline").is_dir() else folder  # the index the baselines built
     workers = []
     for label, src in srcs.items():
         log(f"starting {label} (load {os.getloadavg()[0]:.2f})")
-        workers.append(Worker(label, src, worker_args))
+        at = folder if src is None else base
+        workers.append(Worker(label, src, [str(at), str(truth_file), str(args.measure)]))
     result["load_before"] = round(os.getloadavg()[0], 2)
     log(f"timing {len(vectors)} queries, revisions in turn (load {result['load_before']})")
     for i in range(len(vectors)):
@@ -783,6 +829,12 @@ def render_retrieval(r: dict[str, Any]) -> str:
         lines.append(
             f"top lists: {t['words']:,} words over {t.get('list_min', 5000):,} rows "
             f"(refreshed in {r['toplists_refresh_s']:.1f} s, CPU {r['toplists_refresh_cpu_s']:.1f} s)"
+        )
+    if r.get("index_rebuilt"):
+        x = r["index_rebuilt"]
+        lines.append(
+            f"index rebuilt as this code builds it: {x['links_before']} → {x['links']} links per node in "
+            f"{x['build_s']:.0f} s (CPU {x['build_cpu_s']:.0f} s); the baselines search the index they built (a copy)"
         )
     lines.append(f"revisions timed query by query in turn; load {r['load_before']} → {r['load_after']}")
     lines.append(f"{'code':<9} {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
@@ -1021,6 +1073,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     build = sub.add_parser("build-curve", help="P4 vs P5: HNSW build cost and recall per expansion_add")
     build.add_argument("--size", type=int, default=100_000)
     build.add_argument("--adds", type=int, nargs="+", default=[64, 40, 32])
+    build.add_argument("--connectivity", type=int, nargs="+", default=[16], help="links per node, each built")
     build.add_argument("--widths", type=int, nargs="+", default=[128, 256, 512, 1024])
     build.add_argument("--measure", type=int, default=200)
     build.add_argument("--json", action="store_true")
