@@ -689,11 +689,12 @@ def index_as_this_code_builds(folder: Path, store: Any) -> tuple[Any, dict[str, 
     (``<folder>/baseline``), and the collection's own is rebuilt: each revision then searches the graph it would
     have built. Returns the (reopened) store and what was done.
     """
-    from outpost.store import Store, ann
+    from outpost.store import AnnIndex, Store
 
     base = folder / "baseline"
     index = store._ann_index()
-    if index.connectivity == ann.connectivity(len(index)):
+    links = AnnIndex(folder, DIM)._new().connectivity
+    if index.connectivity == links:
         if base.exists() and Store.open(base, "scale").state() != store.state():
             shutil.rmtree(base)  # a copy of another state of the collection
         return store, {}
@@ -707,7 +708,7 @@ def index_as_this_code_builds(folder: Path, store: Any) -> tuple[Any, dict[str, 
         if path.name == "store.sqlite" or path.suffix == ".usearch":
             shutil.copy2(path, base / "scale" / path.name)
     store = Store.open(folder, "scale")
-    log(f"rebuilding the index as this code builds it ({ann.connectivity(len(index))} links)")
+    log(f"rebuilding the index as this code builds it ({links} links)")
     store._ann_files().drop()
     store._ann = None
     cpu: dict[str, float] = {}

@@ -10,7 +10,6 @@ floats: usearch would otherwise quantise them itself, far more coarsely.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import secrets
@@ -26,16 +25,7 @@ from outpost.store.lock import pid_alive
 if TYPE_CHECKING:
     from usearch.index import Index
 
-__all__ = [
-    "AnnIndex",
-    "add_threads",
-    "connectivity",
-    "exact_search",
-    "expansion_add",
-    "expansion_search",
-    "top_k_cosine",
-    "unit_rows",
-]
+__all__ = ["AnnIndex", "add_threads", "exact_search", "expansion_add", "expansion_search", "top_k_cosine", "unit_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +33,7 @@ log = logging.getLogger(__name__)
 _TMP = ".tmp"
 
 # HNSW settings, measured with benchmarks/scale.py and scratch sweeps of the same synthetic set (docs/scale.md,
-# docs/benchmarks.md "P4 on this machine", "P5: a denser graph from 200k"). Recall@10 is against exact int8
-# search, 200 queries.
+# docs/benchmarks.md "P4 on this machine"). Recall@10 is against exact int8 search, 200 queries.
 #
 # Building is what a first sync waits for (P4: a 100k snapshot in ≤ 30 s on 2 cores), and its cost is set by
 # ``expansion_add``: at 100k, 64 costs 41–52 CPU-s, 40 costs 26, 32 costs 21 (2 idle cores, 2026-12-03). A sparser
@@ -54,24 +43,17 @@ _TMP = ".tmp"
 #   1M, 64: 0.961 / 0.975 / 0.985 / 0.993 at 512 / 768 / 1024 / 1536; 40: 0.922 / 0.958 / 0.974 / 0.979 at
 #   512 / 1024 / 1536 / 2048 (never 0.98 within the width P5's latency allows)
 # So an index is built with 40 while it is small (the sizes a laptop syncs whole) and with 64 from
-# LARGE_INDEX vectors on. A small index has 16 links per node; a large one 32 (``connectivity``): at 1M that
-# reaches 0.983 at width 768 in 6.8 ms where 16 links need 1,024 and 9.0 ms for 0.9845 (the same day), for ≈ 15%
-# more build CPU and ≈ 35% more index memory (at 200k: 138 vs 158 CPU-s, 187 vs 254 MB). The search width
-# follows the graph it searches (a file keeps the links it was built with, and an index that grows past
-# LARGE_INDEX by deltas keeps its 16):
-#   16 links: one per 250 chunks, as a power of two between 128 and 1,024 (≥ 0.98 at every size measured);
-#   32 links: 768 · sqrt(size / 1M), up to a multiple of 128, between 256 and 1,024 (200k: 384, 0.9965;
-#   500k: 640; 1M: 768, 0.983).
-CONNECTIVITY_SMALL = 16
-CONNECTIVITY = 32
+# LARGE_INDEX vectors on (where only the denser graph reaches 0.98 at a width of 1024). The search width is one
+# per 250 chunks, as a power of two between 128 and 1024: ≥ 0.98 at every size measured, and a small collection
+# does not pay for a large one's width. An index that grows past LARGE_INDEX by deltas keeps its sparser early
+# nodes and gets denser links from then on; its width is already the largest.
+CONNECTIVITY = 16
 EXPANSION_ADD_SMALL = 40
 EXPANSION_ADD = 64
 LARGE_INDEX = 200_000
 EXPANSION_SEARCH_MIN = 128
 EXPANSION_SEARCH_MAX = 1024
 CHUNKS_PER_EXPANSION = 250
-DENSE_WIDTH_AT_1M = 768
-DENSE_WIDTH_MIN = 256
 # Vectors inserted at once by threads do not see each other's links, and a small batch spread over many threads is a
 # worse graph for nothing: 300 vectors cost 12 ms on one thread, and with 8 threads (on 2 cores) recall@10 fell to
 # 0.94-0.97 in some builds, against 0.99-1.0 every time on one (the failed CI run of 2026-12-03). So one thread per
@@ -80,16 +62,8 @@ DENSE_WIDTH_MIN = 256
 ADDS_PER_THREAD = 1000
 
 
-def connectivity(size: int) -> int:
-    """Links per node for a new index of ``size`` vectors (see the measurements above)."""
-    return CONNECTIVITY if size >= LARGE_INDEX else CONNECTIVITY_SMALL
-
-
-def expansion_search(size: int, links: int = CONNECTIVITY_SMALL) -> int:
-    """The HNSW search width for an index of ``size`` vectors with ``links`` per node (see the measurements above)."""
-    if links >= CONNECTIVITY:
-        wanted = math.ceil(DENSE_WIDTH_AT_1M * math.sqrt(size / 1_000_000) / 128) * 128
-        return min(EXPANSION_SEARCH_MAX, max(DENSE_WIDTH_MIN, wanted))
+def expansion_search(size: int) -> int:
+    """The HNSW search width for an index of ``size`` vectors (see the measurements above)."""
     wanted = max(1, size // CHUNKS_PER_EXPANSION)
     return min(EXPANSION_SEARCH_MAX, max(EXPANSION_SEARCH_MIN, 1 << (wanted - 1).bit_length()))
 
@@ -149,16 +123,15 @@ class AnnIndex:
     def path(self, version: int) -> Path:
         return self.folder / f"index-{version}.usearch"
 
-    def _new(self, size: int = 0) -> Index:
-        """An empty index for ``size`` vectors (its links per node are fixed here, for the file's life)."""
+    def _new(self) -> Index:
         from usearch.index import Index
 
         return Index(
             ndim=self.ndim,
             metric="cos",
             dtype="i8",
-            connectivity=connectivity(size),
-            expansion_add=expansion_add(size),
+            connectivity=CONNECTIVITY,
+            expansion_add=EXPANSION_ADD,
             expansion_search=EXPANSION_SEARCH_MIN,
         )
 
@@ -182,7 +155,7 @@ class AnnIndex:
 
     def build_index(self, keys: np.ndarray, vectors: np.ndarray) -> Index:
         """A new index over ``vectors`` keyed by ``keys``, not saved (``Store.apply`` saves it after its commit)."""
-        return self.change(self._new(len(keys)), np.zeros(0, np.uint64), keys, vectors)
+        return self.change(self._new(), np.zeros(0, np.uint64), keys, vectors)
 
     def update(
         self,
@@ -243,7 +216,7 @@ class AnnIndex:
         size = len(index)
         if size == 0:
             return []
-        width = expansion_search(size, index.connectivity)
+        width = expansion_search(size)
         if index.expansion_search != width:
             index.expansion_search = width  # type: ignore[misc]  # usearch's setter is untyped
         matches = index.search(query.astype(np.int8), min(k, size), threads=1)
