@@ -91,6 +91,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(steal, total) jiffies of this machine so far (/proc/stat; zeros where there is none). On a virtual machine
+    *steal* is time the hypervisor gave this VM's CPUs to another guest: wall times then exceed CPU times, and a
+    latency figure says more about the neighbours than about the code."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time stolen by the hypervisor between two :func:`cpu_jiffies` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 # -- synthetic data ----------------------------------------------------------------------------
 
 
@@ -765,10 +782,12 @@ def cmd_retrieval(args: argparse.Namespace) -> dict[str, Any]:
         workers.append(Worker(label, src, [str(at), str(truth_file), str(args.measure)]))
     result["load_before"] = round(os.getloadavg()[0], 2)
     log(f"timing {len(vectors)} queries, revisions in turn (load {result['load_before']})")
+    jiffies = cpu_jiffies()
     for i in range(len(vectors)):
         for worker in workers[i % len(workers) :] + workers[: i % len(workers)]:  # each goes first in turn
             worker.ask(str(i))
     result["load_after"] = round(os.getloadavg()[0], 2)
+    result["cpu_steal_share"] = steal_share(jiffies, cpu_jiffies())
     result["revisions"] = {}
     for worker in workers:
         result["revisions"][worker.label] = worker.finish() | {"index_load_s": worker.ready["index_load_s"]}
@@ -837,7 +856,8 @@ def render_retrieval(r: dict[str, Any]) -> str:
             f"index rebuilt as this code builds it: {x['links_before']} → {x['links']} links per node in "
             f"{x['build_s']:.0f} s (CPU {x['build_cpu_s']:.0f} s); the baselines search the index they built (a copy)"
         )
-    lines.append(f"revisions timed query by query in turn; load {r['load_before']} → {r['load_after']}")
+    steal = f", CPU stolen by the hypervisor {r['cpu_steal_share']:.1%}" if "cpu_steal_share" in r else ""
+    lines.append(f"revisions timed query by query in turn; load {r['load_before']} → {r['load_after']}{steal}")
     lines.append(f"{'code':<9} {'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for label, f in r["revisions"].items():
         for path in ("bm25", "dense", "hybrid"):
