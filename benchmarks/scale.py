@@ -712,8 +712,12 @@ def index_as_this_code_builds(folder: Path, store: Any) -> tuple[Any, dict[str, 
     index = store._ann_index()
     links = AnnIndex(folder, DIM)._new().connectivity
     if index.connectivity == links:
-        if base.exists() and Store.open(base, "scale").state() != store.state():
-            shutil.rmtree(base)  # a copy of another state of the collection
+        if base.exists():
+            copy = Store.open(base, "scale")
+            stale = copy.state() != store.state()
+            copy.close()
+            if stale:
+                shutil.rmtree(base)  # a copy of another state of the collection
         return store, {}
     log(f"keeping the index of {index.connectivity} links for the baselines (a copy of the collection)")
     shutil.rmtree(base, ignore_errors=True)
