@@ -5,6 +5,8 @@ Stages (each cached under ``benchmarks/.cache/embedder-learning/``; run them in 
 - ``prepare``: the NFCorpus collection through the real ingest path (Markdown files → ``Outpost.ingest``).
 - ``generate``: the bundled Gemma 3 270M writes one question per sampled chunk
   (``outpost.finetune.embedder.generate_questions``), cached, bounded by ``--max-chunks`` and ``--minutes``.
+- ``generate-rate``: questions per second and kept questions per minute, the previous one-at-a-time generation
+  against the batched one with its shared few-shot prefix, on the same chunks in one process.
 - ``run``: trains the variants, re-embeds the corpus with each fine-tuned model, and prints every figure
   beside the plain hybrid and the linear adapter measured in the same run, split by test queries whose
   relevant documents the labelled training data touched vs never touched.
@@ -133,6 +135,73 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 BASE_MODEL = "all-MiniLM-L6-v2"
+
+# The prompt question generation used before the few-shot prefix (one health example, one question at a time):
+# the baseline `generate-rate` measures against.
+ONE_SHOT = (
+    "Article: Green tea and stroke. Green tea consumption was associated with a lower risk of stroke in a "
+    "cohort of 80,000 Japanese adults.\nQuestion: Does drinking green tea lower the risk of stroke?\n\n"
+)
+
+
+def cmd_generate_rate(args: argparse.Namespace) -> None:
+    """Questions per second and per kept question: one prompt at a time (``LlamaCppModel``, the previous code
+    path) against ``BatchCompleter`` with the shared few-shot prefix, on the same chunks, in one process.
+
+    The chunks come from past the benchmark's own generation sample (``sample_passages`` order from ``--skip``),
+    so this never reads questions the training uses. Kept = passes the consistency filter on the plain hybrid.
+    """
+    from outpost.finetune.embedder import (
+        PROMPT_WORDS,
+        QUESTION_EXAMPLES,
+        QUESTION_PROMPT,
+        QUESTION_TOKENS,
+        _clean_question,
+    )
+    from outpost.llm.base import GenerationParams
+    from outpost.llm.batch import BatchCompleter
+    from outpost.llm.llamacpp import LlamaCppModel
+
+    store = base_store()
+    passages = store_passages(store)
+    chunk_doc = {p.id: Path(p.doc).stem for p in passages}
+    ids, vectors = collection_vectors(store)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    plain = HybridIndex(ids, vectors, load_embedder(_settings(), BASE_MODEL).embed, store_bm25(store))
+    sample = sample_passages(passages, args.skip + args.chunks, seed=0)[args.skip :]
+    prompts = [QUESTION_PROMPT.format(text=" ".join(p.text.split()[:PROMPT_WORDS])) for p in sample]
+    path = generator_path(args.generator)
+
+    def one_at_a_time(prefix: str) -> dict[int, str]:
+        model = LlamaCppModel(path, n_ctx=512, n_threads=args.threads)
+        params = GenerationParams(temperature=0.0, max_tokens=QUESTION_TOKENS, seed=0)
+        return {i: "".join(model.stream_raw(prefix + p, params, stop=["\n"])) for i, p in enumerate(prompts)}
+
+    def batched(prefix: str, slots: int) -> dict[int, str]:
+        with BatchCompleter(path, slots=slots, n_threads=args.threads) as model:
+            return dict(model.complete(prompts, prefix=prefix, max_tokens=QUESTION_TOKENS, stop="\n"))
+
+    runs = {
+        "one-shot prompt, one at a time (before)": lambda: one_at_a_time(ONE_SHOT),
+        "three-shot prompt, one at a time": lambda: one_at_a_time(QUESTION_EXAMPLES),
+        **{f"three-shot prefix shared, {n} slots": (lambda n=n: batched(QUESTION_EXAMPLES, n)) for n in args.slots},
+    }
+    rows, results = [], {}
+    for label, run in runs.items():
+        started = time.monotonic()
+        replies = run()
+        seconds = time.monotonic() - started
+        questions = {sample[i].id: q for i, r in replies.items() if (q := _clean_question(r))}
+        plain.prime(list(questions.values()))
+        kept = len(mine_pairs(questions, chunk_doc, plain.search, k=10).pairs)
+        results[label] = {"seconds": round(seconds, 1), "usable": len(questions), "kept": kept}
+        rows.append([label, f"{len(prompts) / seconds:.2f}", len(questions), kept, f"{kept / seconds * 60:.1f}"])
+        log(f"{label}: {rows[-1]}")
+    before = results[next(iter(runs))]
+    for row, result in zip(rows, results.values()):
+        row.append(f"{(result['kept'] / result['seconds']) / (before['kept'] / before['seconds']):.2f}")
+    print(table(rows, ["generation", "chunks/s", "usable", "kept", "kept/min", "× before"], left=1))
+    print(dump_json({"chunks": len(prompts), "generator": args.generator, "runs": results, "machine": machine()}))
 
 
 def _unit(chunk_doc: dict[str, str]) -> Any:
@@ -379,6 +448,12 @@ def main(argv: list[str] | None = None) -> None:
     gen.add_argument("--max-chunks", type=int, default=3000)
     gen.add_argument("--minutes", type=float, default=60.0)
     gen.add_argument("--threads", type=int, default=2)
+    rate = sub.add_parser("generate-rate", help="questions/s and kept questions/s: one at a time vs batched")
+    rate.add_argument("--generator", default="gemma3-270m")
+    rate.add_argument("--chunks", type=int, default=96)
+    rate.add_argument("--skip", type=int, default=6000, help="start this far into the sampling order")
+    rate.add_argument("--threads", type=int, default=2)
+    rate.add_argument("--slots", type=int, nargs="+", default=[8, 16])
     run = sub.add_parser("run", help="train, re-embed and measure every variant (cached stages reused)")
     run.add_argument("--splits", nargs="+", default=["dev"], help="dev while tuning; test once, at the end")
     run.add_argument("--variants", default="0,1", help="0: qrels + generated, 1: generated only")
@@ -398,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    {"generate": cmd_generate, "run": cmd_run}[args.cmd](args)
+    {"generate": cmd_generate, "generate-rate": cmd_generate_rate, "run": cmd_run}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ chunk is re-embedded and laptops receive the new query encoder (``outpost.hub.em
 The steps, each usable alone (the hub glue in ``outpost.hub.embedder_learning`` chains them):
 
 1. :func:`generate_questions` — a local GGUF (the bundled Gemma 3 270M, or a bigger model by path) writes one
-   search question per sampled chunk; answers are cached on disk by chunk text and prompt, so a rerun or a
-   bigger budget only generates what is new. Two cores make this the slow step: ``max_chunks`` bounds it.
+   search question per sampled chunk, 16 chunks at a time on one llama.cpp context (``llm.batch``); answers
+   are cached on disk by chunk text and recipe, so a rerun or a bigger budget only generates what is new. It is
+   still the slow step on a CPU (about 2.6 questions/s on 2 cores): ``max_chunks`` bounds it.
 2. :func:`mine_pairs` — the consistency filter (a question must find its own chunk in the current index's
    top ``k``: a question that does not is noise the model cannot learn from) and hard negatives (the
    highest-ranked chunks of *other* documents: a chunk of the same document may well answer it too).
@@ -99,20 +100,30 @@ class Judged:
 
 # -- 1. question generation -------------------------------------------------------------------------
 
-# The bundled Gemma 3 270M is a base model (no chat template): a one-shot transcript is what it continues
-# best. Measured on NFCorpus chunks: with no example it mostly echoes the passage or its title; with one, it
-# writes a question (sometimes the example's own, which the consistency filter then drops).
-QUESTION_PROMPT = (
-    "Article: Green tea and stroke. Green tea consumption was associated with a lower risk of stroke in a "
-    "cohort of 80,000 Japanese adults.\nQuestion: Does drinking green tea lower the risk of stroke?\n\n"
-    "Article: {text}\nQuestion:"
+# The bundled Gemma 3 270M is a base model (no chat template): a few-shot transcript is what it continues best.
+# Three examples from unrelated fields, not one: with a single example (a health one) it copied that example's
+# question for 25 of 48 NFCorpus chunks; with these three every reply was a question of its own and 65% passed
+# the consistency filter (docs/benchmarks.md). The examples are a prefix shared by every prompt, evaluated once.
+QUESTION_EXAMPLES = (
+    "Article: Green tea and stroke. Green tea consumption was associated with a lower risk of stroke in a cohort "
+    "of 80,000 Japanese adults.\nQuestion: Does drinking green tea lower the risk of stroke?\n\n"
+    "Article: Release notes 4.2. The sync command now resumes an interrupted download from the last verified "
+    "block instead of starting over.\nQuestion: What happens when a sync download is interrupted?\n\n"
+    "Article: The Treaty of Westphalia. Signed in 1648, the treaties ended the Thirty Years' War and recognised "
+    "the sovereignty of the German states.\nQuestion: Which war ended with the Peace of Westphalia?\n\n"
 )
-_EXAMPLE_QUESTION = "does drinking green tea lower the risk of stroke?"
+QUESTION_PROMPT = "Article: {text}\nQuestion:"
+_EXAMPLE_QUESTIONS = {
+    line.split(": ", 1)[1].lower() for line in QUESTION_EXAMPLES.splitlines() if line.startswith("Question: ")
+}
 PROMPT_WORDS = 90  # passage words shown to the generator: prompt evaluation is most of its time on a CPU
+GENERATION_SLOTS = 16  # completions sharing each llama.cpp pass (2.8 questions/s on 2 cores, vs 1.6 with 8)
+QUESTION_TOKENS = 28
 
 
 def _prompt_key(generator: str, text: str) -> str:
-    return hashlib.sha256(f"{generator}\0{QUESTION_PROMPT}\0{PROMPT_WORDS}\0{text}".encode()).hexdigest()[:32]
+    recipe = f"{generator}\0{QUESTION_EXAMPLES}{QUESTION_PROMPT}\0{PROMPT_WORDS}\0{QUESTION_TOKENS}"
+    return hashlib.sha256(f"{recipe}\0{text}".encode()).hexdigest()[:32]
 
 
 def sample_passages(passages: Sequence[Passage], max_chunks: int, seed: int = 0) -> list[Passage]:
@@ -152,7 +163,7 @@ def _clean_question(reply: str) -> str:
     line = reply.strip().splitlines()[0].strip() if reply.strip() else ""
     line = line[: line.index("?") + 1] if "?" in line else line
     words = re.findall(r"\w+", line)
-    if len(words) < 3 or line.lower() == _EXAMPLE_QUESTION:
+    if len(words) < 3 or line.lower() in _EXAMPLE_QUESTIONS:
         return ""
     return line
 
@@ -164,14 +175,15 @@ def generate_questions(
     n_threads: int | None = None,
     time_budget_s: float | None = None,
     progress: Progress | None = None,
+    slots: int = GENERATION_SLOTS,
 ) -> dict[str, str]:
     """Chunk id → a generated question, for each passage the generator gave a usable question for.
 
-    Answers are appended to ``cache`` (JSONL keyed by generator, prompt and passage text) as they come, so an
+    Greedy completions, ``slots`` at a time on one llama.cpp context (``llm.batch.BatchCompleter``). Answers
+    are appended to ``cache`` (JSONL keyed by generator, prompt and passage text) as they come, so an
     interrupted run keeps its work. ``time_budget_s`` stops generating (not reading the cache) after that long.
     """
-    from outpost.llm.base import GenerationParams
-    from outpost.llm.llamacpp import LlamaCppModel
+    from outpost.llm.batch import BatchCompleter
 
     if not generator.is_file():
         raise ConfigError(f"No GGUF file at {generator}: pass a model file or a bundled name")
@@ -179,23 +191,23 @@ def generate_questions(
     keys = {p.id: _prompt_key(generator.name, p.text) for p in passages}
     todo = [p for p in passages if keys[p.id] not in cached]
     if todo and (time_budget_s is None or time_budget_s > 0):  # a zero budget reads the cache only
-        model = LlamaCppModel(generator, n_ctx=512, n_threads=n_threads)
-        params = GenerationParams(temperature=0.0, max_tokens=28, seed=0)
-        started = time.monotonic()
         if cache:
             cache.parent.mkdir(parents=True, exist_ok=True)
-        for done, p in enumerate(todo, 1):
-            if time_budget_s is not None and time.monotonic() - started > time_budget_s:
-                log.info("question generation stopped by its time budget after %d of %d", done - 1, len(todo))
-                break
-            words = p.text.split()[:PROMPT_WORDS]
-            reply = "".join(model.stream_raw(QUESTION_PROMPT.format(text=" ".join(words)), params, stop=["\n"]))
-            cached[keys[p.id]] = _clean_question(reply)
-            if cache:
-                with cache.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"key": keys[p.id], "chunk": p.id, "question": cached[keys[p.id]]}) + "\n")
-            if progress:
-                progress("generate", 1, len(todo))
+        prompts = (QUESTION_PROMPT.format(text=" ".join(p.text.split()[:PROMPT_WORDS])) for p in todo)
+        started = time.monotonic()
+        with BatchCompleter(generator, slots=slots, n_threads=n_threads) as model:
+            replies = model.complete(prompts, prefix=QUESTION_EXAMPLES, max_tokens=QUESTION_TOKENS, stop="\n")
+            for done, (index, reply) in enumerate(replies, 1):
+                p = todo[index]
+                cached[keys[p.id]] = _clean_question(reply)
+                if cache:
+                    with cache.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"key": keys[p.id], "chunk": p.id, "question": cached[keys[p.id]]}) + "\n")
+                if progress:
+                    progress("generate", 1, len(todo))
+                if time_budget_s is not None and time.monotonic() - started > time_budget_s:
+                    log.info("question generation stopped by its time budget after %d of %d", done, len(todo))
+                    break
     return {p.id: cached[keys[p.id]] for p in passages if cached.get(keys[p.id])}
 
 
