@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from outpost.errors import ModelNotFoundError
+from outpost.errors import ConfigError, ModelNotFoundError
 from outpost.llm import resolve_gguf
 from outpost.llm.batch import BatchCompleter
 
@@ -54,5 +54,8 @@ def test_max_tokens_and_a_prompt_longer_than_its_slot(completer: BatchCompleter)
 
 def test_nothing_to_complete_and_a_missing_model(completer: BatchCompleter, tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert list(completer.complete([], prefix=PREFIX)) == []
+    with pytest.raises(ConfigError, match="prompt 1 is empty"):
+        list(completer.complete(["Spain:", ""], prefix=PREFIX))
+    assert dict(completer.complete(["Greece:"], prefix=PREFIX, max_tokens=4, stop="\n")) == {0: " Athens"}  # still fine
     with pytest.raises(ModelNotFoundError, match="No GGUF file"):
         BatchCompleter(tmp_path / "none.gguf")

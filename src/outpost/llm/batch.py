@@ -109,8 +109,12 @@ class BatchCompleter:
     def piece(self, token: int) -> str:
         """The text of one token (cached: the same few thousand tokens come back all the time)."""
         if token not in self._pieces:
-            buffer = ctypes.create_string_buffer(64)
-            n = self._native.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+            size = 64
+            buffer = ctypes.create_string_buffer(size)
+            n = self._native.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+            if n < 0:  # a longer piece: the API says how long
+                buffer = ctypes.create_string_buffer(-n)
+                n = self._native.llama_token_to_piece(self._vocab, token, buffer, -n, 0, False)
             self._pieces[token] = buffer.raw[: max(0, n)].decode("utf-8", errors="ignore")
         return self._pieces[token]
 
@@ -183,9 +187,12 @@ class BatchCompleter:
                 return
             index, prompt = nxt
             tokens = self.tokenize(prompt, bos=not shared)
+            if not tokens:  # nothing to continue from (the prefix's own last logits are not kept)
+                raise ConfigError(f"prompt {index} is empty: every prompt needs text to complete")
             keep = self.slot_ctx - shared - max_tokens - 1
-            if len(tokens) > keep:
-                tokens = tokens[-keep:]
+            if len(tokens) > keep:  # a BOS the model wants stays first
+                lead = tokens[:1] if not shared and self._add_bos else []
+                tokens = lead + tokens[len(tokens) - keep + len(lead) :]
             if shared:  # the prefix's cells now also belong to this sequence (a unified cache: no copy)
                 self._native.llama_memory_seq_cp(self._memory, self.slots, seq, -1, -1)
             feed += [(seq, t, shared + p, p == len(tokens) - 1) for p, t in enumerate(tokens)]
