@@ -101,9 +101,9 @@ class Judged:
 # -- 1. question generation -------------------------------------------------------------------------
 
 # The bundled Gemma 3 270M is a base model (no chat template): a few-shot transcript is what it continues best.
-# Three examples from unrelated fields, not one: with a single example (a health one) it copied that example's
-# question for 25 of 48 NFCorpus chunks; with these three every reply was a question of its own and 65% passed
-# the consistency filter (docs/benchmarks.md). The examples are a prefix shared by every prompt, evaluated once.
+# Three examples from unrelated fields, not one: with a single (health) example, 34 of 64 NFCorpus chunks got no
+# usable question, mostly a copy of the example's own; with these three all 64 did and 35 passed the consistency
+# filter (benchmarks/embedder_learning.py generate-rate). They are a prefix shared by every prompt, evaluated once.
 QUESTION_EXAMPLES = (
     "Article: Green tea and stroke. Green tea consumption was associated with a lower risk of stroke in a cohort "
     "of 80,000 Japanese adults.\nQuestion: Does drinking green tea lower the risk of stroke?\n\n"
@@ -117,7 +117,7 @@ _EXAMPLE_QUESTIONS = {
     line.split(": ", 1)[1].lower() for line in QUESTION_EXAMPLES.splitlines() if line.startswith("Question: ")
 }
 PROMPT_WORDS = 90  # passage words shown to the generator: prompt evaluation is most of its time on a CPU
-GENERATION_SLOTS = 16  # completions sharing each llama.cpp pass (2.8 questions/s on 2 cores, vs 1.6 with 8)
+GENERATION_SLOTS = 16  # completions per llama.cpp pass: 2.39 chunks/s on 2 cores (8: 2.36; one at a time: 1.23)
 QUESTION_TOKENS = 28
 
 
@@ -180,7 +180,7 @@ def generate_questions(
     """Chunk id → a generated question, for each passage the generator gave a usable question for.
 
     Greedy completions, ``slots`` at a time on one llama.cpp context (``llm.batch.BatchCompleter``). Answers
-    are appended to ``cache`` (JSONL keyed by generator, prompt and passage text) as they come, so an
+    are appended to ``cache`` (JSONL keyed by generator, recipe and passage text) as they come, so an
     interrupted run keeps its work. ``time_budget_s`` stops generating (not reading the cache) after that long.
     """
     from outpost.llm.batch import BatchCompleter

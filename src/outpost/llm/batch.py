@@ -15,9 +15,8 @@ The llama.cpp C API is used through llama-cpp-python's ctypes bindings: its ``Ll
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,6 @@ from outpost.llm.llamacpp import _plain_cpu_buffers, _route_native_logs
 
 __all__ = ["BatchCompleter"]
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class _Slot:
@@ -38,8 +35,7 @@ class _Slot:
 
     index: int
     pos: int  # the position of the next token fed
-    pending: int = -1  # the token chosen last step, fed in the next pass
-    out: list[int] = field(default_factory=list)
+    generated: int = 0  # tokens chosen so far
     text: str = ""
 
 
@@ -149,8 +145,8 @@ class BatchCompleter:
                 text = self.piece(token)
                 ended = self._is_end(token) or (bool(stop) and stop in text)
                 slot.text += text[: text.index(stop)] if stop and stop in text else "" if ended else text
-                slot.out.append(token)
-                if ended or len(slot.out) >= max_tokens:
+                slot.generated += 1
+                if ended or slot.generated >= max_tokens:
                     yield slot.index, slot.text
                     self._native.llama_memory_seq_rm(self._memory, seq, -1, -1)
                     del slots[seq]
