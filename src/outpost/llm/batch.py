@@ -24,7 +24,7 @@ import numpy as np
 
 from outpost.cpus import usable_cpus
 from outpost.errors import ConfigError, ModelNotFoundError
-from outpost.llm.llamacpp import _plain_cpu_buffers, _route_native_logs
+from outpost.llm.llamacpp import _route_native_logs, plain_cpu_params
 
 __all__ = ["BatchCompleter"]
 
@@ -52,8 +52,7 @@ class BatchCompleter:
         self.slot_ctx = slot_ctx
         _route_native_logs()
         native.llama_backend_init()
-        with _plain_cpu_buffers():
-            model_params = native.llama_model_default_params()
+        model_params = plain_cpu_params(native.llama_model_default_params())
         self._model = native.llama_model_load_from_file(str(path).encode("utf-8"), model_params)
         if not self._model:
             raise ModelNotFoundError(f"llama.cpp could not load {path}")

@@ -49,6 +49,12 @@ PLAIN = (
 PLAIN_STOP = ["\n"]
 
 
+def plain_cpu_params(params: Any) -> Any:
+    """llama.cpp model params without the extra CPU buffer types (see :func:`_plain_cpu_buffers` for why)."""
+    params.use_extra_bufts = False
+    return params
+
+
 @contextmanager
 def _plain_cpu_buffers() -> Iterator[None]:
     """Load weights without llama.cpp's extra CPU buffer types (AMX / repacked layouts).
@@ -63,9 +69,7 @@ def _plain_cpu_buffers() -> Iterator[None]:
     original = native.llama_model_default_params
 
     def plain() -> Any:
-        params = original()
-        params.use_extra_bufts = False
-        return params
+        return plain_cpu_params(original())
 
     native.llama_model_default_params = plain
     try:
