@@ -136,6 +136,20 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 BASE_MODEL = "all-MiniLM-L6-v2"
 
+
+def plain_index(store: Store, base: Any) -> tuple[list[Any], dict[str, str], HybridIndex]:
+    """The collection's passages, chunk id → document, and its plain hybrid: the stored vectors (unit rows) and
+    the collection's BM25, queries embedded by ``base``."""
+    passages = store_passages(store)
+    ids, vectors = collection_vectors(store)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return (
+        passages,
+        {p.id: Path(p.doc).stem for p in passages},
+        HybridIndex(ids, vectors, base.embed, store_bm25(store)),
+    )
+
+
 # The prompt question generation used before the few-shot prefix (one health example, one question at a time):
 # the baseline `generate-rate` measures against.
 ONE_SHOT = (
@@ -145,7 +159,7 @@ ONE_SHOT = (
 
 
 def cmd_generate_rate(args: argparse.Namespace) -> None:
-    """Questions per second and per kept question: one prompt at a time (``LlamaCppModel``, the previous code
+    """Questions per second and kept questions per minute: one prompt at a time (``LlamaCppModel``, the previous code
     path) against ``BatchCompleter`` with the shared few-shot prefix, on the same chunks, in one process.
 
     The chunks come from past the benchmark's own generation sample (``sample_passages`` order from ``--skip``),
@@ -163,11 +177,7 @@ def cmd_generate_rate(args: argparse.Namespace) -> None:
     from outpost.llm.llamacpp import LlamaCppModel
 
     store = base_store()
-    passages = store_passages(store)
-    chunk_doc = {p.id: Path(p.doc).stem for p in passages}
-    ids, vectors = collection_vectors(store)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    plain = HybridIndex(ids, vectors, load_embedder(_settings(), BASE_MODEL).embed, store_bm25(store))
+    passages, chunk_doc, plain = plain_index(store, load_embedder(_settings(), BASE_MODEL))
     sample = sample_passages(passages, args.skip + args.chunks, seed=0)[args.skip :]
     prompts = [QUESTION_PROMPT.format(text=" ".join(p.text.split()[:PROMPT_WORDS])) for p in sample]
     path = generator_path(args.generator)
@@ -317,15 +327,11 @@ def cmd_run(args: argparse.Namespace) -> None:
         torch.set_num_threads(1)  # (the adapter's fit, like train_embedder, then runs many times faster)
     info = machine()
     store = base_store()
-    passages = store_passages(store)
-    texts = {p.id: p.text for p in passages}
-    chunk_doc = {p.id: Path(p.doc).stem for p in passages}
-    unit = _unit(chunk_doc)
-    ids, vectors = collection_vectors(store)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     base = load_embedder(_settings(), BASE_MODEL)
-    bm25 = store_bm25(store)
-    plain = HybridIndex(ids, vectors, base.embed, bm25)
+    passages, chunk_doc, plain = plain_index(store, base)
+    ids, vectors, bm25 = plain.ids, plain.vectors, plain.bm25
+    texts = {p.id: p.text for p in passages}
+    unit = _unit(chunk_doc)
     queries = load_queries()
     train_qrels = {q: r for q, r in load_qrels("train").items() if q in queries}
     evals = {s: _judged({q: r for q, r in load_qrels(s).items() if q in queries}, queries) for s in args.splits}
