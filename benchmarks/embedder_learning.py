@@ -53,6 +53,7 @@ from outpost.finetune.embedder import (
     candidate_index,
     gate,
     generate_questions,
+    judge_pairs,
     judged_pairs,
     mine_pairs,
     rank_metrics,
@@ -312,6 +313,62 @@ def _fine_tuned(
     return index
 
 
+def _judge(
+    args: argparse.Namespace,
+    questions: dict[str, str],
+    texts: dict[str, str],
+    chunk_doc: dict[str, str],
+    plain: HybridIndex,
+) -> Any:
+    """The first ``--judge`` generated questions (sampling order) labelled by the generator as judge
+    (``judge_pairs``: its candidates from the plain hybrid), scores cached in ``judged.jsonl``."""
+    chosen = dict(list(questions.items())[: args.judge])
+    started = time.monotonic()
+    mined = judge_pairs(
+        chosen,
+        texts,
+        chunk_doc,
+        plain.search,
+        generator_path(args.generator),
+        candidates=args.judge_candidates,
+        margin=args.judge_margin,
+        cache=work_dir() / "judged.jsonl",
+        n_threads=args.threads,
+    )
+    log(f"judged {len(chosen)} questions in {time.monotonic() - started:.0f} s: {len(mined.pairs)} kept")
+    return mined
+
+
+def cmd_judge(args: argparse.Namespace) -> None:
+    """Score the first ``--judge`` generated questions against their candidates (cached for ``run --judge``), and
+    say how many the judge keeps, beside the consistency filter on the same questions."""
+    store = base_store()
+    passages, chunk_doc, plain = plain_index(store, load_embedder(_settings(), BASE_MODEL))
+    texts = {p.id: p.text for p in passages}
+    cached = generate_questions(
+        sample_passages(passages, args.max_chunks, seed=0),
+        generator_path(args.generator),
+        work_dir() / "questions.jsonl",
+        time_budget_s=0,
+    )
+    chosen = dict(list(cached.items())[: args.judge])
+    plain.prime(list(chosen.values()))
+    mined = _judge(args, chosen, texts, chunk_doc, plain)
+    consistent = mine_pairs(chosen, chunk_doc, plain.search, k=args.consistency_k, negatives=3)
+    negatives = [len(p.negatives) for p in mined.pairs]
+    print(
+        dump_json(
+            {
+                "questions": len(chosen),
+                "judge_kept": len(mined.pairs),
+                "judge_negatives_mean": float(np.mean(negatives)) if negatives else 0.0,
+                "consistency_kept": len(consistent.pairs),
+                "both_kept": len({p.positive for p in mined.pairs} & {p.positive for p in consistent.pairs}),
+            }
+        )
+    )
+
+
 def _settings() -> Any:
     from outpost.settings import Settings
 
@@ -356,8 +413,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         time_budget_s=0,
     )
     plain.prime(list(cached.values()))
-    mined = mine_pairs(cached, chunk_doc, plain.search, k=args.consistency_k, negatives=3)
-    log(f"generated: {len(cached)} questions, {len(mined.pairs)} kept (own chunk in top {args.consistency_k})")
+    if args.judge:
+        mined = _judge(args, cached, texts, chunk_doc, plain)
+        log(f"generated: {args.judge} of {len(cached)} questions judged, {len(mined.pairs)} kept (own chunk best)")
+    else:
+        mined = mine_pairs(cached, chunk_doc, plain.search, k=args.consistency_k, negatives=3)
+        log(f"generated: {len(cached)} questions, {len(mined.pairs)} kept (own chunk in top {args.consistency_k})")
 
     variants: dict[str, Any] = {"plain hybrid": plain}
     facts: dict[str, Any] = {}
@@ -478,8 +539,24 @@ def main(argv: list[str] | None = None) -> None:
         "--unseen-docs", type=float, default=0.0, help="share of documents the labelled training data never uses"
     )
     run.add_argument("--json", action="store_true")
+    judge = sub.add_parser("judge", help="label generated questions with the generator as judge (cached)")
+    for command in (run, judge):
+        command.add_argument(
+            "--judge",
+            type=int,
+            default=0,
+            help="label the first N generated questions with the generator as "
+            "judge in place of the consistency filter (0: the filter)",
+        )
+        command.add_argument("--judge-candidates", type=int, default=4)
+        command.add_argument("--judge-margin", type=float, default=1.0)
+        command.add_argument("--threads", type=int, default=2)
+    judge.add_argument("--generator", default="gemma3-270m")
+    judge.add_argument("--max-chunks", type=int, default=5000)
+    judge.add_argument("--consistency-k", type=int, default=10)
     args = parser.parse_args(argv)
-    {"generate": cmd_generate, "generate-rate": cmd_generate_rate, "run": cmd_run}[args.cmd](args)
+    commands = {"generate": cmd_generate, "generate-rate": cmd_generate_rate, "run": cmd_run, "judge": cmd_judge}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -179,3 +179,33 @@ def test_store_passages_are_what_the_stored_vectors_embed(
     fresh = embedder.embed([passages[0].text])[0]
     stored = vectors[ids.index(passages[0].id)]
     assert float(fresh @ stored / np.linalg.norm(stored)) > 0.99
+
+
+def test_the_generator_judges_which_chunk_a_question_fits(tmp_path: Path) -> None:
+    """``judge_pairs`` with the real bundled SmolLM2 as judge: a question kept when its own chunk is the likeliest
+    source among the index's candidates, dropped when another document's chunk is; only candidates clearly less
+    likely become negatives; the scores are cached, so a second call runs no model."""
+    from outpost.finetune.embedder import judge_pairs
+    from outpost.llm import resolve_gguf
+
+    index = _dense("all-MiniLM-L6-v2")
+    doc = {p.id: p.doc for p in PASSAGES}
+    questions = {
+        "c-laptop": "Where do I take a broken laptop for repair?",
+        "c-parking": "On which day of the month are salaries paid?",  # the payroll chunk's question, not parking's
+    }
+    cache = tmp_path / "judged.jsonl"
+    judged = judge_pairs(questions, TEXTS, doc, index.search, resolve_gguf("smollm2"), candidates=3, cache=cache)
+    assert [p.positive for p in judged.pairs] == ["c-laptop"] and judged.inconsistent == 1
+    laptop = judged.pairs[0]
+    assert laptop.negatives and all(doc[n] != "laptop.md" for n in laptop.negatives)
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 2 * 4  # each question against its own chunk and 3 candidates
+
+    with pytest.raises(ConfigError, match="No GGUF file"):
+        judge_pairs(questions, TEXTS, doc, index.search, tmp_path / "missing.gguf", cache=cache)
+    again = judge_pairs(
+        questions, TEXTS, doc, index.search, resolve_gguf("smollm2"), candidates=3, margin=1e9, cache=cache
+    )
+    assert cache.read_text().splitlines() == lines  # nothing scored again
+    assert [p.positive for p in again.pairs] == ["c-laptop"] and again.pairs[0].negatives == ()  # none 1e9 nats worse

@@ -55,6 +55,7 @@ __all__ = [
     "generate_questions",
     "MinedPairs",
     "candidate_index",
+    "judge_pairs",
     "judged_pairs",
     "mine_pairs",
     "store_bm25",
@@ -252,6 +253,94 @@ def mine_pairs(
         hard = [c for c in ranked if c != cid and chunk_doc.get(c) != own][:negatives]
         pairs.append(Pair(question, cid, tuple(hard), origin))
     return MinedPairs(pairs, len(questions), dropped)
+
+
+# The generator as a judge (GPL's idea, with the generator in place of a cross-encoder): how likely it is to
+# write the question after reading a chunk. The consistency filter asks the base model whether a question finds its
+# chunk, so it keeps only questions the base model already answers (they teach little), and mined hard negatives
+# are often as relevant as the question's own chunk (they teach harm). The judge answers both from outside the
+# base model.
+JUDGE_CANDIDATES = 4  # best-ranked chunks of other documents scored against each question's own
+JUDGE_MARGIN = 1.0  # nats: a candidate at least this much less likely to have prompted the question is a negative
+
+
+def _judge_key(judge: str, text: str, question: str) -> str:
+    recipe = f"{judge}\0{QUESTION_EXAMPLES}{QUESTION_PROMPT}\0{PROMPT_WORDS}"
+    return hashlib.sha256(f"{recipe}\0{text}\0{question}".encode()).hexdigest()[:32]
+
+
+def _read_scores(path: Path | None) -> dict[str, float]:
+    if path is None or not path.is_file():
+        return {}
+    out: dict[str, float] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            out[str(row["key"])] = float(row["score"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by an interrupted run: scored again
+    return out
+
+
+def judge_pairs(
+    questions: dict[str, str],
+    texts: dict[str, str],
+    chunk_doc: dict[str, str],
+    search: Search,
+    judge: Path,
+    candidates: int = JUDGE_CANDIDATES,
+    margin: float = JUDGE_MARGIN,
+    depth: int = 30,
+    cache: Path | None = None,
+    n_threads: int | None = None,
+    progress: Progress | None = None,
+    slots: int = GENERATION_SLOTS,
+    origin: str = "generated",
+) -> MinedPairs:
+    """Keep each (question, chunk) the judge model finds likelier from its own chunk than from any of the
+    current index's ``candidates`` best chunks of other documents; its negatives are those candidates the judge
+    finds ``margin`` nats less likely (best-ranked first), so a candidate as good as the positive is never one.
+
+    Scores are log P(question | few-shot prefix + the chunk's prompt), from the same prompt that generated the
+    questions; cached in ``cache`` (JSONL keyed by judge, recipe, chunk text and question) as they come.
+    """
+    from outpost.llm.batch import BatchCompleter
+
+    if not judge.is_file():
+        raise ConfigError(f"No GGUF file at {judge}: pass a model file or a bundled name")
+    scored = _read_scores(cache)
+    offered: dict[str, list[str]] = {}
+    for cid, question in questions.items():
+        own = chunk_doc.get(cid)
+        others = [c for c in search(question, depth) if c != cid and chunk_doc.get(c) != own]
+        offered[cid] = [cid, *others[:candidates]]
+    wanted = {
+        _judge_key(judge.name, texts[c], questions[cid]): (c, questions[cid])
+        for cid, chunks in offered.items()
+        for c in chunks
+    }
+    todo = [(key, c, q) for key, (c, q) in wanted.items() if key not in scored]
+    if todo:
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+        pairs = ((QUESTION_PROMPT.format(text=" ".join(texts[c].split()[:PROMPT_WORDS])), " " + q) for _, c, q in todo)
+        with BatchCompleter(judge, slots=slots, n_threads=n_threads) as model:
+            for index, score in model.loglikelihood(pairs, prefix=QUESTION_EXAMPLES):
+                scored[todo[index][0]] = score
+                if cache:
+                    with cache.open("a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"key": todo[index][0], "score": score}) + "\n")
+                if progress:
+                    progress("judge", 1, len(todo))
+    out: list[Pair] = []
+    for cid, chunks in offered.items():
+        question = questions[cid]
+        own, *rest = (scored[_judge_key(judge.name, texts[c], question)] for c in chunks)
+        if any(score >= own for score in rest):
+            continue
+        negatives = tuple(c for c, score in zip(chunks[1:], rest) if score <= own - margin)
+        out.append(Pair(question, cid, negatives, origin))
+    return MinedPairs(out, len(questions), len(questions) - len(out))
 
 
 def judged_pairs(

@@ -9,6 +9,10 @@ a one-at-a-time run where two tokens nearly tie, because llama.cpp's arithmetic 
 (measured: 11 of 15 NFCorpus questions identical with 8 slots vs 1); a rerun with the same prompts and slots
 repeats itself.
 
+:meth:`BatchCompleter.loglikelihood` scores fixed continuations the same way, many sequences per pass: how likely
+the model finds a question after a passage is what lets the generator judge which passages a question fits
+(``finetune.embedder.judge_pairs``).
+
 The llama.cpp C API is used through llama-cpp-python's ctypes bindings: its ``Llama`` class holds one sequence.
 """
 
@@ -184,17 +188,65 @@ class BatchCompleter:
             tokens = self.tokenize(prompt, bos=not shared)
             if not tokens:  # nothing to continue from (the prefix's own last logits are not kept)
                 raise ConfigError(f"prompt {index} is empty: every prompt needs text to complete")
-            keep = self.slot_ctx - shared - max_tokens - 1
-            if len(tokens) > keep:  # a BOS the model wants stays first
-                lead = tokens[:1] if not shared and self._add_bos else []
-                tokens = lead + tokens[len(tokens) - keep + len(lead) :]
+            tokens = self._keep_end(tokens, self.slot_ctx - shared - max_tokens - 1, shared)
             if shared:  # the prefix's cells now also belong to this sequence (a unified cache: no copy)
                 self._native.llama_memory_seq_cp(self._memory, self.slots, seq, -1, -1)
             feed += [(seq, t, shared + p, p == len(tokens) - 1) for p, t in enumerate(tokens)]
             slots[seq] = _Slot(index, shared + len(tokens))
 
+    def _keep_end(self, tokens: list[int], keep: int, shared: int) -> list[int]:
+        """``tokens`` cut to ``keep``: the end stays (what comes next follows it), and so does a BOS the model
+        wants first when there is no shared prefix to carry it."""
+        if len(tokens) <= keep:
+            return tokens
+        lead = tokens[:1] if not shared and self._add_bos else []
+        return lead + tokens[len(tokens) - keep + len(lead) :]
+
+    # -- scoring ---------------------------------------------------------------------------------------
+
+    def loglikelihood(self, pairs: Iterable[tuple[str, str]], prefix: str = "") -> Iterator[tuple[int, float]]:
+        """(pair index, log P(continuation | prefix + context)) for each (context, continuation), in order.
+
+        The sum of the continuation tokens' log-probabilities: for one continuation scored against several
+        contexts the token count is the same, so sums rank the contexts the way means would. ``slots`` pairs
+        share each forward pass; a context too long for its slot loses its start (as in :meth:`complete`), the
+        continuation is kept whole.
+        """
+        self._native.llama_memory_clear(self._memory, True)
+        shared = self._start_prefix(prefix)
+        queue = list(enumerate(pairs))
+        for start in range(0, len(queue), self.slots):
+            feed: list[tuple[int, int, int, bool]] = []
+            targets: list[list[int]] = []  # per sequence: the continuation tokens its logits rows predict
+            for seq, (index, (context, continuation)) in enumerate(queue[start : start + self.slots]):
+                head = self.tokenize(context, bos=not shared)
+                tail = self.tokenize(continuation, bos=False)
+                if not head or not tail:
+                    raise ConfigError(f"pair {index} needs both a context and a continuation")
+                room = self.slot_ctx - shared - len(tail)
+                if room < 1:
+                    raise ConfigError(f"pair {index}: its continuation alone fills a {self.slot_ctx}-token slot")
+                tokens = self._keep_end(head, room, shared) + tail
+                if shared:
+                    self._native.llama_memory_seq_cp(self._memory, self.slots, seq, -1, -1)
+                first = len(tokens) - len(tail) - 1  # the row that predicts the continuation's first token
+                feed += [(seq, t, shared + p, p >= first and p < len(tokens) - 1) for p, t in enumerate(tokens)]
+                targets.append(tail)
+            rows = self._decode_rows(feed)
+            for seq, tail in enumerate(targets):
+                own = [row for (s, *_), row in zip(feed, rows) if s == seq and row is not None]
+                logits = np.stack(own).astype(np.float64)
+                peak = logits.max(axis=1, keepdims=True)
+                logz = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+                yield queue[start + seq][0], float((logits[np.arange(len(tail)), tail] - logz).sum())
+                self._native.llama_memory_seq_rm(self._memory, seq, -1, -1)
+
     def _decode(self, feed: list[tuple[int, int, int, bool]]) -> dict[int, np.ndarray]:
-        """One forward pass over ``feed``; each sequence's logits row where logits were asked for."""
+        """One forward pass over ``feed``; each sequence's last logits row where logits were asked for."""
+        return {seq: row for (seq, *_), row in zip(feed, self._decode_rows(feed)) if row is not None}
+
+    def _decode_rows(self, feed: list[tuple[int, int, int, bool]]) -> list[np.ndarray | None]:
+        """One forward pass over ``feed``; the logits row of each entry that asked for one (None otherwise)."""
         batch = self._batch
         for i, (seq, token, pos, logits) in enumerate(feed):  # at most slots × slot_ctx: see _fill
             batch.token[i] = token
@@ -206,9 +258,8 @@ class BatchCompleter:
         status = self._native.llama_decode(self._ctx, batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed ({status}) on a pass of {len(feed)} tokens")
-        rows: dict[int, np.ndarray] = {}
-        for i, (seq, _, _, logits) in enumerate(feed):
-            if logits:
-                pointer: Any = self._native.llama_get_logits_ith(self._ctx, i)
-                rows[seq] = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        rows: list[np.ndarray | None] = []
+        for i, (_, _, _, logits) in enumerate(feed):
+            pointer: Any = self._native.llama_get_logits_ith(self._ctx, i) if logits else None
+            rows.append(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)) if logits else None)
         return rows
