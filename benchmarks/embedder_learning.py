@@ -339,6 +339,33 @@ def _judge(
     return mined
 
 
+def _judge_gaps(
+    args: argparse.Namespace,
+    chosen: dict[str, str],
+    texts: dict[str, str],
+    chunk_doc: dict[str, str],
+    plain: HybridIndex,
+) -> tuple[list[float], int]:
+    """For kept questions, how many nats likelier the judge finds the own chunk than each candidate (read from the
+    score cache, candidates as ``judge_pairs`` draws them); and how many questions miss their own chunk in the
+    hybrid's top 30."""
+    from outpost.finetune.embedder import _judge_key, _read_scores
+
+    scores = _read_scores(work_dir() / "judged.jsonl")
+    name = generator_path(args.generator).name
+    gaps: list[float] = []
+    missed = 0
+    for cid, question in chosen.items():
+        ranked = plain.search(question, 30)
+        missed += cid not in ranked
+        others = [c for c in ranked if c != cid and chunk_doc[c] != chunk_doc[cid]][: args.judge_candidates]
+        own = scores[_judge_key(name, texts[cid], question)]
+        row = [own - scores[_judge_key(name, texts[c], question)] for c in others]
+        if row and min(row) > 0:
+            gaps += row
+    return gaps, missed
+
+
 def cmd_judge(args: argparse.Namespace) -> None:
     """Score the first ``--judge`` generated questions against their candidates (cached for ``run --judge``), and
     say how many the judge keeps, beside the consistency filter on the same questions."""
@@ -356,6 +383,7 @@ def cmd_judge(args: argparse.Namespace) -> None:
     mined = _judge(args, chosen, texts, chunk_doc, plain)
     consistent = mine_pairs(chosen, chunk_doc, plain.search, k=args.consistency_k, negatives=3)
     negatives = [len(p.negatives) for p in mined.pairs]
+    gaps, missed = _judge_gaps(args, chosen, texts, chunk_doc, plain)
     print(
         dump_json(
             {
@@ -364,6 +392,15 @@ def cmd_judge(args: argparse.Namespace) -> None:
                 "judge_negatives_mean": float(np.mean(negatives)) if negatives else 0.0,
                 "consistency_kept": len(consistent.pairs),
                 "both_kept": len({p.positive for p in mined.pairs} & {p.positive for p in consistent.pairs}),
+                "own_chunk_missing_from_hybrid_top30": round(missed / max(1, len(chosen)), 4),
+                "kept_gap_nats_percentiles_10_25_50_75": [
+                    round(float(x), 2) for x in np.percentile(gaps, [10, 25, 50, 75])
+                ]
+                if gaps
+                else [],
+                "kept_gaps_at_least_1_3_5_nats": [round(float(np.mean(np.array(gaps) >= m)), 3) for m in (1, 3, 5)]
+                if gaps
+                else [],
             }
         )
     )
