@@ -349,9 +349,9 @@ def _judge_gaps(
     """For kept questions, how many nats likelier the judge finds the own chunk than each candidate (read from the
     score cache, candidates as ``judge_pairs`` draws them); and how many questions miss their own chunk in the
     hybrid's top 30."""
-    from outpost.finetune.embedder import _judge_key, _read_scores
+    from outpost.finetune.embedder import _judge_key, _read_cache
 
-    scores = _read_scores(work_dir() / "judged.jsonl")
+    scores = _read_cache(work_dir() / "judged.jsonl", "score", float)
     name = generator_path(args.generator).name
     gaps: list[float] = []
     missed = 0

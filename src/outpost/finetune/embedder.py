@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Search = Callable[[str, int], list[str]]  # query text, k → chunk ids, best first
 Progress = Callable[[str, int, int], None]
@@ -146,16 +147,17 @@ def sample_passages(passages: Sequence[Passage], max_chunks: int, seed: int = 0)
     return picked
 
 
-def _read_cache(path: Path | None) -> dict[str, str]:
+def _read_cache(path: Path | None, column: str, kind: Callable[[Any], T]) -> dict[str, T]:
+    """A JSONL cache of ``{"key": ..., column: ...}`` rows as key → ``kind(value)`` (later rows win)."""
     if path is None or not path.is_file():
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, T] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
-            out[str(row["key"])] = str(row["question"])
+            out[str(row["key"])] = kind(row[column])
         except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by an interrupted run: generated again
+            continue  # a line cut short by an interrupted run: done again
     return out
 
 
@@ -188,7 +190,7 @@ def generate_questions(
 
     if not generator.is_file():
         raise ConfigError(f"No GGUF file at {generator}: pass a model file or a bundled name")
-    cached = _read_cache(cache)
+    cached = _read_cache(cache, "question", str)
     keys = {p.id: _prompt_key(generator.name, p.text) for p in passages}
     todo = [p for p in passages if keys[p.id] not in cached]
     if todo and (time_budget_s is None or time_budget_s > 0):  # a zero budget reads the cache only
@@ -271,19 +273,6 @@ def _judge_key(judge: str, text: str, question: str) -> str:
     return hashlib.sha256(f"{recipe}\0{text}\0{question}".encode()).hexdigest()[:32]
 
 
-def _read_scores(path: Path | None) -> dict[str, float]:
-    if path is None or not path.is_file():
-        return {}
-    out: dict[str, float] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            out[str(row["key"])] = float(row["score"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by an interrupted run: scored again
-    return out
-
-
 def judge_pairs(
     questions: dict[str, str],
     texts: dict[str, str],
@@ -310,11 +299,11 @@ def judge_pairs(
 
     if not judge.is_file():
         raise ConfigError(f"No GGUF file at {judge}: pass a model file or a bundled name")
-    scored = _read_scores(cache)
+    scored = _read_cache(cache, "score", float)
     offered: dict[str, list[str]] = {}
     for cid, question in questions.items():
-        own = chunk_doc.get(cid)
-        others = [c for c in search(question, depth) if c != cid and chunk_doc.get(c) != own]
+        own_doc = chunk_doc.get(cid)
+        others = [c for c in search(question, depth) if c != cid and chunk_doc.get(c) != own_doc]
         offered[cid] = [cid, *others[:candidates]]
     wanted = {
         _judge_key(judge.name, texts[c], questions[cid]): (c, questions[cid])
