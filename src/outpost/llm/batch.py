@@ -22,7 +22,7 @@ import ctypes
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -217,7 +217,7 @@ class BatchCompleter:
         queue = list(enumerate(pairs))
         for start in range(0, len(queue), self.slots):
             feed: list[tuple[int, int, int, bool]] = []
-            targets: list[list[int]] = []  # per sequence: the continuation tokens its logits rows predict
+            targets: list[tuple[int, list[int]]] = []  # per sequence: where its rows start in feed, what they predict
             for seq, (index, (context, continuation)) in enumerate(queue[start : start + self.slots]):
                 head = self.tokenize(context, bos=not shared)
                 tail = self.tokenize(continuation, bos=False)
@@ -230,12 +230,11 @@ class BatchCompleter:
                 if shared:
                     self._native.llama_memory_seq_cp(self._memory, self.slots, seq, -1, -1)
                 first = len(tokens) - len(tail) - 1  # the row that predicts the continuation's first token
-                feed += [(seq, t, shared + p, p >= first and p < len(tokens) - 1) for p, t in enumerate(tokens)]
-                targets.append(tail)
+                targets.append((len(feed) + first, tail))
+                feed += [(seq, t, shared + p, first <= p < len(tokens) - 1) for p, t in enumerate(tokens)]
             rows = self._decode_rows(feed)
-            for seq, tail in enumerate(targets):
-                own = [row for (s, *_), row in zip(feed, rows) if s == seq and row is not None]
-                logits = np.stack(own).astype(np.float64)
+            for seq, (row, tail) in enumerate(targets):
+                logits = np.stack(cast(list[np.ndarray], rows[row : row + len(tail)])).astype(np.float64)
                 peak = logits.max(axis=1, keepdims=True)
                 logz = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
                 yield queue[start + seq][0], float((logits[np.arange(len(tail)), tail] - logz).sum())
@@ -260,6 +259,9 @@ class BatchCompleter:
             raise RuntimeError(f"llama_decode failed ({status}) on a pass of {len(feed)} tokens")
         rows: list[np.ndarray | None] = []
         for i, (_, _, _, logits) in enumerate(feed):
-            pointer: Any = self._native.llama_get_logits_ith(self._ctx, i) if logits else None
-            rows.append(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)) if logits else None)
+            if not logits:
+                rows.append(None)
+                continue
+            pointer: Any = self._native.llama_get_logits_ith(self._ctx, i)
+            rows.append(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)))
         return rows
