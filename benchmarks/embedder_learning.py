@@ -313,6 +313,16 @@ def _fine_tuned(
     return index
 
 
+def _cached_questions(args: argparse.Namespace, passages: list[Any]) -> dict[str, str]:
+    """Chunk id → generated question, for the ``--max-chunks`` sample, from the ``generate`` stage's cache only."""
+    return generate_questions(
+        sample_passages(passages, args.max_chunks, seed=0),
+        generator_path(args.generator),
+        work_dir() / "questions.jsonl",
+        time_budget_s=0,
+    )
+
+
 def _judge(
     args: argparse.Namespace,
     questions: dict[str, str],
@@ -349,20 +359,17 @@ def _judge_gaps(
     """For kept questions, how many nats likelier the judge finds the own chunk than each candidate (read from the
     score cache, candidates as ``judge_pairs`` draws them); and how many questions miss their own chunk in the
     hybrid's top 30."""
-    from outpost.finetune.embedder import _judge_key, _read_cache
+    from outpost.finetune.embedder import _judge_key, _read_cache, judge_candidates
 
     scores = _read_cache(work_dir() / "judged.jsonl", "score", float)
     name = generator_path(args.generator).name
     gaps: list[float] = []
-    missed = 0
-    for cid, question in chosen.items():
-        ranked = plain.search(question, 30)
-        missed += cid not in ranked
-        others = [c for c in ranked if c != cid and chunk_doc[c] != chunk_doc[cid]][: args.judge_candidates]
-        own = scores[_judge_key(name, texts[cid], question)]
-        row = [own - scores[_judge_key(name, texts[c], question)] for c in others]
+    for cid, (own, *others) in judge_candidates(chosen, chunk_doc, plain.search, args.judge_candidates).items():
+        mine = scores[_judge_key(name, texts[own], chosen[cid])]
+        row = [mine - scores[_judge_key(name, texts[c], chosen[cid])] for c in others]
         if row and min(row) > 0:
             gaps += row
+    missed = sum(cid not in plain.search(question, 30) for cid, question in chosen.items())
     return gaps, missed
 
 
@@ -372,12 +379,7 @@ def cmd_judge(args: argparse.Namespace) -> None:
     store = base_store()
     passages, chunk_doc, plain = plain_index(store, load_embedder(_settings(), BASE_MODEL))
     texts = {p.id: p.text for p in passages}
-    cached = generate_questions(
-        sample_passages(passages, args.max_chunks, seed=0),
-        generator_path(args.generator),
-        work_dir() / "questions.jsonl",
-        time_budget_s=0,
-    )
+    cached = _cached_questions(args, passages)
     chosen = dict(list(cached.items())[: args.judge])
     plain.prime(list(chosen.values()))
     mined = _judge(args, chosen, texts, chunk_doc, plain)
@@ -443,12 +445,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     touched_docs = {chunk_doc[c] for ex in train_ex for c in ex.positives if c in chunk_doc}
 
     # generated questions (cached by the generate stage), filtered and mined on the plain index
-    cached = generate_questions(
-        sample_passages(passages, args.max_chunks, seed=0),
-        generator_path(args.generator),
-        work_dir() / "questions.jsonl",
-        time_budget_s=0,
-    )
+    cached = _cached_questions(args, passages)
     plain.prime(list(cached.values()))
     if args.judge:
         mined = _judge(args, cached, texts, chunk_doc, plain)

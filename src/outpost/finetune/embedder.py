@@ -55,6 +55,7 @@ __all__ = [
     "generate_questions",
     "MinedPairs",
     "candidate_index",
+    "judge_candidates",
     "judge_pairs",
     "judged_pairs",
     "mine_pairs",
@@ -273,6 +274,19 @@ def _judge_key(judge: str, text: str, question: str) -> str:
     return hashlib.sha256(f"{recipe}\0{text}\0{question}".encode()).hexdigest()[:32]
 
 
+def judge_candidates(
+    questions: dict[str, str], chunk_doc: dict[str, str], search: Search, candidates: int, depth: int = 30
+) -> dict[str, list[str]]:
+    """Chunk id → the chunks the judge scores its question against: the chunk itself first, then the index's
+    ``candidates`` best-ranked chunks of other documents within ``depth``."""
+    offered: dict[str, list[str]] = {}
+    for cid, question in questions.items():
+        own_doc = chunk_doc.get(cid)
+        others = [c for c in search(question, depth) if c != cid and chunk_doc.get(c) != own_doc]
+        offered[cid] = [cid, *others[:candidates]]
+    return offered
+
+
 def judge_pairs(
     questions: dict[str, str],
     texts: dict[str, str],
@@ -300,11 +314,7 @@ def judge_pairs(
     if not judge.is_file():
         raise ConfigError(f"No GGUF file at {judge}: pass a model file or a bundled name")
     scored = _read_cache(cache, "score", float)
-    offered: dict[str, list[str]] = {}
-    for cid, question in questions.items():
-        own_doc = chunk_doc.get(cid)
-        others = [c for c in search(question, depth) if c != cid and chunk_doc.get(c) != own_doc]
-        offered[cid] = [cid, *others[:candidates]]
+    offered = judge_candidates(questions, chunk_doc, search, candidates, depth)
     wanted = {
         _judge_key(judge.name, texts[c], questions[cid]): (c, questions[cid])
         for cid, chunks in offered.items()
